@@ -1,0 +1,494 @@
+//! Capturing pooled per-layer activations: the [`ActivationSink`] push interface, pooling, and
+//! the [`capture`] driver that tokenizes, batches, runs a [`HookedModel`] and writes a
+//! [`store`].
+//!
+//! Shapes: a sink receives `(batch, seq, hidden)` tensors; pooling turns each sequence into
+//! one `hidden`-vector; a store holds `(n_examples, hidden)` matrices per hook, layer, field.
+//! Results do not depend on batch size or padding: sequences are right-padded, attention
+//! masks hide the padding, and pooling reads real tokens only (tests prove it).
+
+pub mod store;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::{HookPoint, HookRequest, HookedModel, TokenBatch};
+pub use store::{Manifest, Store};
+
+/// Pooled activations: `(hook, layer)` → `rows × hidden` values, row-major.
+pub type Pooled = HashMap<(HookPoint, usize), Vec<f32>>;
+
+/// Receives activations from a forward pass, push-style (like ripgrep's `Sink`).
+pub trait ActivationSink {
+    /// Called before the forward pass of each batch.
+    fn begin(&mut self, _batch: &TokenBatch) -> Result<()> {
+        Ok(())
+    }
+    /// One requested activation, `(batch, seq, hidden)`.
+    fn layer(&mut self, hook: HookPoint, layer: usize, states: &Tensor) -> Result<()>;
+    /// Called after the forward pass of each batch.
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Keeps every activation tensor as it comes (for tests and small experiments).
+#[derive(Default)]
+pub struct CollectSink {
+    pub tensors: Vec<(HookPoint, usize, Tensor)>,
+}
+
+impl ActivationSink for CollectSink {
+    fn layer(&mut self, hook: HookPoint, layer: usize, states: &Tensor) -> Result<()> {
+        self.tensors.push((hook, layer, states.clone()));
+        Ok(())
+    }
+}
+
+/// How a sequence's token states become one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pooling {
+    /// The last real (non-pad) token.
+    Last,
+    /// The mean over all real tokens (special tokens included).
+    Mean,
+    /// The mean over the response's tokens (pairs only): tokens whose byte span ends after the
+    /// response start; special tokens (empty spans) excluded.
+    ResponseMean,
+}
+
+impl Pooling {
+    /// Parse `last`, `mean` or `response-mean`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "last" => Ok(Pooling::Last),
+            "mean" => Ok(Pooling::Mean),
+            "response-mean" => Ok(Pooling::ResponseMean),
+            _ => Err(Error::param(
+                "pool",
+                format!("unknown pooling `{s}` (known: last, mean, response-mean)"),
+            )),
+        }
+    }
+
+    /// The name used in manifests and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pooling::Last => "last",
+            Pooling::Mean => "mean",
+            Pooling::ResponseMean => "response-mean",
+        }
+    }
+}
+
+/// One tokenized sequence and the token range `[start, end)` that pooling averages.
+#[derive(Debug, Clone)]
+pub struct PreparedSeq {
+    pub ids: Vec<u32>,
+    pub pool: (usize, usize),
+}
+
+/// Tokenize one example's sequences and compute their pooling ranges.
+pub fn prepare_example(
+    model: &dyn HookedModel,
+    ex: &crate::data::Example,
+    pooling: Pooling,
+    max_tokens: Option<usize>,
+    data_path: &Path,
+) -> Result<Vec<PreparedSeq>> {
+    ex.sequences
+        .iter()
+        .map(|seq| {
+            let toks = model.tokenizer().encode(&seq.text, max_tokens)?;
+            let n = toks.ids.len();
+            if n == 0 {
+                return Err(Error::MalformedLine {
+                    path: data_path.to_path_buf(),
+                    line: ex.line,
+                    reason: "a sequence has no tokens (empty text)".into(),
+                });
+            }
+            let pool = match pooling {
+                Pooling::Last => (n - 1, n),
+                Pooling::Mean => (0, n),
+                Pooling::ResponseMean => {
+                    let start = seq.response_start.ok_or_else(|| {
+                        Error::param("pool", "response-mean needs preference pairs (prompt/chosen/rejected or HH transcripts)")
+                    })?;
+                    let resp: Vec<usize> = toks
+                        .offsets
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, &(a, b))| b > start && b > a)
+                        .map(|(i, _)| i)
+                        .collect();
+                    match (resp.first(), resp.last()) {
+                        (Some(&a), Some(&b)) => (a, b + 1),
+                        _ => {
+                            return Err(Error::MalformedLine {
+                                path: data_path.to_path_buf(),
+                                line: ex.line,
+                                reason: "the response has no tokens (empty reply)".into(),
+                            })
+                        }
+                    }
+                }
+            };
+            Ok(PreparedSeq {
+                ids: toks.ids,
+                pool,
+            })
+        })
+        .collect()
+}
+
+/// Pools each `(batch, seq, hidden)` activation into rows of per-(hook, layer) buffers.
+pub struct PoolingSink {
+    hidden: usize,
+    /// For the current batch: (destination row, pooling range) per batch row.
+    targets: Vec<(usize, (usize, usize))>,
+    /// (hook, layer) → rows × hidden, row-major.
+    pub buffers: Pooled,
+    rows: usize,
+}
+
+impl PoolingSink {
+    /// A sink for `rows` pooled rows of width `hidden`.
+    pub fn new(rows: usize, hidden: usize) -> Self {
+        Self {
+            hidden,
+            targets: Vec::new(),
+            buffers: HashMap::new(),
+            rows,
+        }
+    }
+
+    /// Set where the rows of the next batch go.
+    pub fn set_targets(&mut self, targets: Vec<(usize, (usize, usize))>) {
+        self.targets = targets;
+    }
+}
+
+impl ActivationSink for PoolingSink {
+    fn layer(&mut self, hook: HookPoint, layer: usize, states: &Tensor) -> Result<()> {
+        let (b, s, d) = states.dims3()?;
+        if d != self.hidden || b != self.targets.len() {
+            return Err(Error::ShapeMismatch {
+                what: format!("activation {hook} layer {layer}"),
+                left_name: "expected (batch, *, hidden)".into(),
+                left: vec![self.targets.len(), s, self.hidden],
+                right_name: "model output".into(),
+                right: vec![b, s, d],
+            });
+        }
+        let flat: Vec<f32> = states.flatten_all()?.to_vec1()?;
+        let (rows, hidden) = (self.rows, self.hidden);
+        let buf = self
+            .buffers
+            .entry((hook, layer))
+            .or_insert_with(|| vec![0f32; rows * hidden]);
+        let mut acc = vec![0f64; d];
+        for (bi, &(dest, (a, z))) in self.targets.iter().enumerate() {
+            acc.iter_mut().for_each(|v| *v = 0.0);
+            for t in a..z {
+                let row = &flat[(bi * s + t) * d..(bi * s + t + 1) * d];
+                for (av, &x) in acc.iter_mut().zip(row) {
+                    *av += x as f64;
+                }
+            }
+            let inv = 1.0 / (z - a) as f64;
+            for (o, av) in buf[dest * d..(dest + 1) * d].iter_mut().zip(&acc) {
+                *o = (av * inv) as f32;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Pool the requested activations of `seqs` (in any order) into per-(hook, layer) matrices of
+/// `seqs.len()` rows, in `seqs` order.
+///
+/// Sequences are sorted by length and cut into batches of `batch_size` to limit padding; on
+/// CPU each batch is split across the machine's cores, one single-threaded BLAS each (the
+/// results do not depend on the split: tests check batch-size invariance).
+pub fn pool_sequences(
+    model: &dyn HookedModel,
+    seqs: &[PreparedSeq],
+    hooks: &HookRequest,
+    batch_size: usize,
+    device: &Device,
+    on_batch: impl FnMut(usize, usize) + Send,
+) -> Result<Pooled> {
+    let hidden = model.info().hidden_size;
+    let mut order: Vec<usize> = (0..seqs.len()).collect();
+    order.sort_by_key(|&i| (seqs[i].ids.len(), i));
+    let workers = if matches!(device, Device::Cpu) {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        1
+    };
+    // Sub-batches: each batch split into `workers` nearly equal parts.
+    let mut subs: Vec<Vec<usize>> = Vec::new();
+    for chunk in order.chunks(batch_size.max(1)) {
+        let w = workers.min(chunk.len());
+        let per = chunk.len().div_ceil(w);
+        subs.extend(chunk.chunks(per).map(|c| c.to_vec()));
+    }
+    let workers = workers.min(subs.len()).max(1);
+    let on_batch = std::sync::Mutex::new(on_batch);
+    let run = |mine: Vec<&Vec<usize>>| -> Result<PoolingSink> {
+        let mut sink = PoolingSink::new(seqs.len(), hidden);
+        for sub in mine {
+            let ids: Vec<&[u32]> = sub.iter().map(|&i| seqs[i].ids.as_slice()).collect();
+            let batch = TokenBatch::new(&ids, model.pad_id(), device)?;
+            sink.set_targets(sub.iter().map(|&i| (i, seqs[i].pool)).collect());
+            sink.begin(&batch)?;
+            model.forward_hooked(&batch, hooks, &mut sink)?;
+            sink.finish()?;
+            let tokens = ids.iter().map(|s| s.len()).sum();
+            (on_batch.lock().expect("progress callback panicked"))(sub.len(), tokens);
+        }
+        Ok(sink)
+    };
+    let sinks: Vec<PoolingSink> = if workers == 1 {
+        vec![run(subs.iter().collect())?]
+    } else {
+        let _blas = crate::model::linear::BlasThreads::set(1);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let mine: Vec<&Vec<usize>> = subs.iter().skip(w).step_by(workers).collect();
+                    let run = &run;
+                    scope.spawn(move || run(mine))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("capture worker panicked"))
+                .collect::<Result<Vec<_>>>()
+        })?
+    };
+    // Each row was written by exactly one worker; the others left it at zero.
+    let mut it = sinks.into_iter();
+    let mut merged = it.next().expect("at least one worker").buffers;
+    for sink in it {
+        for (key, buf) in sink.buffers {
+            match merged.get_mut(&key) {
+                Some(m) => m.iter_mut().zip(&buf).for_each(|(a, b)| *a += b),
+                None => {
+                    merged.insert(key, buf);
+                }
+            }
+        }
+    }
+    Ok(merged)
+}
+
+/// Reports capture progress (the library never prints).
+pub trait Progress: Send {
+    /// `total` examples to do, `done` of them already in the store (resume).
+    fn start(&mut self, _total: usize, _done: usize) {}
+    /// Sequences and real tokens just processed.
+    fn advance(&mut self, _sequences: usize, _tokens: usize) {}
+    /// Examples now safely written.
+    fn part_written(&mut self, _examples_done: usize) {}
+    fn finish(&mut self) {}
+}
+
+/// A [`Progress`] that ignores everything.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// Which layers to capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerSelection {
+    All,
+    List(Vec<usize>),
+}
+
+impl LayerSelection {
+    /// Parse `all` or a comma-separated list such as `0,4,8`.
+    pub fn parse(s: &str) -> Result<Self> {
+        if s == "all" {
+            return Ok(LayerSelection::All);
+        }
+        let mut v = Vec::new();
+        for part in s.split(',') {
+            let p = part.trim();
+            v.push(p.parse::<usize>().map_err(|_| {
+                Error::param(
+                    "layers",
+                    format!("`{p}` is not a layer number (use `all` or e.g. `0,4,8`)"),
+                )
+            })?);
+        }
+        v.sort_unstable();
+        v.dedup();
+        Ok(LayerSelection::List(v))
+    }
+}
+
+/// Capture parameters as given (see [`CaptureParams::check`]).
+#[derive(Debug, Clone)]
+pub struct CaptureParams {
+    pub pooling: Pooling,
+    pub hooks: Vec<HookPoint>,
+    pub layers: LayerSelection,
+    pub batch_size: usize,
+    pub max_tokens: Option<usize>,
+    pub part_size: usize,
+    pub resume: bool,
+    pub force: bool,
+}
+
+impl Default for CaptureParams {
+    fn default() -> Self {
+        Self {
+            pooling: Pooling::Last,
+            hooks: vec![HookPoint::ResidPost],
+            layers: LayerSelection::All,
+            batch_size: 8,
+            max_tokens: Some(512),
+            part_size: 256,
+            resume: false,
+            force: false,
+        }
+    }
+}
+
+/// Checked capture parameters.
+#[derive(Debug, Clone)]
+pub struct ValidCaptureParams(CaptureParams);
+
+impl std::ops::Deref for ValidCaptureParams {
+    type Target = CaptureParams;
+    fn deref(&self) -> &CaptureParams {
+        &self.0
+    }
+}
+
+impl CaptureParams {
+    /// Check the parameters once, at the boundary.
+    pub fn check(self) -> Result<ValidCaptureParams> {
+        if self.batch_size == 0 {
+            return Err(Error::param("batch-size", "must be at least 1"));
+        }
+        if self.part_size == 0 {
+            return Err(Error::param("part-size", "must be at least 1"));
+        }
+        if self.max_tokens == Some(0) {
+            return Err(Error::param("max-tokens", "must be at least 1"));
+        }
+        if self.hooks.is_empty() {
+            return Err(Error::param("hooks", "name at least one hook point"));
+        }
+        if self.resume && self.force {
+            return Err(Error::param(
+                "resume",
+                "--resume and --force exclude each other",
+            ));
+        }
+        let mut p = self;
+        p.hooks.sort();
+        p.hooks.dedup();
+        Ok(ValidCaptureParams(p))
+    }
+}
+
+impl ValidCaptureParams {
+    /// The hook request for a model of `n_layers` blocks.
+    pub fn hook_request(&self, n_layers: usize) -> Result<HookRequest> {
+        match &self.layers {
+            LayerSelection::All => Ok(HookRequest::all_layers(&self.hooks, n_layers)),
+            LayerSelection::List(l) => HookRequest::new(&self.hooks, l, n_layers),
+        }
+    }
+}
+
+/// What a capture did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptureSummary {
+    pub examples: usize,
+    pub parts_written: usize,
+    pub parts_skipped: usize,
+    pub tokens: usize,
+}
+
+/// Capture `data` through `model` into the store at `out`.
+///
+/// ```no_run
+/// use repdrift::capture::{capture, CaptureParams, NoProgress};
+/// let dev = candle_core::Device::Cpu;
+/// let model = repdrift::model::load("models/all-minilm-l6-v2".as_ref(), &dev).unwrap();
+/// let data = repdrift::data::read_jsonl("probes/data/source.jsonl".as_ref(), None).unwrap();
+/// let params = CaptureParams::default().check().unwrap();
+/// capture(model.as_ref(), &data, "out/store".as_ref(), &params, &dev, &mut NoProgress).unwrap();
+/// ```
+pub fn capture(
+    model: &dyn HookedModel,
+    data: &Dataset,
+    out: &Path,
+    params: &ValidCaptureParams,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<CaptureSummary> {
+    let hooks = params.hook_request(model.info().n_layers)?;
+    if params.pooling == Pooling::ResponseMean && data.format == crate::data::DataFormat::Text {
+        return Err(Error::param(
+            "pool",
+            "response-mean needs preference pairs (prompt/chosen/rejected or HH transcripts)",
+        ));
+    }
+    // Tokenize everything first: bad lines fail before anything is written.
+    let prepared: Vec<Vec<PreparedSeq>> = data
+        .examples
+        .iter()
+        .map(|ex| prepare_example(model, ex, params.pooling, params.max_tokens, &data.path))
+        .collect::<Result<_>>()?;
+    let manifest = Manifest::plan(model.info(), data, params, &hooks);
+    let mut writer = store::StoreWriter::open(out, manifest, params.resume, params.force)?;
+    let n_fields = data.format.fields().len();
+    let total = data.examples.len();
+    let done_before = writer.examples_done();
+    progress.start(total, done_before);
+    let mut summary = CaptureSummary {
+        examples: total,
+        parts_written: 0,
+        parts_skipped: writer.parts_done(),
+        tokens: 0,
+    };
+    for part in writer.parts_todo() {
+        let (start, rows) = (part.start, part.rows);
+        let seqs: Vec<PreparedSeq> = prepared[start..start + rows]
+            .iter()
+            .flat_map(|s| s.iter().cloned())
+            .collect();
+        let mut tokens = 0usize;
+        let buffers = pool_sequences(model, &seqs, &hooks, params.batch_size, device, |n, t| {
+            tokens += t;
+            progress.advance(n, t);
+        })?;
+        summary.tokens += tokens;
+        let n_tokens: Vec<i64> = seqs.iter().map(|s| s.ids.len() as i64).collect();
+        writer.write_part(
+            part.index,
+            &buffers,
+            n_fields,
+            &n_tokens,
+            &data.examples[start..start + rows],
+        )?;
+        summary.parts_written += 1;
+        progress.part_written(start + rows);
+    }
+    writer.finish()?;
+    progress.finish();
+    Ok(summary)
+}

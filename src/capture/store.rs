@@ -1,0 +1,590 @@
+//! The activation store: a documented on-disk format (see the README) that NumPy and the
+//! `safetensors` Python package can read, written part by part, atomically.
+//!
+//! ```text
+//! STORE/manifest.json
+//! STORE/{hook}/layer_{LLL}/part_{PPPPP}.safetensors   one 2-D F32 tensor per field, (rows, hidden)
+//! STORE/examples/part_{PPPPP}.safetensors             n_tokens I64 (rows, n_fields), numeric extras F64 (rows,)
+//! ```
+//! A part is the unit of atomic write and of resume: its files are renamed into place, then
+//! the manifest (rewritten atomically) lists it. `capture --resume` continues at the first
+//! part the manifest does not list; the finished store is bit-identical to an uninterrupted
+//! run (the manifest holds no timestamps).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use ndarray::Array2;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use super::ValidCaptureParams;
+use crate::data::{DataFormat, Dataset, Example};
+use crate::error::{Error, Result};
+use crate::io::write_atomic;
+use crate::model::{HookPoint, HookRequest, ModelInfo};
+
+/// The value of `manifest.format`.
+pub const STORE_FORMAT: &str = "repdrift-activations";
+/// The value of `manifest.version`.
+pub const STORE_VERSION: u32 = 1;
+
+/// The model a store was captured from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestModel {
+    pub path: PathBuf,
+    pub architecture: String,
+    pub source: String,
+    pub sha256: String,
+    pub n_layers: usize,
+    pub hidden_size: usize,
+}
+
+/// The data set a store was captured from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestDataset {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub format: DataFormat,
+    pub n_examples: usize,
+}
+
+/// One part: examples `[start, start + rows)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartInfo {
+    pub index: usize,
+    pub start: usize,
+    pub rows: usize,
+}
+
+/// `STORE/manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    pub repdrift_version: String,
+    pub model: ManifestModel,
+    pub dataset: ManifestDataset,
+    pub pooling: super::Pooling,
+    pub max_tokens: Option<usize>,
+    pub batch_size: usize,
+    pub part_size: usize,
+    /// Hook names, in store order.
+    pub hooks: Vec<HookPoint>,
+    /// Captured layers per hook name.
+    pub layers: BTreeMap<String, Vec<usize>>,
+    /// Activation fields: `["text"]` or `["chosen", "rejected"]`.
+    pub fields: Vec<String>,
+    pub dtype: String,
+    /// Per-example tensors in `examples/part_*.safetensors`.
+    pub example_fields: Vec<String>,
+    /// Every part of the finished store.
+    pub planned_parts: Vec<PartInfo>,
+    /// Parts written so far (all of `planned_parts` when `complete`).
+    pub parts: Vec<PartInfo>,
+    pub complete: bool,
+}
+
+fn numeric_extras(examples: &[Example]) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    if let Some(first) = examples.first() {
+        for (k, v) in &first.extras {
+            if v.is_number()
+                && examples
+                    .iter()
+                    .all(|e| e.extras.get(k).is_some_and(|x| x.is_number()))
+            {
+                keys.push(k.clone());
+            }
+        }
+    }
+    keys.sort();
+    keys
+}
+
+impl Manifest {
+    /// The manifest of a store about to be captured.
+    pub fn plan(
+        model: &ModelInfo,
+        data: &Dataset,
+        params: &ValidCaptureParams,
+        hooks: &HookRequest,
+    ) -> Self {
+        let mut layers: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (h, l) in hooks.points() {
+            layers.entry(h.name().to_string()).or_default().push(l);
+        }
+        let n = data.examples.len();
+        let planned_parts = (0..n.div_ceil(params.part_size))
+            .map(|i| PartInfo {
+                index: i,
+                start: i * params.part_size,
+                rows: params.part_size.min(n - i * params.part_size),
+            })
+            .collect();
+        let mut example_fields = vec!["n_tokens".to_string()];
+        example_fields.extend(numeric_extras(&data.examples));
+        Manifest {
+            format: STORE_FORMAT.into(),
+            version: STORE_VERSION,
+            repdrift_version: env!("CARGO_PKG_VERSION").into(),
+            model: ManifestModel {
+                path: model.path.clone(),
+                architecture: model.architecture.clone(),
+                source: model.source.clone(),
+                sha256: model.weights_sha256.clone(),
+                n_layers: model.n_layers,
+                hidden_size: model.hidden_size,
+            },
+            dataset: ManifestDataset {
+                path: data.path.clone(),
+                sha256: data.sha256.clone(),
+                format: data.format,
+                n_examples: n,
+            },
+            pooling: params.pooling,
+            max_tokens: params.max_tokens,
+            batch_size: params.batch_size,
+            part_size: params.part_size,
+            hooks: params.hooks.clone(),
+            layers,
+            fields: data.format.fields().iter().map(|s| s.to_string()).collect(),
+            dtype: "F32".into(),
+            example_fields,
+            planned_parts,
+            parts: Vec::new(),
+            complete: false,
+        }
+    }
+
+    /// The same capture, ignoring progress (`parts`, `complete`).
+    fn same_job(&self, other: &Manifest) -> bool {
+        let strip = |m: &Manifest| {
+            let mut m = m.clone();
+            m.parts.clear();
+            m.complete = false;
+            m
+        };
+        strip(self) == strip(other)
+    }
+
+    /// The number of examples.
+    pub fn n_examples(&self) -> usize {
+        self.dataset.n_examples
+    }
+
+    /// The captured layers of `hook`.
+    pub fn layers_of(&self, hook: HookPoint) -> &[usize] {
+        self.layers
+            .get(hook.name())
+            .map(|v| v.as_slice())
+            .unwrap_or(&[])
+    }
+}
+
+/// `STORE/{hook}/layer_{LLL}/part_{PPPPP}.safetensors`.
+pub fn part_path(dir: &Path, hook: HookPoint, layer: usize, part: usize) -> PathBuf {
+    dir.join(hook.name())
+        .join(format!("layer_{layer:03}"))
+        .join(format!("part_{part:05}.safetensors"))
+}
+
+/// `STORE/examples/part_{PPPPP}.safetensors`.
+pub fn examples_path(dir: &Path, part: usize) -> PathBuf {
+    dir.join("examples")
+        .join(format!("part_{part:05}.safetensors"))
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn serialize(
+    tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>,
+    meta: Option<(String, String)>,
+) -> Result<Vec<u8>> {
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| {
+            TensorView::new(*d, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| Error::param("store", format!("cannot build tensor `{n}`: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    let info = meta.map(|(k, v)| HashMap::from([(k, v)]));
+    safetensors::tensor::serialize(views, info)
+        .map_err(|e| Error::param("store", format!("cannot serialize part: {e}")))
+}
+
+/// Writes a store part by part; resumes an interrupted one.
+pub struct StoreWriter {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+impl StoreWriter {
+    /// Open `dir` for the job described by `plan`: a new or empty directory; with `resume` an
+    /// unfinished store of the same job; with `force` anything (its contents are removed).
+    pub fn open(dir: &Path, plan: Manifest, resume: bool, force: bool) -> Result<Self> {
+        let manifest_path = dir.join("manifest.json");
+        let non_empty = dir.is_dir()
+            && std::fs::read_dir(dir)
+                .map_err(|e| Error::io(dir, e))?
+                .next()
+                .is_some();
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::InvalidStore {
+                path: dir.to_path_buf(),
+                reason: "exists and is not a directory".into(),
+            });
+        }
+        let manifest = if non_empty && force {
+            for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+                let p = entry.map_err(|e| Error::io(dir, e))?.path();
+                let r = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+                r.map_err(|e| Error::io(&p, e))?;
+            }
+            plan
+        } else if non_empty && resume {
+            let old = read_manifest(dir)?;
+            if !old.same_job(&plan) {
+                return Err(Error::InvalidStore {
+                    path: dir.to_path_buf(),
+                    reason: "cannot resume: the store was captured with another model, data set or parameters (use --force to start over)".into(),
+                });
+            }
+            old
+        } else if non_empty {
+            return Err(Error::StoreExists {
+                path: dir.to_path_buf(),
+            });
+        } else {
+            plan
+        };
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let w = Self {
+            dir: dir.to_path_buf(),
+            manifest,
+        };
+        if !manifest_path.exists() {
+            w.write_manifest()?;
+        }
+        Ok(w)
+    }
+
+    fn write_manifest(&self) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(&self.manifest).map_err(|e| Error::Json {
+            path: self.dir.join("manifest.json"),
+            source: e,
+        })?;
+        bytes.push(b'\n');
+        write_atomic(&self.dir.join("manifest.json"), &bytes)
+    }
+
+    /// Parts already written.
+    pub fn parts_done(&self) -> usize {
+        self.manifest.parts.len()
+    }
+
+    /// Examples already written.
+    pub fn examples_done(&self) -> usize {
+        self.manifest.parts.iter().map(|p| p.rows).sum()
+    }
+
+    /// Parts still to write, in order.
+    pub fn parts_todo(&self) -> Vec<PartInfo> {
+        self.manifest.planned_parts[self.manifest.parts.len()..].to_vec()
+    }
+
+    /// Write one part: `buffers[(hook, layer)]` holds `rows × n_fields` pooled rows, example
+    /// by example with fields interleaved; `n_tokens` one count per sequence in that order.
+    pub fn write_part(
+        &mut self,
+        index: usize,
+        buffers: &super::Pooled,
+        n_fields: usize,
+        n_tokens: &[i64],
+        examples: &[Example],
+    ) -> Result<()> {
+        let expected = self.manifest.planned_parts[self.manifest.parts.len()];
+        assert_eq!(expected.index, index, "parts are written in order");
+        let rows = expected.rows;
+        let d = self.manifest.model.hidden_size;
+        for &hook in &self.manifest.hooks {
+            for &layer in self.manifest.layers_of(hook) {
+                let buf = buffers
+                    .get(&(hook, layer))
+                    .ok_or_else(|| Error::InvalidStore {
+                        path: self.dir.clone(),
+                        reason: format!("model produced no activation for {hook} layer {layer}"),
+                    })?;
+                let mut tensors = Vec::new();
+                for (fi, field) in self.manifest.fields.iter().enumerate() {
+                    let mut m = Vec::with_capacity(rows * d);
+                    for r in 0..rows {
+                        let s = r * n_fields + fi;
+                        m.extend_from_slice(&buf[s * d..(s + 1) * d]);
+                    }
+                    tensors.push((field.clone(), Dtype::F32, vec![rows, d], f32_bytes(&m)));
+                }
+                write_atomic(
+                    &part_path(&self.dir, hook, layer, index),
+                    &serialize(tensors, None)?,
+                )?;
+            }
+        }
+        let mut tensors = vec![(
+            "n_tokens".to_string(),
+            Dtype::I64,
+            vec![rows, n_fields],
+            n_tokens.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        )];
+        for key in self.manifest.example_fields.iter().skip(1) {
+            let vals: Vec<u8> = examples
+                .iter()
+                .flat_map(|e| {
+                    e.extras
+                        .get(key)
+                        .and_then(|v| v.as_f64())
+                        .unwrap_or(f64::NAN)
+                        .to_le_bytes()
+                })
+                .collect();
+            tensors.push((key.clone(), Dtype::F64, vec![rows], vals));
+        }
+        let extras: Vec<serde_json::Value> = examples
+            .iter()
+            .map(|e| {
+                let mut m = e.extras.clone();
+                m.insert("line".into(), e.line.into());
+                serde_json::Value::Object(m)
+            })
+            .collect();
+        let meta = serde_json::to_string(&extras).expect("JSON values serialize");
+        write_atomic(
+            &examples_path(&self.dir, index),
+            &serialize(tensors, Some(("extras".into(), meta)))?,
+        )?;
+        self.manifest.parts.push(expected);
+        self.write_manifest()
+    }
+
+    /// Mark the store complete.
+    pub fn finish(mut self) -> Result<Manifest> {
+        self.manifest.complete = self.manifest.parts.len() == self.manifest.planned_parts.len();
+        self.write_manifest()?;
+        Ok(self.manifest)
+    }
+}
+
+fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let m: Manifest = serde_json::from_str(&text).map_err(|e| Error::Json {
+        path: path.clone(),
+        source: e,
+    })?;
+    if m.format != STORE_FORMAT || m.version != STORE_VERSION {
+        return Err(Error::InvalidStore {
+            path,
+            reason: format!(
+                "format `{}` version {} is not `{STORE_FORMAT}` version {STORE_VERSION}",
+                m.format, m.version
+            ),
+        });
+    }
+    Ok(m)
+}
+
+/// A finished store, opened for reading.
+///
+/// ```no_run
+/// use repdrift::capture::Store;
+/// use repdrift::model::HookPoint;
+/// let store = Store::open("out/store".as_ref()).unwrap();
+/// for part in store.parts(HookPoint::ResidPost, 12, "chosen").unwrap() {
+///     let x = part.unwrap(); // (rows, hidden)
+///     println!("{:?}", x.dim());
+/// }
+/// ```
+pub struct Store {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+/// Per-example data of one part.
+#[derive(Debug, Clone)]
+pub struct ExamplesPart {
+    /// `(rows, n_fields)` token counts.
+    pub n_tokens: Array2<i64>,
+    /// Numeric extra fields (e.g. `label`), one value per row.
+    pub numeric: BTreeMap<String, Vec<f64>>,
+    /// All extra fields of each example, with its source `line`.
+    pub extras: Vec<serde_json::Value>,
+}
+
+impl Store {
+    /// Open a complete store.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let manifest = read_manifest(dir)?;
+        if !manifest.complete {
+            return Err(Error::InvalidStore {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "incomplete: {} of {} parts written; finish it with `repdrift capture --resume`",
+                    manifest.parts.len(),
+                    manifest.planned_parts.len()
+                ),
+            });
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            manifest,
+        })
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn check_request(&self, hook: HookPoint, layer: usize, field: &str) -> Result<()> {
+        if !self.manifest.fields.iter().any(|f| f == field) {
+            return Err(Error::InvalidStore {
+                path: self.dir.clone(),
+                reason: format!(
+                    "no field `{field}` (fields: {})",
+                    self.manifest.fields.join(", ")
+                ),
+            });
+        }
+        let layers = self.manifest.layers_of(hook);
+        if !layers.contains(&layer) {
+            return Err(Error::InvalidStore {
+                path: self.dir.clone(),
+                reason: format!("no {hook} layer {layer} (captured: {layers:?})"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Stream the parts of one `(hook, layer, field)` matrix, each `(rows, hidden)`, in order.
+    pub fn parts(
+        &self,
+        hook: HookPoint,
+        layer: usize,
+        field: &str,
+    ) -> Result<impl Iterator<Item = Result<Array2<f32>>> + '_> {
+        self.check_request(hook, layer, field)?;
+        let field = field.to_string();
+        Ok(self.manifest.parts.iter().map(move |p| {
+            read_matrix(
+                &part_path(&self.dir, hook, layer, p.index),
+                &field,
+                p.rows,
+                self.manifest.model.hidden_size,
+            )
+        }))
+    }
+
+    /// The whole `(n_examples, hidden)` matrix of one `(hook, layer, field)`.
+    pub fn read(&self, hook: HookPoint, layer: usize, field: &str) -> Result<Array2<f32>> {
+        let d = self.manifest.model.hidden_size;
+        let mut all = Vec::with_capacity(self.manifest.n_examples() * d);
+        for part in self.parts(hook, layer, field)? {
+            all.extend(part?);
+        }
+        Ok(Array2::from_shape_vec((self.manifest.n_examples(), d), all)
+            .expect("parts hold n_examples rows"))
+    }
+
+    /// Per-example data of part `index`.
+    pub fn examples(&self, index: usize) -> Result<ExamplesPart> {
+        let path = examples_path(&self.dir, index);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::Truncated {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| Error::Truncated {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        let nt = st.tensor("n_tokens").map_err(|e| Error::InvalidStore {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let shape = (nt.shape()[0], nt.shape()[1]);
+        let vals: Vec<i64> = nt
+            .data()
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        let n_tokens = Array2::from_shape_vec(shape, vals).map_err(|e| Error::InvalidStore {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut numeric = BTreeMap::new();
+        for key in self.manifest.example_fields.iter().skip(1) {
+            let t = st.tensor(key).map_err(|e| Error::InvalidStore {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            numeric.insert(
+                key.clone(),
+                t.data()
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect(),
+            );
+        }
+        let extras = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("extras"))
+            .and_then(|s| serde_json::from_str::<Vec<serde_json::Value>>(s).ok())
+            .unwrap_or_default();
+        Ok(ExamplesPart {
+            n_tokens,
+            numeric,
+            extras,
+        })
+    }
+}
+
+/// Read one F32 field of a part file, checking its shape.
+pub fn read_matrix(path: &Path, field: &str, rows: usize, cols: usize) -> Result<Array2<f32>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::Truncated {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    let t = st.tensor(field).map_err(|e| Error::InvalidStore {
+        path: path.to_path_buf(),
+        reason: format!("tensor `{field}`: {e}"),
+    })?;
+    if t.dtype() != Dtype::F32 || t.shape() != [rows, cols] {
+        return Err(Error::ShapeMismatch {
+            what: format!("{} tensor `{field}` ({:?})", path.display(), t.dtype()),
+            left_name: "manifest".into(),
+            left: vec![rows, cols],
+            right_name: "file".into(),
+            right: t.shape().to_vec(),
+        });
+    }
+    let vals: Vec<f32> = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect();
+    Ok(Array2::from_shape_vec((rows, cols), vals).expect("shape checked"))
+}

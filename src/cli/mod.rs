@@ -1,0 +1,159 @@
+//! The command line: clap definitions close to the flags, turned once into validated library
+//! parameters. Progress bars live here, never in the library.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::capture::{self, CaptureParams, LayerSelection, Pooling, Progress};
+use crate::model::HookPoint;
+
+/// repdrift: why does a reward model (not) transfer? Per-layer drift, probes, anchoring.
+#[derive(Debug, Parser)]
+#[command(name = "repdrift", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Capture pooled per-layer activations of a model on a JSONL data set into a store.
+    Capture(CaptureArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CaptureArgs {
+    /// A .gguf file (Llama family) or an HF directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// JSONL: {"text"}, {"prompt","chosen","rejected"} or {"chosen","rejected"} per line.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The store directory to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Pooling: last, mean or response-mean.
+    #[arg(long, default_value = "last")]
+    pub pool: String,
+    /// Comma-separated hook points: resid_post, attn_out, mlp_out.
+    #[arg(long, default_value = "resid_post")]
+    pub hooks: String,
+    /// `all` or a comma-separated list of layers (HF hidden_states indexing).
+    #[arg(long, default_value = "all")]
+    pub layers: String,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Keep at most this many tokens per sequence, dropping from the left (0 = no limit).
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: usize,
+    /// Use only the first N examples.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Examples per store part (the unit of atomic write and resume).
+    #[arg(long, default_value_t = 256)]
+    pub part_size: usize,
+    /// Continue an interrupted capture at its first missing part.
+    #[arg(long)]
+    pub resume: bool,
+    /// Overwrite a non-empty store.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl CaptureArgs {
+    /// The validated library parameters.
+    pub fn params(&self) -> crate::Result<capture::ValidCaptureParams> {
+        let hooks = self
+            .hooks
+            .split(',')
+            .map(|h| HookPoint::parse(h.trim()))
+            .collect::<crate::Result<Vec<_>>>()?;
+        CaptureParams {
+            pooling: Pooling::parse(&self.pool)?,
+            hooks,
+            layers: LayerSelection::parse(&self.layers)?,
+            batch_size: self.batch_size,
+            max_tokens: (self.max_tokens > 0).then_some(self.max_tokens),
+            part_size: self.part_size,
+            resume: self.resume,
+            force: self.force,
+        }
+        .check()
+    }
+}
+
+struct Bar(indicatif::ProgressBar, usize);
+
+impl Progress for Bar {
+    fn start(&mut self, total: usize, done: usize) {
+        self.0.set_length(total as u64);
+        self.0.set_position(done as u64);
+        self.0.reset_eta();
+    }
+    fn advance(&mut self, sequences: usize, tokens: usize) {
+        self.1 += tokens;
+        let secs = self.0.elapsed().as_secs_f64().max(1e-9);
+        self.0
+            .set_message(format!("{:.0} tok/s", self.1 as f64 / secs));
+        let _ = sequences;
+    }
+    fn part_written(&mut self, examples_done: usize) {
+        self.0.set_position(examples_done as u64);
+    }
+    fn finish(&mut self) {
+        self.0.finish();
+    }
+}
+
+fn run_capture(args: &CaptureArgs) -> anyhow::Result<()> {
+    let params = args.params()?;
+    let device = candle_core::Device::Cpu;
+    let data = crate::data::read_jsonl(&args.data, args.limit)?;
+    let model = crate::model::load(&args.model, &device)?;
+    let mut progress: Box<dyn Progress> = if std::io::stderr().is_terminal() {
+        let pb = indicatif::ProgressBar::new(0);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} examples ({per_sec}) {msg} ETA {eta}",
+            )
+            .expect("valid template"),
+        );
+        Box::new(Bar(pb, 0))
+    } else {
+        Box::new(capture::NoProgress)
+    };
+    let t0 = std::time::Instant::now();
+    let s = capture::capture(
+        model.as_ref(),
+        &data,
+        &args.out,
+        &params,
+        &device,
+        progress.as_mut(),
+    )?;
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "repdrift: captured {} examples into {} ({} parts written, {} resumed; {} tokens in {:.1} s, {:.0} tok/s)",
+        s.examples,
+        args.out.display(),
+        s.parts_written,
+        s.parts_skipped,
+        s.tokens,
+        secs,
+        s.tokens as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+/// Run the parsed command line. User errors are returned as `anyhow` errors wrapping
+/// [`crate::Error`]; `main` maps them to exit code 2.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Capture(a) => run_capture(a)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

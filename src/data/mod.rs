@@ -1,0 +1,328 @@
+//! Preference and text data sets: JSONL readers that turn each line into an [`Example`].
+//!
+//! Three line shapes are accepted, and one file must use one of them throughout:
+//! - `{"text": …}` → one sequence per example ([`DataFormat::Text`]);
+//! - `{"prompt": …, "chosen": …, "rejected": …}` → two sequences, `prompt + chosen` and
+//!   `prompt + rejected`, concatenated as they are ([`DataFormat::PromptPair`]);
+//! - `{"chosen": …, "rejected": …}` → HH-RLHF full transcripts ([`DataFormat::Transcript`]); the
+//!   response is the text after the last `"\n\nAssistant:"`.
+//!
+//! Other fields (`label`, `id`, …) are kept per example in [`Example::extras`].
+//! Errors name the file and the 1-based line.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// The shape of the lines of a data file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataFormat {
+    /// `{"text"}`
+    Text,
+    /// `{"prompt","chosen","rejected"}`
+    PromptPair,
+    /// `{"chosen","rejected"}` (HH-RLHF transcripts)
+    Transcript,
+}
+
+impl DataFormat {
+    /// The store fields (one activation matrix each) that examples of this format produce.
+    pub fn fields(self) -> &'static [&'static str] {
+        match self {
+            DataFormat::Text => &["text"],
+            DataFormat::PromptPair | DataFormat::Transcript => &["chosen", "rejected"],
+        }
+    }
+}
+
+/// One sequence to feed to a model: its text and the byte offset where the response starts
+/// (`None` for plain texts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sequence {
+    pub text: String,
+    pub response_start: Option<usize>,
+}
+
+/// One example: one sequence per field of its [`DataFormat`], plus its extra fields.
+#[derive(Debug, Clone)]
+pub struct Example {
+    /// 1-based line in the source file.
+    pub line: usize,
+    /// One sequence per field, in [`DataFormat::fields`] order.
+    pub sequences: Vec<Sequence>,
+    /// Fields of the line other than the text fields.
+    pub extras: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A loaded data file.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub format: DataFormat,
+    pub examples: Vec<Example>,
+}
+
+/// The marker that starts the assistant's turn in HH-RLHF transcripts.
+pub const ASSISTANT_MARKER: &str = "\n\nAssistant:";
+
+fn text_field(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    path: &Path,
+    line: usize,
+) -> Result<String> {
+    match obj.get(key) {
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(Error::MalformedLine {
+            path: path.to_path_buf(),
+            line,
+            reason: format!("field `{key}` must be a string, found {}", json_kind(other)),
+        }),
+        None => Err(Error::MalformedLine {
+            path: path.to_path_buf(),
+            line,
+            reason: format!("missing field `{key}`"),
+        }),
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Byte offset where the last assistant reply of an HH-RLHF transcript starts (after the
+/// marker and the space that follows it, which belongs to the prompt side).
+pub fn transcript_response_start(text: &str) -> Option<usize> {
+    text.rfind(ASSISTANT_MARKER).map(|i| {
+        let mut start = i + ASSISTANT_MARKER.len();
+        if text[start..].starts_with(' ') {
+            start += 1;
+        }
+        start
+    })
+}
+
+fn detect_format(obj: &serde_json::Map<String, serde_json::Value>) -> Option<DataFormat> {
+    if obj.contains_key("chosen") || obj.contains_key("rejected") {
+        if obj.contains_key("prompt") {
+            Some(DataFormat::PromptPair)
+        } else {
+            Some(DataFormat::Transcript)
+        }
+    } else if obj.contains_key("text") {
+        Some(DataFormat::Text)
+    } else {
+        None
+    }
+}
+
+/// Parse one non-blank JSONL line into an example of `format` (detected from the first line
+/// when `None`).
+fn parse_line(
+    raw: &str,
+    path: &Path,
+    line: usize,
+    format: Option<DataFormat>,
+) -> Result<(DataFormat, Example)> {
+    let value: serde_json::Value = serde_json::from_str(raw).map_err(|e| Error::MalformedLine {
+        path: path.to_path_buf(),
+        line,
+        reason: format!("not valid JSON ({e})"),
+    })?;
+    let serde_json::Value::Object(mut obj) = value else {
+        return Err(Error::MalformedLine {
+            path: path.to_path_buf(),
+            line,
+            reason: format!("expected a JSON object, found {}", json_kind(&value)),
+        });
+    };
+    let detected = detect_format(&obj).ok_or_else(|| Error::MalformedLine {
+        path: path.to_path_buf(),
+        line,
+        reason:
+            "no text field: expected `text`, or `chosen` and `rejected` (with optional `prompt`)"
+                .into(),
+    })?;
+    let format = match format {
+        Some(f) if f != detected => {
+            return Err(Error::MalformedLine {
+                path: path.to_path_buf(),
+                line,
+                reason: format!(
+                    "line has the {detected:?} shape but earlier lines have the {f:?} shape; one file holds one shape"
+                ),
+            })
+        }
+        Some(f) => f,
+        None => detected,
+    };
+    let sequences = match format {
+        DataFormat::Text => vec![Sequence {
+            text: text_field(&obj, "text", path, line)?,
+            response_start: None,
+        }],
+        DataFormat::PromptPair => {
+            let prompt = text_field(&obj, "prompt", path, line)?;
+            let mut seqs = Vec::with_capacity(2);
+            for key in ["chosen", "rejected"] {
+                let resp = text_field(&obj, key, path, line)?;
+                seqs.push(Sequence {
+                    text: format!("{prompt}{resp}"),
+                    response_start: Some(prompt.len()),
+                });
+            }
+            seqs
+        }
+        DataFormat::Transcript => {
+            let mut seqs = Vec::with_capacity(2);
+            for key in ["chosen", "rejected"] {
+                let text = text_field(&obj, key, path, line)?;
+                let start =
+                    transcript_response_start(&text).ok_or_else(|| Error::MalformedLine {
+                        path: path.to_path_buf(),
+                        line,
+                        reason: format!("field `{key}` has no {ASSISTANT_MARKER:?} turn"),
+                    })?;
+                seqs.push(Sequence {
+                    text,
+                    response_start: Some(start),
+                });
+            }
+            seqs
+        }
+    };
+    for key in ["text", "prompt", "chosen", "rejected"] {
+        obj.remove(key);
+    }
+    Ok((
+        format,
+        Example {
+            line,
+            sequences,
+            extras: obj,
+        },
+    ))
+}
+
+/// Hex-encoded sha256 of a file's bytes.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Read a JSONL data file. `limit` keeps the first N examples.
+///
+/// ```no_run
+/// let ds = repdrift::data::read_jsonl("probes/data/source.jsonl".as_ref(), Some(10)).unwrap();
+/// println!("{} examples of shape {:?}", ds.examples.len(), ds.format);
+/// ```
+pub fn read_jsonl(path: &Path, limit: Option<usize>) -> Result<Dataset> {
+    let sha256 = sha256_file(path)?;
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = BufReader::new(f);
+    let mut format = None;
+    let mut examples = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let lineno = i + 1;
+        let line = line.map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => Error::MalformedLine {
+                path: path.to_path_buf(),
+                line: lineno,
+                reason: "not valid UTF-8".into(),
+            },
+            _ => Error::io(path, e),
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if limit.is_some_and(|l| examples.len() >= l) {
+            break;
+        }
+        let (f, ex) = parse_line(&line, path, lineno, format)?;
+        format = Some(f);
+        examples.push(ex);
+    }
+    let format = format.ok_or_else(|| Error::EmptyData {
+        path: path.to_path_buf(),
+    })?;
+    Ok(Dataset {
+        path: path.to_path_buf(),
+        sha256,
+        format,
+        examples,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<(DataFormat, Example)> {
+        parse_line(s, Path::new("x.jsonl"), 7, None)
+    }
+
+    #[test]
+    fn prompt_pair_keeps_extras_and_offsets() {
+        let (f, ex) =
+            parse(r#"{"prompt":"Q: hi","chosen":" yes","rejected":" no","label":1,"id":"a"}"#)
+                .unwrap();
+        assert_eq!(f, DataFormat::PromptPair);
+        assert_eq!(ex.sequences[0].text, "Q: hi yes");
+        assert_eq!(ex.sequences[0].response_start, Some(5));
+        assert_eq!(ex.sequences[1].text, "Q: hi no");
+        assert_eq!(ex.extras.len(), 2);
+    }
+
+    #[test]
+    fn transcript_response_is_last_assistant_turn() {
+        let t = "\n\nHuman: a\n\nAssistant: b\n\nHuman: c\n\nAssistant: d";
+        let s = transcript_response_start(t).unwrap();
+        assert_eq!(&t[s..], "d");
+    }
+
+    #[test]
+    fn wrong_type_names_field_and_line() {
+        let e = parse(r#"{"text": 3}"#).unwrap_err().to_string();
+        assert!(e.contains("x.jsonl:7") && e.contains("`text`"), "{e}");
+    }
+
+    #[test]
+    fn mixed_shapes_are_rejected() {
+        let e = parse_line(
+            r#"{"text":"a"}"#,
+            Path::new("x.jsonl"),
+            3,
+            Some(DataFormat::Transcript),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("x.jsonl:3"), "{e}");
+    }
+}

@@ -1,0 +1,127 @@
+//! The library's error type. Every variant carries what a user needs to fix the input:
+//! the path, the line, the shapes or the valid range involved.
+
+use std::path::PathBuf;
+
+/// Errors returned by the repdrift library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O error on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A data file line that is not what the format requires.
+    #[error("{path}:{line}: {reason}")]
+    MalformedLine {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
+    /// A data file with no usable example.
+    #[error("{path}: no examples (empty file or all lines blank)")]
+    EmptyData { path: PathBuf },
+
+    /// A file that ends before its own header says it should (a partial download or copy).
+    #[error("{path}: truncated file: {detail}")]
+    Truncated { path: PathBuf, detail: String },
+
+    /// A model file or directory that cannot be used.
+    #[error("{path}: {reason}")]
+    InvalidModel { path: PathBuf, reason: String },
+
+    /// A weight whose shape is not the one the configuration implies.
+    #[error("{path}: weight `{name}` has shape {actual:?}, expected {expected:?}")]
+    WeightShape {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        actual: Vec<usize>,
+    },
+
+    /// A requested layer outside the model's range.
+    #[error("layer {layer} is out of range for {what}: valid layers are {min}..={max}")]
+    LayerOutOfRange {
+        layer: usize,
+        min: usize,
+        max: usize,
+        what: String,
+    },
+
+    /// Two inputs that must agree in shape do not.
+    #[error("shape mismatch: {what}: {left_name} has {left:?}, {right_name} has {right:?}")]
+    ShapeMismatch {
+        what: String,
+        left_name: String,
+        left: Vec<usize>,
+        right_name: String,
+        right: Vec<usize>,
+    },
+
+    /// An output store that already holds data.
+    #[error("{path}: store exists and is not empty; pass --resume to continue it or --force to overwrite it")]
+    StoreExists { path: PathBuf },
+
+    /// A store that cannot be read or resumed.
+    #[error("{path}: {reason}")]
+    InvalidStore { path: PathBuf, reason: String },
+
+    /// An invalid parameter (CLI flag or library parameter).
+    #[error("invalid parameter `{name}`: {reason}")]
+    InvalidParam { name: String, reason: String },
+
+    /// The tokenizer failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    /// An error from candle.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+
+    /// A JSON (de)serialisation error on a named file.
+    #[error("{path}: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    /// Build an [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Build an [`Error::InvalidParam`].
+    pub fn param(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidParam {
+            name: name.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Build an [`Error::InvalidModel`].
+    pub fn model(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::InvalidModel {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether the error comes from the user's input (exit code 2) rather than from the
+    /// machine or a bug.
+    pub fn is_user_error(&self) -> bool {
+        !matches!(self, Error::Candle(_))
+    }
+}
+
+/// Result alias used throughout the library.
+pub type Result<T> = std::result::Result<T, Error>;

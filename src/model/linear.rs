@@ -1,0 +1,308 @@
+//! A linear layer `y = x Wᵀ (+ b)` whose CPU f32 inference path runs on OpenBLAS `sgemm`.
+//!
+//! candle's CPU matmul (the `gemm` crate) reaches about a third of OpenBLAS's throughput on
+//! the 2-core machines repdrift targets; capture is dominated by these products. The BLAS
+//! path is a candle [`CustomOp2`] without a backward pass, used only when the input carries no
+//! gradient graph is needed (capture); training and non-CPU devices use candle's own matmul.
+//! Shapes: `x` is `(…, in)`, `W` is `(out, in)` as in HF checkpoints, `y` is `(…, out)`.
+
+use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Module, Shape, Tensor};
+
+extern "C" {
+    fn openblas_set_num_threads(n: std::os::raw::c_int);
+    fn openblas_get_num_threads() -> std::os::raw::c_int;
+}
+
+/// Sets OpenBLAS's thread count while alive and restores the previous count on drop. Capture
+/// runs one single-threaded BLAS per worker thread rather than one multi-threaded BLAS, so
+/// the element-wise work between products runs on every core too.
+pub struct BlasThreads(std::os::raw::c_int);
+
+impl BlasThreads {
+    pub fn set(n: usize) -> Self {
+        // SAFETY: plain FFI calls into the linked OpenBLAS; they take and return integers.
+        let old = unsafe { openblas_get_num_threads() };
+        unsafe { openblas_set_num_threads(n.max(1) as std::os::raw::c_int) };
+        Self(old)
+    }
+}
+
+impl Drop for BlasThreads {
+    fn drop(&mut self) {
+        // SAFETY: as in `set`.
+        unsafe { openblas_set_num_threads(self.0) };
+    }
+}
+
+/// `x (m, k)` · `w (n, k)`ᵀ → `(m, n)` through `cblas_sgemm`.
+struct BlasMatmulT;
+
+impl CustomOp2 for BlasMatmulT {
+    fn name(&self) -> &'static str {
+        "blas-matmul-t"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (m, k) = l1.shape().dims2()?;
+        let (n, k2) = l2.shape().dims2()?;
+        if k != k2 {
+            candle_core::bail!("blas-matmul-t: inner dims differ: {k} vs {k2}");
+        }
+        let (CpuStorage::F32(a), CpuStorage::F32(b)) = (s1, s2) else {
+            candle_core::bail!("blas-matmul-t: f32 only");
+        };
+        let a = match l1.contiguous_offsets() {
+            Some((o1, o2)) => &a[o1..o2],
+            None => candle_core::bail!("blas-matmul-t: lhs not contiguous"),
+        };
+        let b = match l2.contiguous_offsets() {
+            Some((o1, o2)) => &b[o1..o2],
+            None => candle_core::bail!("blas-matmul-t: rhs not contiguous"),
+        };
+        let mut c = vec![0f32; m * n];
+        if m > 0 && n > 0 && k > 0 {
+            // SAFETY: slices hold m*k, n*k and m*n f32 values, as the dims above state.
+            unsafe {
+                cblas_sys::cblas_sgemm(
+                    cblas_sys::CblasRowMajor,
+                    cblas_sys::CblasNoTrans,
+                    cblas_sys::CblasTrans,
+                    m as i32,
+                    n as i32,
+                    k as i32,
+                    1.0,
+                    a.as_ptr(),
+                    k as i32,
+                    b.as_ptr(),
+                    k as i32,
+                    0.0,
+                    c.as_mut_ptr(),
+                    n as i32,
+                );
+            }
+        }
+        Ok((CpuStorage::F32(c), Shape::from((m, n))))
+    }
+}
+
+/// Batched `a (B, m, k)` · `b (B', k, n)` (or `b (B', n, k)`ᵀ with `trans_b`) → `(B, m, n)`
+/// through one `cblas_sgemm` per matrix. Grouped-query attention: `a`'s matrix `i` pairs
+/// with `b`'s matrix `(i / heads) * kv_heads + (i % heads) / (heads / kv_heads)`, so K and V
+/// are never copied per query head.
+struct BlasBmm {
+    trans_b: bool,
+    heads: usize,
+    kv_heads: usize,
+}
+
+impl CustomOp2 for BlasBmm {
+    fn name(&self) -> &'static str {
+        "blas-bmm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (ba, m, k) = l1.shape().dims3()?;
+        let (bb, r2, c2) = l2.shape().dims3()?;
+        let (k2, n) = if self.trans_b { (c2, r2) } else { (r2, c2) };
+        let rep = self.heads / self.kv_heads;
+        if k != k2 || ba % self.heads != 0 || bb != ba / self.heads * self.kv_heads {
+            candle_core::bail!(
+                "blas-bmm: incompatible shapes {:?} {:?}",
+                l1.dims(),
+                l2.dims()
+            );
+        }
+        let (CpuStorage::F32(a), CpuStorage::F32(b)) = (s1, s2) else {
+            candle_core::bail!("blas-bmm: f32 only");
+        };
+        let (Some((a0, a1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
+            candle_core::bail!("blas-bmm: inputs must be contiguous");
+        };
+        let (a, b) = (&a[a0..a1], &b[b0..b1]);
+        let mut c = vec![0f32; ba * m * n];
+        let tb = if self.trans_b {
+            cblas_sys::CblasTrans
+        } else {
+            cblas_sys::CblasNoTrans
+        };
+        let ldb = if self.trans_b { k } else { n };
+        for i in 0..ba {
+            let j = (i / self.heads) * self.kv_heads + (i % self.heads) / rep;
+            // SAFETY: matrix i of a holds m*k values, matrix j of b k*n, matrix i of c m*n.
+            unsafe {
+                cblas_sys::cblas_sgemm(
+                    cblas_sys::CblasRowMajor,
+                    cblas_sys::CblasNoTrans,
+                    tb,
+                    m as i32,
+                    n as i32,
+                    k as i32,
+                    1.0,
+                    a[i * m * k..].as_ptr(),
+                    k as i32,
+                    b[j * k * n..].as_ptr(),
+                    ldb as i32,
+                    0.0,
+                    c[i * m * n..].as_mut_ptr(),
+                    n as i32,
+                );
+            }
+        }
+        Ok((CpuStorage::F32(c), Shape::from((ba, m, n))))
+    }
+}
+
+/// Grouped-query batched matmul for attention. `a` is `(batch, heads, m, k)`, `b` is
+/// `(batch, kv_heads, k, n)`, or `(batch, kv_heads, n, k)` with `trans_b`; returns
+/// `(batch, heads, m, n)`. On CPU f32 inference it runs on OpenBLAS without copying K/V per
+/// head; otherwise (training, GPU) it repeats K/V and uses candle's matmul.
+pub fn attention_matmul(
+    a: &Tensor,
+    b: &Tensor,
+    trans_b: bool,
+    differentiable: bool,
+) -> candle_core::Result<Tensor> {
+    let (bs, heads, m, k) = a.dims4()?;
+    let (_, kv_heads, r, c) = b.dims4()?;
+    let cpu = !differentiable && matches!(a.device(), Device::Cpu) && a.dtype() == DType::F32;
+    if cpu {
+        let a3 = a.contiguous()?.reshape((bs * heads, m, k))?;
+        let b3 = b.contiguous()?.reshape((bs * kv_heads, r, c))?;
+        let out = a3.apply_op2_no_bwd(
+            &b3,
+            &BlasBmm {
+                trans_b,
+                heads,
+                kv_heads,
+            },
+        )?;
+        let n = out.dim(2)?;
+        out.reshape((bs, heads, m, n))
+    } else {
+        let b = candle_transformers::utils::repeat_kv(b.clone(), heads / kv_heads)?.contiguous()?;
+        let b = if trans_b { b.t()? } else { b };
+        a.contiguous()?.matmul(&b)
+    }
+}
+
+/// A linear layer with HF's weight layout `(out, in)`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    /// Use candle's differentiable matmul even on CPU (training).
+    differentiable: bool,
+}
+
+impl Linear {
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self {
+            weight,
+            bias,
+            differentiable: false,
+        }
+    }
+
+    /// The weight, `(out, in)`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// Switch between the BLAS inference path and candle's differentiable matmul.
+    pub fn set_differentiable(&mut self, on: bool) {
+        self.differentiable = on;
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let k = *dims.last().expect("linear input has at least one dim");
+        let lead: usize = dims[..dims.len() - 1].iter().product();
+        let n = self.weight.dim(0)?;
+        let use_blas = !self.differentiable
+            && matches!(x.device(), Device::Cpu)
+            && x.dtype() == DType::F32
+            && self.weight.dtype() == DType::F32;
+        let y = if use_blas {
+            let x2 = x.reshape((lead, k))?.contiguous()?;
+            x2.apply_op2_no_bwd(&self.weight, &BlasMatmulT)?
+        } else {
+            x.reshape((lead, k))?.matmul(&self.weight.t()?)?
+        };
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims;
+        *out_dims.last_mut().expect("non-empty") = n;
+        y.reshape(out_dims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blas_path_equals_candle_matmul() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 5, 7), &dev).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (3, 7), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1.0, 3, &dev).unwrap();
+        let mut lin = Linear::new(w, Some(b));
+        let fast = lin.forward(&x).unwrap();
+        lin.set_differentiable(true);
+        let slow = lin.forward(&x).unwrap();
+        assert_eq!(fast.dims(), &[2, 5, 3]);
+        let d = (fast - slow)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d < 1e-5, "max abs diff {d}");
+    }
+
+    #[test]
+    fn blas_attention_matmul_equals_repeat_kv_matmul() {
+        let dev = Device::Cpu;
+        let q = Tensor::randn(0f32, 1.0, (2, 6, 5, 4), &dev).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (2, 3, 5, 4), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (2, 3, 5, 7), &dev).unwrap();
+        for (b, tb) in [(&k, true), (&v, false)] {
+            let a = if tb {
+                q.clone()
+            } else {
+                Tensor::randn(0f32, 1.0, (2, 6, 5, 5), &dev).unwrap()
+            };
+            let fast = attention_matmul(&a, b, tb, false).unwrap();
+            let slow = attention_matmul(&a, b, tb, true).unwrap();
+            assert_eq!(fast.dims(), slow.dims());
+            let d = (fast - slow)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d < 1e-5, "max abs diff {d}");
+        }
+    }
+}

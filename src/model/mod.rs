@@ -1,0 +1,263 @@
+//! Models with hook points: an explicit layer loop per architecture that hands each requested
+//! activation to an [`ActivationSink`](crate::capture::ActivationSink).
+//!
+//! Hook points follow TransformerLens names and HF transformers' `output_hidden_states`
+//! indexing:
+//! - `resid_post` layer 0 is the embedding output, layer `i` (1..=n) the residual stream after
+//!   block `i`; for decoders (pre-norm) layer `n` is taken after the final norm, exactly as HF
+//!   returns `hidden_states[n]`. For BERT (post-norm) layer `i` is the block output.
+//! - `attn_out` / `mlp_out` layer `i` (1..=n) is block `i`'s attention / MLP output as added to
+//!   the residual stream (for BERT: the dense projection before its residual add and LayerNorm).
+//!
+//! Every tensor handed to a sink has shape `(batch, seq, hidden)`. Sequences are right-padded;
+//! padded positions carry unspecified values and are never read by pooling.
+
+pub mod bert;
+pub mod gguf;
+pub mod linear;
+pub mod llama;
+pub mod tokenizer;
+pub mod weights;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::capture::ActivationSink;
+use crate::error::{Error, Result};
+pub use tokenizer::ModelTokenizer;
+
+/// A place in the forward pass where activations can be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookPoint {
+    ResidPost,
+    AttnOut,
+    MlpOut,
+}
+
+impl HookPoint {
+    /// All hook points, in store order.
+    pub const ALL: [HookPoint; 3] = [HookPoint::ResidPost, HookPoint::AttnOut, HookPoint::MlpOut];
+
+    /// The TransformerLens-style name used on the command line and in stores.
+    pub fn name(self) -> &'static str {
+        match self {
+            HookPoint::ResidPost => "resid_post",
+            HookPoint::AttnOut => "attn_out",
+            HookPoint::MlpOut => "mlp_out",
+        }
+    }
+
+    /// Parse a hook name.
+    pub fn parse(s: &str) -> Result<Self> {
+        HookPoint::ALL
+            .into_iter()
+            .find(|h| h.name() == s)
+            .ok_or_else(|| {
+                Error::param(
+                    "hooks",
+                    format!("unknown hook point `{s}` (known: resid_post, attn_out, mlp_out)"),
+                )
+            })
+    }
+
+    /// The valid layer range `(min, max)` for a model of `n_layers` blocks.
+    pub fn layer_range(self, n_layers: usize) -> (usize, usize) {
+        match self {
+            HookPoint::ResidPost => (0, n_layers),
+            HookPoint::AttnOut | HookPoint::MlpOut => (1, n_layers),
+        }
+    }
+}
+
+impl std::fmt::Display for HookPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The set of `(hook, layer)` activations a forward pass must hand to its sink.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HookRequest {
+    points: BTreeSet<(HookPoint, usize)>,
+}
+
+impl HookRequest {
+    /// Build a request, checking every layer against the model's range.
+    pub fn new(hooks: &[HookPoint], layers: &[usize], n_layers: usize) -> Result<Self> {
+        let mut points = BTreeSet::new();
+        for &h in hooks {
+            let (min, max) = h.layer_range(n_layers);
+            for &l in layers {
+                if l < min || l > max {
+                    return Err(Error::LayerOutOfRange {
+                        layer: l,
+                        min,
+                        max,
+                        what: format!("hook {h} of a {n_layers}-block model"),
+                    });
+                }
+                points.insert((h, l));
+            }
+        }
+        Ok(Self { points })
+    }
+
+    /// Every layer of every given hook.
+    pub fn all_layers(hooks: &[HookPoint], n_layers: usize) -> Self {
+        let mut points = BTreeSet::new();
+        for &h in hooks {
+            let (min, max) = h.layer_range(n_layers);
+            for l in min..=max {
+                points.insert((h, l));
+            }
+        }
+        Self { points }
+    }
+
+    /// Whether `(hook, layer)` is requested.
+    pub fn wants(&self, hook: HookPoint, layer: usize) -> bool {
+        self.points.contains(&(hook, layer))
+    }
+
+    /// The number of blocks the forward pass must run (it stops after the last one needed).
+    pub fn blocks_needed(&self) -> usize {
+        self.points.iter().map(|&(_, l)| l).max().unwrap_or(0)
+    }
+
+    /// The requested points in store order.
+    pub fn points(&self) -> impl Iterator<Item = (HookPoint, usize)> + '_ {
+        self.points.iter().copied()
+    }
+
+    /// Whether nothing is requested.
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+}
+
+/// What a loaded model is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The file or directory the model was loaded from.
+    pub path: PathBuf,
+    /// `llama` or `bert`.
+    pub architecture: String,
+    /// Where the weights came from: `gguf` or `safetensors`.
+    pub source: String,
+    /// sha256 of the weights file.
+    pub weights_sha256: String,
+    /// The number of blocks.
+    pub n_layers: usize,
+    /// The width of the residual stream.
+    pub hidden_size: usize,
+}
+
+/// A padded batch of token ids: `ids` is `(batch, seq)` u32, right-padded; `lens[b]` is the
+/// number of real tokens of row `b`.
+#[derive(Debug, Clone)]
+pub struct TokenBatch {
+    pub ids: Tensor,
+    pub lens: Vec<usize>,
+}
+
+impl TokenBatch {
+    /// Right-pad `seqs` with `pad_id` into one batch on `device`.
+    pub fn new(seqs: &[&[u32]], pad_id: u32, device: &Device) -> Result<Self> {
+        let max = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        let mut flat = Vec::with_capacity(seqs.len() * max);
+        for s in seqs {
+            flat.extend_from_slice(s);
+            flat.extend(std::iter::repeat_n(pad_id, max - s.len()));
+        }
+        let ids = Tensor::from_vec(flat, (seqs.len(), max), device)?;
+        Ok(Self {
+            ids,
+            lens: seqs.iter().map(|s| s.len()).collect(),
+        })
+    }
+
+    /// The additive attention mask `(batch, 1, q, k)`: `-inf` where a key is padding, or (for
+    /// causal models) lies after the query.
+    pub fn attention_mask(&self, causal: bool) -> Result<Tensor> {
+        let (b, s) = self.ids.dims2()?;
+        let mut m = vec![0f32; b * s * s];
+        for (bi, &len) in self.lens.iter().enumerate() {
+            for q in 0..s {
+                for k in 0..s {
+                    if k >= len || (causal && k > q) {
+                        m[(bi * s + q) * s + k] = f32::NEG_INFINITY;
+                    }
+                }
+            }
+        }
+        Ok(Tensor::from_vec(m, (b, 1, s, s), self.ids.device())?)
+    }
+}
+
+/// A model whose forward pass can hand activations to a sink.
+pub trait HookedModel: Send + Sync {
+    /// What the model is.
+    fn info(&self) -> &ModelInfo;
+    /// The model's tokenizer.
+    fn tokenizer(&self) -> &ModelTokenizer;
+    /// The id used for padding (never read: padded positions are masked and not pooled).
+    fn pad_id(&self) -> u32;
+    /// Run the forward pass on `batch` and hand every requested activation to `sink`, as a
+    /// `(batch, seq, hidden)` tensor, in layer order. Stops after the last requested block.
+    fn forward_hooked(
+        &self,
+        batch: &TokenBatch,
+        hooks: &HookRequest,
+        sink: &mut dyn ActivationSink,
+    ) -> Result<()>;
+}
+
+/// Load a model: a `.gguf` file (Llama family) or an HF directory (`config.json` with
+/// `model_type` `llama` or `bert`, `model.safetensors`, `tokenizer.json`).
+///
+/// ```no_run
+/// let model = repdrift::model::load("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf".as_ref(),
+///     &candle_core::Device::Cpu).unwrap();
+/// assert_eq!(model.info().n_layers, 30);
+/// ```
+pub fn load(path: &Path, device: &Device) -> Result<Box<dyn HookedModel>> {
+    if !path.exists() {
+        return Err(Error::model(path, "no such file or directory"));
+    }
+    if path.is_file() {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("gguf") => Ok(Box::new(gguf::load_llama(path, device)?)),
+            Some("bin") | Some("pt") | Some("pth") | Some("ckpt") | Some("pkl") => Err(Error::model(
+                path,
+                "pickle checkpoints are refused (loading them can execute code); convert to safetensors first, e.g. in Python: `safetensors.torch.save_file(torch.load(p, weights_only=True), 'model.safetensors')`",
+            )),
+            _ => Err(Error::model(
+                path,
+                "expected a .gguf file or an HF model directory (config.json + model.safetensors + tokenizer.json)",
+            )),
+        }
+    } else {
+        let cfg_path = path.join("config.json");
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Json {
+            path: cfg_path.clone(),
+            source: e,
+        })?;
+        let model_type = value
+            .get("model_type")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        match model_type {
+            "bert" => Ok(Box::new(bert::Bert::load_dir(path, device)?)),
+            "llama" => Ok(Box::new(llama::Llama::load_dir(path, device)?)),
+            other => Err(Error::model(
+                &cfg_path,
+                format!("model_type `{other}` is not supported (supported: llama, bert)"),
+            )),
+        }
+    }
+}

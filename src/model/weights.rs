@@ -1,0 +1,178 @@
+//! Named weights with shape checks, walked by prefix like candle's `VarBuilder::pp`.
+//!
+//! Sources: an in-memory map (GGUF, dequantized to f32) or memory-mapped safetensors files.
+//! Every tensor is returned as f32 on the requested device. A missing weight or a wrong shape
+//! is an error naming the file, the weight and both shapes.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Tensor};
+
+use crate::error::{Error, Result};
+
+enum Source {
+    Map(HashMap<String, Tensor>),
+    Mmap(MmapedSafetensors),
+}
+
+struct Store {
+    path: PathBuf,
+    source: Source,
+    device: Device,
+}
+
+/// A view of a weight store under a name prefix.
+#[derive(Clone)]
+pub struct Weights {
+    store: Arc<Store>,
+    prefix: String,
+}
+
+impl Weights {
+    /// Weights from an in-memory map (names in HF convention).
+    pub fn from_map(path: &Path, map: HashMap<String, Tensor>, device: &Device) -> Self {
+        Self {
+            store: Arc::new(Store {
+                path: path.to_path_buf(),
+                source: Source::Map(map),
+                device: device.clone(),
+            }),
+            prefix: String::new(),
+        }
+    }
+
+    /// Memory-map one safetensors file after checking that it is complete.
+    pub fn from_safetensors(path: &Path, device: &Device) -> Result<Self> {
+        check_safetensors(path)?;
+        // SAFETY: the file is memory-mapped read-only; repdrift never writes to model files
+        // while they are loaded.
+        let st = unsafe { MmapedSafetensors::new(path) }
+            .map_err(|e| Error::model(path, format!("cannot read safetensors: {e}")))?;
+        Ok(Self {
+            store: Arc::new(Store {
+                path: path.to_path_buf(),
+                source: Source::Mmap(st),
+                device: device.clone(),
+            }),
+            prefix: String::new(),
+        })
+    }
+
+    /// The view under `prefix` (joined with a dot).
+    pub fn pp(&self, prefix: impl std::fmt::Display) -> Self {
+        let prefix = if self.prefix.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{}.{}", self.prefix, prefix)
+        };
+        Self {
+            store: self.store.clone(),
+            prefix,
+        }
+    }
+
+    fn full(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{}", self.prefix, name)
+        }
+    }
+
+    /// Whether weight `name` exists under this prefix.
+    pub fn contains(&self, name: &str) -> bool {
+        let full = self.full(name);
+        match &self.store.source {
+            Source::Map(m) => m.contains_key(&full),
+            Source::Mmap(m) => m.get(&full).is_ok(),
+        }
+    }
+
+    /// The weight `name`, checked to have `shape`, as f32.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let full = self.full(name);
+        let t = match &self.store.source {
+            Source::Map(m) => m.get(&full).cloned(),
+            Source::Mmap(m) => match m.get(&full) {
+                Ok(_) => Some(m.load(&full, &self.store.device)?),
+                Err(_) => None,
+            },
+        };
+        let t =
+            t.ok_or_else(|| Error::model(&self.store.path, format!("missing weight `{full}`")))?;
+        if t.dims() != shape {
+            return Err(Error::WeightShape {
+                path: self.store.path.clone(),
+                name: full,
+                expected: shape.to_vec(),
+                actual: t.dims().to_vec(),
+            });
+        }
+        Ok(t.to_dtype(DType::F32)?.to_device(&self.store.device)?)
+    }
+
+    /// The file the weights come from.
+    pub fn path(&self) -> &Path {
+        &self.store.path
+    }
+}
+
+/// Check that a safetensors file is complete: its header parses and every tensor's byte
+/// range lies inside the file.
+pub fn check_safetensors(path: &Path) -> Result<()> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    let truncated = |detail: String| Error::Truncated {
+        path: path.to_path_buf(),
+        detail,
+    };
+    if file_len < 8 {
+        return Err(truncated(format!(
+            "{file_len} bytes, shorter than the 8-byte header length"
+        )));
+    }
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(|e| Error::io(path, e))?;
+    let n = u64::from_le_bytes(len);
+    if 8 + n > file_len {
+        return Err(truncated(format!(
+            "header says {n} bytes of metadata but the file has {file_len} bytes"
+        )));
+    }
+    if n > 100_000_000 {
+        return Err(Error::model(
+            path,
+            format!("implausible safetensors header length {n}"),
+        ));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
+    let value: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| Error::model(path, format!("safetensors header is not JSON: {e}")))?;
+    let mut end = 0u64;
+    if let Some(obj) = value.as_object() {
+        for (k, v) in obj {
+            if k == "__metadata__" {
+                continue;
+            }
+            if let Some(e) = v
+                .get("data_offsets")
+                .and_then(|o| o.get(1))
+                .and_then(|e| e.as_u64())
+            {
+                end = end.max(e);
+            }
+        }
+    }
+    let need = 8 + n + end;
+    if need > file_len {
+        return Err(truncated(format!(
+            "tensor data needs {need} bytes but the file has {file_len}"
+        )));
+    }
+    Ok(())
+}

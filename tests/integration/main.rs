@@ -1,0 +1,9 @@
+//! repdrift's integration tests, one binary.
+//!
+//! Tests that use the real models need `bash scripts/fetch-models.sh` first (the README's test
+//! command runs it); they fail, not skip, when the models are missing.
+
+mod common;
+mod parity;
+mod store;
+mod tiny_llama;
