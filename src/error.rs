@@ -74,6 +74,22 @@ pub enum Error {
     #[error("invalid parameter `{name}`: {reason}")]
     InvalidParam { name: String, reason: String },
 
+    /// A metric computation failed on named data.
+    #[error("{what}: {source}")]
+    Metric {
+        what: String,
+        #[source]
+        source: crate::metrics::MetricError,
+    },
+
+    /// Two stores (or shard states) that must describe the same examples do not.
+    #[error("{left} and {right} cannot be compared: {reason}")]
+    Incompatible {
+        left: PathBuf,
+        right: PathBuf,
+        reason: String,
+    },
+
     /// The tokenizer failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

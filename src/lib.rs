@@ -27,6 +27,7 @@ pub mod cli;
 pub mod data;
 pub mod error;
 pub mod io;
+pub mod metrics;
 pub mod model;
 
 pub use error::{Error, Result};

@@ -496,6 +496,25 @@ impl Store {
         }))
     }
 
+    /// Every field of one part, in manifest field order, each `(rows, hidden)` (one file read).
+    pub fn read_part(
+        &self,
+        hook: HookPoint,
+        layer: usize,
+        part: &PartInfo,
+    ) -> Result<Vec<Array2<f32>>> {
+        self.check_request(hook, layer, &self.manifest.fields[0])?;
+        let path = part_path(&self.dir, hook, layer, part.index);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        self.manifest
+            .fields
+            .iter()
+            .map(|f| {
+                matrix_from_bytes(&bytes, &path, f, part.rows, self.manifest.model.hidden_size)
+            })
+            .collect()
+    }
+
     /// The whole `(n_examples, hidden)` matrix of one `(hook, layer, field)`.
     pub fn read(&self, hook: HookPoint, layer: usize, field: &str) -> Result<Array2<f32>> {
         let d = self.manifest.model.hidden_size;
@@ -564,7 +583,17 @@ impl Store {
 /// Read one F32 field of a part file, checking its shape.
 pub fn read_matrix(path: &Path, field: &str, rows: usize, cols: usize) -> Result<Array2<f32>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::Truncated {
+    matrix_from_bytes(&bytes, path, field, rows, cols)
+}
+
+fn matrix_from_bytes(
+    bytes: &[u8],
+    path: &Path,
+    field: &str,
+    rows: usize,
+    cols: usize,
+) -> Result<Array2<f32>> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Truncated {
         path: path.to_path_buf(),
         detail: e.to_string(),
     })?;

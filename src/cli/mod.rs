@@ -22,6 +22,146 @@ pub struct Cli {
 pub enum Command {
     /// Capture pooled per-layer activations of a model on a JSONL data set into a store.
     Capture(CaptureArgs),
+    /// Per-layer drift measures between a base store and student stores of the same examples.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// The base model's store.
+    #[arg(long, required_unless_present = "merge")]
+    pub base: Option<PathBuf>,
+    /// A student's store as NAME=STORE (repeatable).
+    #[arg(long = "student", value_name = "NAME=STORE")]
+    pub students: Vec<String>,
+    /// Output directory (metrics.json, metrics.csv, cross_layer_cka.json; state.* with --shard).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Hook point to compare.
+    #[arg(long, default_value = "resid_post")]
+    pub hook: String,
+    /// Comma-separated fields (default: all the stores hold, plus `diff` for pairs).
+    #[arg(long)]
+    pub fields: Option<String>,
+    /// `all` (layers captured in both) or a comma-separated list.
+    #[arg(long, default_value = "all")]
+    pub layers: String,
+    /// Also write the base-layer × student-layer linear-CKA matrix (first field).
+    #[arg(long)]
+    pub cross_layer: bool,
+    /// Bootstrap replicates for 95 % percentile intervals (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub bootstrap: usize,
+    /// Seed for the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// k of the mutual k-NN overlap.
+    #[arg(long, default_value_t = 10)]
+    pub knn_k: usize,
+    /// Compute the kNN overlap only when n is at most this (it holds the layer's rows in memory).
+    #[arg(long, default_value_t = 10_000)]
+    pub knn_max_n: usize,
+    /// Process only shard i of N (parts p with p % N == i) and write its accumulators.
+    #[arg(long, value_name = "i/N")]
+    pub shard: Option<String>,
+    /// Merge shard outputs (directories written with --shard) instead of reading stores.
+    #[arg(long, value_name = "DIR")]
+    pub merge: Vec<PathBuf>,
+}
+
+fn parse_shard(s: &str) -> crate::Result<(usize, usize)> {
+    let bad = || crate::Error::param("shard", format!("`{s}` is not of the form i/N (e.g. 0/2)"));
+    let (a, b) = s.split_once('/').ok_or_else(bad)?;
+    Ok((
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    ))
+}
+
+fn run_compare(a: &CompareArgs) -> anyhow::Result<()> {
+    use crate::io::write_atomic;
+    use crate::metrics::compare as cmp;
+    if !a.merge.is_empty() {
+        if a.base.is_some() || !a.students.is_empty() {
+            return Err(crate::Error::param(
+                "merge",
+                "--merge reads shard outputs; do not also give --base/--student",
+            )
+            .into());
+        }
+        let report = cmp::merge_shards(&a.merge)?;
+        write_atomic(&a.out.join("metrics.json"), &cmp::render_json(&report))?;
+        write_atomic(&a.out.join("metrics.csv"), &cmp::render_csv(&report))?;
+        eprintln!(
+            "repdrift: merged {} shards into {}",
+            a.merge.len(),
+            a.out.display()
+        );
+        return Ok(());
+    }
+    let params = cmp::CompareParams {
+        hook: HookPoint::parse(&a.hook)?,
+        fields: a
+            .fields
+            .as_ref()
+            .map(|f| f.split(',').map(|s| s.trim().to_string()).collect()),
+        layers: LayerSelection::parse(&a.layers)?,
+        cross_layer: a.cross_layer,
+        bootstrap: a.bootstrap,
+        seed: a.seed,
+        knn_k: a.knn_k,
+        knn_max_n: a.knn_max_n,
+        shard: a.shard.as_deref().map(parse_shard).transpose()?,
+    }
+    .check()?;
+    let base_dir = a
+        .base
+        .as_ref()
+        .expect("clap requires --base without --merge");
+    let base = crate::capture::Store::open(base_dir)?;
+    let mut students = Vec::new();
+    for s in &a.students {
+        let (name, path) = s
+            .split_once('=')
+            .ok_or_else(|| crate::Error::param("student", format!("`{s}` is not NAME=STORE")))?;
+        if name.is_empty() || students.iter().any(|(n, _): &(String, _)| n == name) {
+            return Err(crate::Error::param(
+                "student",
+                format!("student name `{name}` is empty or repeated"),
+            )
+            .into());
+        }
+        students.push((
+            name.to_string(),
+            crate::capture::Store::open(std::path::Path::new(path))?,
+        ));
+    }
+    let verbose = std::io::stderr().is_terminal();
+    let c = cmp::compare(&base, &students, &params, &mut |line| {
+        if verbose {
+            eprintln!("{line}");
+        }
+    })?;
+    if c.shard.is_some() {
+        let (json, st) = cmp::render_state(&c)?;
+        write_atomic(&a.out.join("state.safetensors"), &st)?;
+        write_atomic(&a.out.join("state.json"), &json)?;
+    } else {
+        write_atomic(&a.out.join("metrics.json"), &cmp::render_json(&c.report))?;
+        write_atomic(&a.out.join("metrics.csv"), &cmp::render_csv(&c.report))?;
+        if params.cross_layer {
+            write_atomic(
+                &a.out.join("cross_layer_cka.json"),
+                &cmp::render_cross_layer(&c.report),
+            )?;
+        }
+    }
+    eprintln!(
+        "repdrift: compared {} student(s) into {}",
+        students.len(),
+        a.out.display()
+    );
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -154,6 +294,7 @@ fn run_capture(args: &CaptureArgs) -> anyhow::Result<()> {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Capture(a) => run_capture(a)?,
+        Command::Compare(a) => run_compare(a)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 //! command runs it); they fail, not skip, when the models are missing.
 
 mod common;
+mod metrics;
 mod parity;
 mod store;
 mod tiny_llama;

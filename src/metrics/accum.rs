@@ -1,0 +1,425 @@
+//! Additive f64 accumulators from which linear CKA, debiased CKA, orthogonal Procrustes,
+//! cosine distance and norm ratio are computed exactly, in one pass, in O(d²) memory.
+//!
+//! For paired examples `xᵢ ∈ ℝ^{d₁}` (rows of X, `(n, d₁)`) and `yᵢ ∈ ℝ^{d₂}` (rows of Y,
+//! `(n, d₂)`) the accumulator holds, on rows shifted by fixed vectors `c_x`, `c_y`:
+//! `n`, `Σx`, `Σy`, `XᵀX`, `YᵀY`, `YᵀX`, `Σ‖x‖²`, `Σ‖y‖²`, `Σ‖x‖⁴`, `Σ‖y‖⁴`, `Σ‖x‖²‖y‖²`,
+//! `Σ‖y‖²x`, `Σ‖x‖²y`, `Σ‖x‖²x`, `Σ‖y‖²y`; and on the raw rows the sums for cosine distance
+//! and norm ratio. Every measure derived here is invariant to the shift (CKA and Procrustes
+//! centre the data; Song et al.'s unbiased HSIC is translation invariant), which only serves
+//! to avoid cancellation when features have large means (outlier dimensions). Accumulators
+//! over parts of any size, or over shards merged with [`PairAccumulator::merge`], give the
+//! same result as one pass over the whole.
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+
+use super::{MetricError, Nullable};
+
+/// Streaming sums over paired rows. See the module docs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairAccumulator {
+    pub n: f64,
+    pub shift_x: Array1<f64>,
+    pub shift_y: Array1<f64>,
+    pub sx: Array1<f64>,
+    pub sy: Array1<f64>,
+    /// Upper triangle of XᵀX (the lower one is not maintained).
+    pub xx: Array2<f64>,
+    /// Upper triangle of YᵀY.
+    pub yy: Array2<f64>,
+    pub yx: Array2<f64>,
+    pub sq_x: f64,
+    pub sq_y: f64,
+    pub x4: f64,
+    pub y4: f64,
+    pub x2y2: f64,
+    /// Σ‖yᵢ‖² xᵢ
+    pub a_xy: Array1<f64>,
+    /// Σ‖xᵢ‖² yᵢ
+    pub b_yx: Array1<f64>,
+    /// Σ‖xᵢ‖² xᵢ
+    pub a_xx: Array1<f64>,
+    /// Σ‖yᵢ‖² yᵢ
+    pub b_yy: Array1<f64>,
+    /// Σ (1 − cos(xᵢ, yᵢ)) and Σ (1 − cos)² on raw rows (same d only).
+    pub cos_sum: f64,
+    pub cos_sq: f64,
+    /// Rows where x or y is the zero vector (cosine undefined).
+    pub cos_zero: f64,
+    /// Σ ‖yᵢ‖ / ‖xᵢ‖ on raw rows, and the rows with ‖xᵢ‖ = 0.
+    pub ratio_sum: f64,
+    pub ratio_zero: f64,
+}
+
+/// The measures that accumulators give.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairMetrics {
+    pub n: usize,
+    pub linear_cka: Nullable,
+    pub debiased_cka: Nullable,
+    pub cosine_distance: Nullable,
+    pub cosine_distance_std: Nullable,
+    pub procrustes_distance: Nullable,
+    pub norm_ratio: Nullable,
+}
+
+fn to_f64(v: ArrayView2<'_, f32>) -> Array2<f64> {
+    v.mapv(|x| x as f64)
+}
+
+/// `c += aᵀ b` for C-contiguous `a (m, p)`, `b (m, q)`, `c (p, q)` (BLAS dgemm, β = 1).
+fn gemm_tn_acc(a: &Array2<f64>, b: &Array2<f64>, c: &mut Array2<f64>) {
+    let (m, p) = a.dim();
+    let q = b.ncols();
+    assert!(a.is_standard_layout() && b.is_standard_layout() && c.is_standard_layout());
+    assert_eq!((b.nrows(), c.dim()), (m, (p, q)));
+    if m == 0 {
+        return;
+    }
+    // SAFETY: the slices hold m·p, m·q and p·q values in row-major order (asserted above).
+    unsafe {
+        cblas_sys::cblas_dgemm(
+            cblas_sys::CblasRowMajor,
+            cblas_sys::CblasTrans,
+            cblas_sys::CblasNoTrans,
+            p as i32,
+            q as i32,
+            m as i32,
+            1.0,
+            a.as_ptr(),
+            p as i32,
+            b.as_ptr(),
+            q as i32,
+            1.0,
+            c.as_mut_ptr(),
+            q as i32,
+        );
+    }
+}
+
+/// Upper triangle of `c += aᵀ a` for C-contiguous `a (m, p)`, `c (p, p)` (BLAS dsyrk).
+fn syrk_tn_acc(a: &Array2<f64>, c: &mut Array2<f64>) {
+    let (m, p) = a.dim();
+    assert!(a.is_standard_layout() && c.is_standard_layout() && c.dim() == (p, p));
+    if m == 0 {
+        return;
+    }
+    // SAFETY: as in `gemm_tn_acc`.
+    unsafe {
+        cblas_sys::cblas_dsyrk(
+            cblas_sys::CblasRowMajor,
+            cblas_sys::CblasUpper,
+            cblas_sys::CblasTrans,
+            p as i32,
+            m as i32,
+            1.0,
+            a.as_ptr(),
+            p as i32,
+            1.0,
+            c.as_mut_ptr(),
+            p as i32,
+        );
+    }
+}
+
+/// The full symmetric matrix from its upper triangle.
+fn symmetric(upper: &Array2<f64>) -> Array2<f64> {
+    let mut m = upper.clone();
+    let p = m.nrows();
+    for i in 0..p {
+        for j in 0..i {
+            m[[i, j]] = m[[j, i]];
+        }
+    }
+    m
+}
+
+impl PairAccumulator {
+    /// An empty accumulator for widths `d₁`, `d₂`, shifting rows by `shift_x`, `shift_y`
+    /// (any fixed vectors; use [`PairAccumulator::new`] for none).
+    pub fn with_shift(shift_x: Array1<f64>, shift_y: Array1<f64>) -> Self {
+        let (d1, d2) = (shift_x.len(), shift_y.len());
+        Self {
+            n: 0.0,
+            shift_x,
+            shift_y,
+            sx: Array1::zeros(d1),
+            sy: Array1::zeros(d2),
+            xx: Array2::zeros((d1, d1)),
+            yy: Array2::zeros((d2, d2)),
+            yx: Array2::zeros((d2, d1)),
+            sq_x: 0.0,
+            sq_y: 0.0,
+            x4: 0.0,
+            y4: 0.0,
+            x2y2: 0.0,
+            a_xy: Array1::zeros(d1),
+            b_yx: Array1::zeros(d2),
+            a_xx: Array1::zeros(d1),
+            b_yy: Array1::zeros(d2),
+            cos_sum: 0.0,
+            cos_sq: 0.0,
+            cos_zero: 0.0,
+            ratio_sum: 0.0,
+            ratio_zero: 0.0,
+        }
+    }
+
+    /// An empty accumulator without shift.
+    pub fn new(d1: usize, d2: usize) -> Self {
+        Self::with_shift(Array1::zeros(d1), Array1::zeros(d2))
+    }
+
+    /// Widths `(d₁, d₂)`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.sx.len(), self.sy.len())
+    }
+
+    /// Add paired rows: `x` is `(m, d₁)`, `y` is `(m, d₂)`. A non-finite value is an error
+    /// naming its row (0-based within this call).
+    pub fn update(
+        &mut self,
+        x: ArrayView2<'_, f32>,
+        y: ArrayView2<'_, f32>,
+    ) -> Result<(), MetricError> {
+        let (d1, d2) = self.dims();
+        if x.nrows() != y.nrows() || x.ncols() != d1 || y.ncols() != d2 {
+            return Err(MetricError::Shape {
+                x: vec![x.nrows(), x.ncols()],
+                y: vec![y.nrows(), y.ncols()],
+                expected: (d1, d2),
+            });
+        }
+        for (i, (rx, ry)) in x.outer_iter().zip(y.outer_iter()).enumerate() {
+            if !rx.iter().all(|v| v.is_finite()) {
+                return Err(MetricError::NonFinite { side: "x", row: i });
+            }
+            if !ry.iter().all(|v| v.is_finite()) {
+                return Err(MetricError::NonFinite { side: "y", row: i });
+            }
+        }
+        let xr = to_f64(x);
+        let yr = to_f64(y);
+        // Raw-row measures.
+        for (rx, ry) in xr.outer_iter().zip(yr.outer_iter()) {
+            let nx = rx.dot(&rx).sqrt();
+            let ny = ry.dot(&ry).sqrt();
+            if nx == 0.0 {
+                self.ratio_zero += 1.0;
+            } else {
+                self.ratio_sum += ny / nx;
+            }
+            if d1 == d2 {
+                if nx == 0.0 || ny == 0.0 {
+                    self.cos_zero += 1.0;
+                } else {
+                    let dist = 1.0 - rx.dot(&ry) / (nx * ny);
+                    self.cos_sum += dist;
+                    self.cos_sq += dist * dist;
+                }
+            }
+        }
+        let xs = (&xr - &self.shift_x.view().insert_axis(Axis(0)))
+            .as_standard_layout()
+            .into_owned();
+        let ys = (&yr - &self.shift_y.view().insert_axis(Axis(0)))
+            .as_standard_layout()
+            .into_owned();
+        self.n += x.nrows() as f64;
+        self.sx += &xs.sum_axis(Axis(0));
+        self.sy += &ys.sum_axis(Axis(0));
+        syrk_tn_acc(&xs, &mut self.xx);
+        syrk_tn_acc(&ys, &mut self.yy);
+        gemm_tn_acc(&ys, &xs, &mut self.yx);
+        let nx2: Array1<f64> = xs.map_axis(Axis(1), |r| r.dot(&r));
+        let ny2: Array1<f64> = ys.map_axis(Axis(1), |r| r.dot(&r));
+        self.sq_x += nx2.sum();
+        self.sq_y += ny2.sum();
+        self.x4 += nx2.dot(&nx2);
+        self.y4 += ny2.dot(&ny2);
+        self.x2y2 += nx2.dot(&ny2);
+        self.a_xy += &xs.t().dot(&ny2);
+        self.b_yx += &ys.t().dot(&nx2);
+        self.a_xx += &xs.t().dot(&nx2);
+        self.b_yy += &ys.t().dot(&ny2);
+        Ok(())
+    }
+
+    /// Add another accumulator's sums (a shard over other rows, same shift).
+    pub fn merge(&mut self, o: &PairAccumulator) -> Result<(), MetricError> {
+        if self.dims() != o.dims() || self.shift_x != o.shift_x || self.shift_y != o.shift_y {
+            return Err(MetricError::Merge);
+        }
+        self.n += o.n;
+        self.sx += &o.sx;
+        self.sy += &o.sy;
+        self.xx += &o.xx;
+        self.yy += &o.yy;
+        self.yx += &o.yx;
+        self.sq_x += o.sq_x;
+        self.sq_y += o.sq_y;
+        self.x4 += o.x4;
+        self.y4 += o.y4;
+        self.x2y2 += o.x2y2;
+        self.a_xy += &o.a_xy;
+        self.b_yx += &o.b_yx;
+        self.a_xx += &o.a_xx;
+        self.b_yy += &o.b_yy;
+        self.cos_sum += o.cos_sum;
+        self.cos_sq += o.cos_sq;
+        self.cos_zero += o.cos_zero;
+        self.ratio_sum += o.ratio_sum;
+        self.ratio_zero += o.ratio_zero;
+        Ok(())
+    }
+
+    fn centered(m: &Array2<f64>, a: &Array1<f64>, b: &Array1<f64>, n: f64) -> Array2<f64> {
+        // m − a bᵀ / n
+        let outer = a
+            .view()
+            .insert_axis(Axis(1))
+            .dot(&b.view().insert_axis(Axis(0)));
+        m - &(outer / n)
+    }
+
+    /// Song et al.'s unbiased HSIC from the Gram-form pieces.
+    fn hsic_u(n: f64, tr_kl: f64, sum_k: f64, sum_l: f64, one_kl_one: f64) -> f64 {
+        (tr_kl + sum_k * sum_l / ((n - 1.0) * (n - 2.0)) - 2.0 / (n - 2.0) * one_kl_one)
+            / (n * (n - 3.0))
+    }
+
+    /// Unbiased HSIC of (X, Y), (X, X), (Y, Y) with linear kernels.
+    pub fn hsic_unbiased(&self) -> (f64, f64, f64) {
+        let n = self.n;
+        let (xx_full, yy_full) = (symmetric(&self.xx), symmetric(&self.yy));
+        let sx = &self.sx;
+        let sy = &self.sy;
+        let sum_k = sx.dot(sx) - self.sq_x;
+        let sum_l = sy.dot(sy) - self.sq_y;
+        let fro2 = |m: &Array2<f64>| m.iter().map(|v| v * v).sum::<f64>();
+        let xy = Self::hsic_u(
+            n,
+            fro2(&self.yx) - self.x2y2,
+            sum_k,
+            sum_l,
+            sy.dot(&self.yx.dot(sx)) - self.a_xy.dot(sx) - self.b_yx.dot(sy) + self.x2y2,
+        );
+        let xx = Self::hsic_u(
+            n,
+            fro2(&xx_full) - self.x4,
+            sum_k,
+            sum_k,
+            sx.dot(&xx_full.dot(sx)) - 2.0 * self.a_xx.dot(sx) + self.x4,
+        );
+        let yy = Self::hsic_u(
+            n,
+            fro2(&yy_full) - self.y4,
+            sum_l,
+            sum_l,
+            sy.dot(&yy_full.dot(sy)) - 2.0 * self.b_yy.dot(sy) + self.y4,
+        );
+        (xy, xx, yy)
+    }
+
+    /// Compute every measure. Undefined values are null with a reason, never NaN.
+    pub fn finalize(&self) -> Result<PairMetrics, MetricError> {
+        let n = self.n;
+        let count = n as usize;
+        let (d1, d2) = self.dims();
+        let empty = |r: &str| Nullable::null(r);
+        if count == 0 {
+            let r = "no examples";
+            return Ok(PairMetrics {
+                n: 0,
+                linear_cka: empty(r),
+                debiased_cka: empty(r),
+                cosine_distance: empty(r),
+                cosine_distance_std: empty(r),
+                procrustes_distance: empty(r),
+                norm_ratio: empty(r),
+            });
+        }
+        let cxx = Self::centered(&symmetric(&self.xx), &self.sx, &self.sx, n);
+        let cyy = Self::centered(&symmetric(&self.yy), &self.sy, &self.sy, n);
+        let cyx = Self::centered(&self.yx, &self.sy, &self.sx, n);
+        let fro = |m: &Array2<f64>| m.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let tr = |m: &Array2<f64>| m.diag().sum();
+        let (fxx, fyy, tx, ty) = (fro(&cxx), fro(&cyy), tr(&cxx), tr(&cyy));
+        let degenerate = if count < 2 {
+            Some("needs n ≥ 2".to_string())
+        } else if tx <= 0.0 {
+            Some("X has zero variance (all rows equal)".into())
+        } else if ty <= 0.0 {
+            Some("Y has zero variance (all rows equal)".into())
+        } else {
+            None
+        };
+        let linear_cka = match &degenerate {
+            Some(r) => empty(r),
+            None => {
+                let f = fro(&cyx);
+                Nullable::value((f * f / (fxx * fyy)).clamp(0.0, 1.0))
+            }
+        };
+        let procrustes_distance = match &degenerate {
+            Some(r) => empty(r),
+            None => {
+                let nuc = super::nuclear_norm(&cyx)? / (tx * ty).sqrt();
+                Nullable::value((2.0 - 2.0 * nuc).clamp(0.0, 2.0))
+            }
+        };
+        let debiased_cka = if count < 4 {
+            empty(&format!(
+                "needs n ≥ 4 for the unbiased HSIC estimator (n = {count})"
+            ))
+        } else {
+            let (xy, xx, yy) = self.hsic_unbiased();
+            if xx <= 0.0 || yy <= 0.0 || !(xx * yy).is_finite() {
+                empty(&format!(
+                    "unbiased HSIC(X,X) = {xx:.3e}, HSIC(Y,Y) = {yy:.3e}: not positive, so the normaliser is undefined (too few or degenerate examples)"
+                ))
+            } else {
+                Nullable::value(xy / (xx * yy).sqrt())
+            }
+        };
+        let (cosine_distance, cosine_distance_std) = if d1 != d2 {
+            let r = format!("needs equal widths (d₁ = {d1}, d₂ = {d2})");
+            (empty(&r), empty(&r))
+        } else if self.cos_zero > 0.0 {
+            let r = format!(
+                "{} rows have a zero vector: cosine undefined",
+                self.cos_zero
+            );
+            (empty(&r), empty(&r))
+        } else {
+            let mean = self.cos_sum / n;
+            let var = (self.cos_sq / n - mean * mean).max(0.0);
+            (Nullable::value(mean), Nullable::value(var.sqrt()))
+        };
+        let norm_ratio = if self.ratio_zero > 0.0 {
+            empty(&format!("{} base rows have zero norm", self.ratio_zero))
+        } else {
+            Nullable::value(self.ratio_sum / n)
+        };
+        Ok(PairMetrics {
+            n: count,
+            linear_cka,
+            debiased_cka,
+            cosine_distance,
+            cosine_distance_std,
+            procrustes_distance,
+            norm_ratio,
+        })
+    }
+}
+
+/// Centred linear CKA from per-layer centred Gram pieces: used by the cross-layer matrix.
+/// `cyx` is `Σ (y − ȳ)(x − x̄)ᵀ`, `fxx = ‖C_xx‖_F`, `fyy = ‖C_yy‖_F`.
+pub fn linear_cka_from_parts(cyx_fro2: f64, fxx: f64, fyy: f64) -> Option<f64> {
+    (fxx > 0.0 && fyy > 0.0).then(|| (cyx_fro2 / (fxx * fyy)).clamp(0.0, 1.0))
+}
+
+/// The mean of a row view, as f64.
+pub fn row_f64(r: ArrayView1<'_, f32>) -> Array1<f64> {
+    r.mapv(|v| v as f64)
+}

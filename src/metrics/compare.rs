@@ -1,0 +1,1014 @@
+//! `repdrift compare`: per (student, hook, layer, field) drift measures between a base model's
+//! store and each student's store of the same examples, streamed over store parts.
+//!
+//! Fields are the stores' own (`text`, or `chosen` and `rejected`) plus `diff` = chosen −
+//! rejected, row by row, for preference stores. Accumulator measures stream part by part in
+//! O(d²) memory; kNN overlap and bootstrap intervals need the layer's rows in memory and run
+//! only when asked (`knn_max_n`, `bootstrap`). `--shard i/N` writes the accumulators of every
+//! N-th part from part i; `--merge` sums shard states into the result for the whole.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ndarray::{concatenate, Array1, Array2, ArrayView2, Axis};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use super::bootstrap::{bootstrap, Intervals};
+use super::knn::mutual_knn_overlap;
+use super::{accum::linear_cka_from_parts, PairAccumulator, PairMetrics};
+use crate::capture::store::PartInfo;
+use crate::capture::{LayerSelection, Store};
+use crate::error::{Error, Result};
+use crate::model::HookPoint;
+
+/// The value of `metrics.json`'s `format`.
+pub const METRICS_FORMAT: &str = "repdrift-metrics";
+
+/// Compare parameters as given.
+#[derive(Debug, Clone)]
+pub struct CompareParams {
+    pub hook: HookPoint,
+    /// `None`: every field of the stores, plus `diff` for preference stores.
+    pub fields: Option<Vec<String>>,
+    pub layers: LayerSelection,
+    pub cross_layer: bool,
+    pub bootstrap: usize,
+    pub seed: u64,
+    pub knn_k: usize,
+    /// kNN overlap is computed only when n is at most this.
+    pub knn_max_n: usize,
+    /// `(i, N)`: process parts `p` with `p % N == i` and keep the accumulators only.
+    pub shard: Option<(usize, usize)>,
+}
+
+impl Default for CompareParams {
+    fn default() -> Self {
+        Self {
+            hook: HookPoint::ResidPost,
+            fields: None,
+            layers: LayerSelection::All,
+            cross_layer: false,
+            bootstrap: 0,
+            seed: 0,
+            knn_k: 10,
+            knn_max_n: 10_000,
+            shard: None,
+        }
+    }
+}
+
+/// Checked compare parameters.
+#[derive(Debug, Clone)]
+pub struct ValidCompareParams(CompareParams);
+
+impl std::ops::Deref for ValidCompareParams {
+    type Target = CompareParams;
+    fn deref(&self) -> &CompareParams {
+        &self.0
+    }
+}
+
+impl CompareParams {
+    pub fn check(self) -> Result<ValidCompareParams> {
+        if let Some((i, n)) = self.shard {
+            if n == 0 || i >= n {
+                return Err(Error::param("shard", format!("`{i}/{n}`: need 0 ≤ i < N")));
+            }
+            if self.cross_layer || self.bootstrap > 0 {
+                return Err(Error::param(
+                    "shard",
+                    "--cross-layer and --bootstrap need all rows at once and cannot run per shard",
+                ));
+            }
+        }
+        if self.knn_k == 0 {
+            return Err(Error::param("knn-k", "must be at least 1"));
+        }
+        if self.bootstrap == 1 {
+            return Err(Error::param(
+                "bootstrap",
+                "use 0 (off) or at least 2 replicates",
+            ));
+        }
+        Ok(ValidCompareParams(self))
+    }
+}
+
+/// One output row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricRow {
+    pub student: String,
+    pub hook: HookPoint,
+    pub layer: usize,
+    pub field: String,
+    pub n: usize,
+    pub linear_cka: Option<f64>,
+    pub debiased_cka: Option<f64>,
+    pub cosine_distance: Option<f64>,
+    pub cosine_distance_std: Option<f64>,
+    pub procrustes_distance: Option<f64>,
+    pub norm_ratio: Option<f64>,
+    pub knn_overlap: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ci: Option<Intervals>,
+    /// Why a null measure is null.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub null_reasons: BTreeMap<String, String>,
+}
+
+/// A store as recorded in the outputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreRecord {
+    pub name: String,
+    pub path: PathBuf,
+    pub model_sha256: String,
+    pub dataset_sha256: String,
+    pub n_examples: usize,
+}
+
+/// The cross-layer linear-CKA matrix of one student: `cka[i][j]` between base layer
+/// `base_layers[i]` and student layer `student_layers[j]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrossLayer {
+    pub student: String,
+    pub field: String,
+    pub base_layers: Vec<usize>,
+    pub student_layers: Vec<usize>,
+    pub cka: Vec<Vec<Option<f64>>>,
+}
+
+/// `metrics.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsReport {
+    pub format: String,
+    pub version: u32,
+    pub repdrift_version: String,
+    pub base: StoreRecord,
+    pub students: Vec<StoreRecord>,
+    pub hook: HookPoint,
+    pub bootstrap: usize,
+    pub seed: u64,
+    pub knn_k: usize,
+    pub merged_shards: Option<usize>,
+    pub rows: Vec<MetricRow>,
+    #[serde(skip)]
+    pub cross_layer: Vec<CrossLayer>,
+}
+
+fn record(name: &str, s: &Store) -> StoreRecord {
+    let m = s.manifest();
+    StoreRecord {
+        name: name.to_string(),
+        path: s.dir().to_path_buf(),
+        model_sha256: m.model.sha256.clone(),
+        dataset_sha256: m.dataset.sha256.clone(),
+        n_examples: m.n_examples(),
+    }
+}
+
+/// Check that `student` describes the same examples as `base`.
+pub fn check_compatible(base: &Store, student: &Store, hook: HookPoint) -> Result<()> {
+    let (a, b) = (base.manifest(), student.manifest());
+    let inc = |reason: String| Error::Incompatible {
+        left: base.dir().to_path_buf(),
+        right: student.dir().to_path_buf(),
+        reason,
+    };
+    if a.dataset.sha256 != b.dataset.sha256 {
+        return Err(inc(format!(
+            "different data sets (sha256 {} vs {})",
+            a.dataset.sha256, b.dataset.sha256
+        )));
+    }
+    if a.n_examples() != b.n_examples() {
+        return Err(inc(format!(
+            "{} vs {} examples",
+            a.n_examples(),
+            b.n_examples()
+        )));
+    }
+    if a.fields != b.fields {
+        return Err(inc(format!("fields {:?} vs {:?}", a.fields, b.fields)));
+    }
+    if a.pooling != b.pooling || a.max_tokens != b.max_tokens {
+        return Err(inc(format!(
+            "captured differently (pooling {} vs {}, max_tokens {:?} vs {:?})",
+            a.pooling.name(),
+            b.pooling.name(),
+            a.max_tokens,
+            b.max_tokens
+        )));
+    }
+    if !b.hooks.contains(&hook) || !a.hooks.contains(&hook) {
+        return Err(inc(format!("hook {hook} is not in both stores")));
+    }
+    Ok(())
+}
+
+/// Reads arbitrary row ranges of one store layer, all fields, across its parts.
+struct RowCursor<'a> {
+    store: &'a Store,
+    hook: HookPoint,
+    layer: usize,
+    cached: Option<(usize, Vec<Array2<f32>>)>,
+}
+
+impl<'a> RowCursor<'a> {
+    fn new(store: &'a Store, hook: HookPoint, layer: usize) -> Self {
+        Self {
+            store,
+            hook,
+            layer,
+            cached: None,
+        }
+    }
+
+    /// Rows `[start, end)` of every field.
+    fn rows(&mut self, start: usize, end: usize) -> Result<Vec<Array2<f32>>> {
+        let parts: Vec<PartInfo> = self.store.manifest().parts.clone();
+        let n_fields = self.store.manifest().fields.len();
+        let mut pieces: Vec<Vec<Array2<f32>>> = vec![Vec::new(); n_fields];
+        let mut r = start;
+        while r < end {
+            let p = parts
+                .iter()
+                .find(|p| p.start <= r && r < p.start + p.rows)
+                .copied()
+                .expect("row inside the store");
+            if self.cached.as_ref().map(|c| c.0) != Some(p.index) {
+                let m = self.store.read_part(self.hook, self.layer, &p)?;
+                self.cached = Some((p.index, m));
+            }
+            let mats = &self.cached.as_ref().expect("just cached").1;
+            let lo = r - p.start;
+            let hi = (end - p.start).min(p.rows);
+            for (f, m) in mats.iter().enumerate() {
+                pieces[f].push(m.slice(ndarray::s![lo..hi, ..]).to_owned());
+            }
+            r = p.start + hi;
+        }
+        Ok(pieces
+            .into_iter()
+            .map(|ps| {
+                let views: Vec<ArrayView2<'_, f32>> = ps.iter().map(|p| p.view()).collect();
+                concatenate(Axis(0), &views).expect("same widths")
+            })
+            .collect())
+    }
+}
+
+/// Field names to compare and how each is built from store fields.
+fn plan_fields(store: &Store, wanted: &Option<Vec<String>>) -> Result<Vec<String>> {
+    let have = &store.manifest().fields;
+    let pair = have.len() == 2;
+    let mut all: Vec<String> = have.clone();
+    if pair {
+        all.push("diff".into());
+    }
+    match wanted {
+        None => Ok(all),
+        Some(w) => {
+            for f in w {
+                if !all.contains(f) {
+                    return Err(Error::param(
+                        "fields",
+                        format!("`{f}` is not available (available: {})", all.join(", ")),
+                    ));
+                }
+            }
+            Ok(w.clone())
+        }
+    }
+}
+
+/// The matrix of `field` from a store's fields (`diff` = chosen − rejected).
+fn field_matrix(store_fields: &[String], mats: &[Array2<f32>], field: &str) -> Array2<f32> {
+    if field == "diff" {
+        &mats[0] - &mats[1]
+    } else {
+        let i = store_fields
+            .iter()
+            .position(|f| f == field)
+            .expect("planned field");
+        mats[i].clone()
+    }
+}
+
+fn layers_to_compare(base: &Store, student: &Store, p: &CompareParams) -> Result<Vec<usize>> {
+    let a = base.manifest().layers_of(p.hook);
+    let b = student.manifest().layers_of(p.hook);
+    let common: Vec<usize> = a.iter().copied().filter(|l| b.contains(l)).collect();
+    match &p.layers {
+        LayerSelection::All => Ok(common),
+        LayerSelection::List(want) => {
+            for l in want {
+                if !common.contains(l) {
+                    return Err(Error::LayerOutOfRange {
+                        layer: *l,
+                        min: common.first().copied().unwrap_or(0),
+                        max: common.last().copied().unwrap_or(0),
+                        what: format!(
+                            "the layers captured in both {} and {} ({common:?})",
+                            base.dir().display(),
+                            student.dir().display()
+                        ),
+                    });
+                }
+            }
+            Ok(want.clone())
+        }
+    }
+}
+
+/// Accumulators of one comparison: `(student, layer, field)` → accumulator.
+pub type AccKey = (String, usize, String);
+
+/// The result of [`compare`]: the report (empty rows in shard mode) and the accumulators.
+pub struct Comparison {
+    pub report: MetricsReport,
+    /// In computation order (student, layer, field as requested).
+    pub accumulators: Vec<(AccKey, PairAccumulator)>,
+    pub shard: Option<(usize, usize)>,
+}
+
+fn metric_row(
+    student: &str,
+    hook: HookPoint,
+    layer: usize,
+    field: &str,
+    m: PairMetrics,
+) -> MetricRow {
+    let mut reasons = BTreeMap::new();
+    let mut take = |name: &str, v: super::Nullable| {
+        if let Some(r) = v.reason {
+            reasons.insert(name.to_string(), r);
+        }
+        v.value
+    };
+    MetricRow {
+        student: student.to_string(),
+        hook,
+        layer,
+        field: field.to_string(),
+        n: m.n,
+        linear_cka: take("linear_cka", m.linear_cka),
+        debiased_cka: take("debiased_cka", m.debiased_cka),
+        cosine_distance: take("cosine_distance", m.cosine_distance),
+        cosine_distance_std: take("cosine_distance_std", m.cosine_distance_std),
+        procrustes_distance: take("procrustes_distance", m.procrustes_distance),
+        norm_ratio: take("norm_ratio", m.norm_ratio),
+        knn_overlap: None,
+        ci: None,
+        null_reasons: reasons,
+    }
+}
+
+fn metric_err(what: String) -> impl FnOnce(super::MetricError) -> Error {
+    move |source| Error::Metric { what, source }
+}
+
+/// Compare each student store with the base store. `progress` receives one line per
+/// finished (student, layer).
+///
+/// ```no_run
+/// use repdrift::capture::Store;
+/// use repdrift::metrics::compare::{compare, CompareParams};
+/// let base = Store::open("stores/base".as_ref())?;
+/// let naive = Store::open("stores/naive".as_ref())?;
+/// let params = CompareParams::default().check()?;
+/// let out = compare(&base, &[("naive".into(), naive)], &params, &mut |_| {})?;
+/// for row in &out.report.rows {
+///     println!("{} layer {} {}: CKA {:?}", row.student, row.layer, row.field, row.linear_cka);
+/// }
+/// # Ok::<(), repdrift::Error>(())
+/// ```
+pub fn compare(
+    base: &Store,
+    students: &[(String, Store)],
+    params: &ValidCompareParams,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Comparison> {
+    if students.is_empty() {
+        return Err(Error::param(
+            "student",
+            "name at least one --student NAME=STORE",
+        ));
+    }
+    let hook = params.hook;
+    let fields = plan_fields(base, &params.fields)?;
+    let store_fields = base.manifest().fields.clone();
+    let n = base.manifest().n_examples();
+    let mut rows = Vec::new();
+    let mut accs = Vec::new();
+    let mut cross = Vec::new();
+    for (name, student) in students {
+        check_compatible(base, student, hook)?;
+        let layers = layers_to_compare(base, student, params)?;
+        let ctx = LayerCtx {
+            base,
+            student,
+            name,
+            fields: &fields,
+            store_fields: &store_fields,
+            params,
+            n,
+        };
+        for (layer, out) in layers.iter().zip(run_layers(&ctx, &layers)?) {
+            let (r, a) = out;
+            rows.extend(r);
+            accs.extend(a);
+            progress(&format!("{name}: {hook} layer {layer} done"));
+        }
+        if params.cross_layer {
+            cross.push(cross_layer(
+                base,
+                student,
+                name,
+                hook,
+                &fields[0],
+                &store_fields,
+            )?);
+        }
+    }
+    Ok(Comparison {
+        report: MetricsReport {
+            format: METRICS_FORMAT.into(),
+            version: 1,
+            repdrift_version: env!("CARGO_PKG_VERSION").into(),
+            base: record("base", base),
+            students: students.iter().map(|(n, s)| record(n, s)).collect(),
+            hook,
+            bootstrap: params.bootstrap,
+            seed: params.seed,
+            knn_k: params.knn_k,
+            merged_shards: None,
+            rows,
+            cross_layer: cross,
+        },
+        accumulators: accs,
+        shard: params.shard,
+    })
+}
+
+/// Rows per accumulator update when not sharding (several parts at once: larger BLAS calls).
+const CHUNK_ROWS: usize = 2048;
+
+struct LayerCtx<'a> {
+    base: &'a Store,
+    student: &'a Store,
+    name: &'a str,
+    fields: &'a [String],
+    store_fields: &'a [String],
+    params: &'a ValidCompareParams,
+    n: usize,
+}
+
+/// A layer's rows kept in memory for kNN and bootstrap: (base parts, student parts).
+type KeptRows = (Vec<Array2<f32>>, Vec<Array2<f32>>);
+
+type LayerOut = (Vec<MetricRow>, Vec<(AccKey, PairAccumulator)>);
+
+/// Compare every layer, spread over the machine's cores (one single-threaded BLAS each);
+/// results in `layers` order.
+fn run_layers(ctx: &LayerCtx<'_>, layers: &[usize]) -> Result<Vec<LayerOut>> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(layers.len())
+        .max(1);
+    if workers == 1 {
+        return layers.iter().map(|&l| compare_layer(ctx, l)).collect();
+    }
+    let _blas = crate::model::linear::BlasThreads::set(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Vec<(usize, Result<LayerOut>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= layers.len() {
+                            break;
+                        }
+                        mine.push((i, compare_layer(ctx, layers[i])));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("compare worker panicked"))
+            .collect()
+    });
+    let mut all: Vec<(usize, Result<LayerOut>)> = results.into_iter().flatten().collect();
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, r)| r).collect()
+}
+
+fn compare_layer(ctx: &LayerCtx<'_>, layer: usize) -> Result<LayerOut> {
+    let LayerCtx {
+        base,
+        student,
+        name,
+        fields,
+        store_fields,
+        params,
+        n,
+    } = *ctx;
+    let hook = params.hook;
+    let mut bc = RowCursor::new(base, hook, layer);
+    let mut sc = RowCursor::new(student, hook, layer);
+    // Shift: row 0 of each store (the same for every shard).
+    let b0 = bc.rows(0, 1)?;
+    let s0 = sc.rows(0, 1)?;
+    let mut fa: Vec<PairAccumulator> = fields
+        .iter()
+        .map(|f| {
+            let bx = field_matrix(store_fields, &b0, f).row(0).mapv(|v| v as f64);
+            let sy = field_matrix(store_fields, &s0, f).row(0).mapv(|v| v as f64);
+            PairAccumulator::with_shift(bx, sy)
+        })
+        .collect();
+    let keep = params.shard.is_none() && (params.bootstrap > 0 || n <= params.knn_max_n);
+    let mut kept: Vec<KeptRows> = vec![KeptRows::default(); fields.len()];
+    // Row ranges: this shard's parts, or chunks of CHUNK_ROWS over the whole store.
+    let ranges: Vec<(usize, usize)> = match params.shard {
+        Some((i, nsh)) => base
+            .manifest()
+            .parts
+            .iter()
+            .filter(|p| p.index % nsh == i)
+            .map(|p| (p.start, p.start + p.rows))
+            .collect(),
+        None => (0..n)
+            .step_by(CHUNK_ROWS)
+            .map(|s| (s, (s + CHUNK_ROWS).min(n)))
+            .collect(),
+    };
+    for (start, end) in ranges {
+        let bm = bc.rows(start, end)?;
+        let sm = sc.rows(start, end)?;
+        for (fi, f) in fields.iter().enumerate() {
+            let x = field_matrix(store_fields, &bm, f);
+            let y = field_matrix(store_fields, &sm, f);
+            fa[fi]
+                .update(x.view(), y.view())
+                .map_err(metric_err(format!(
+                    "{hook} layer {layer} field {f}, rows {start}..{end} of {} / {}",
+                    base.dir().display(),
+                    student.dir().display()
+                )))?;
+            if keep {
+                kept[fi].0.push(x);
+                kept[fi].1.push(y);
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    let mut accs = Vec::new();
+    for (fi, f) in fields.iter().enumerate() {
+        if params.shard.is_none() {
+            let what = format!("{name} {hook} layer {layer} field {f}");
+            let m = fa[fi].finalize().map_err(metric_err(what.clone()))?;
+            let mut row = metric_row(name, hook, layer, f, m);
+            if keep {
+                let cat = |v: &Vec<Array2<f32>>| {
+                    let views: Vec<_> = v.iter().map(|a| a.view()).collect();
+                    concatenate(Axis(0), &views).expect("same widths")
+                };
+                let (x, y) = (cat(&kept[fi].0), cat(&kept[fi].1));
+                if n <= params.knn_max_n {
+                    let k = mutual_knn_overlap(x.view(), y.view(), params.knn_k)
+                        .map_err(metric_err(what.clone()))?;
+                    if let Some(r) = k.reason {
+                        row.null_reasons.insert("knn_overlap".into(), r);
+                    }
+                    row.knn_overlap = k.value;
+                }
+                if params.bootstrap > 0 {
+                    let seed = params.seed ^ ((layer as u64) << 32) ^ (fi as u64);
+                    row.ci = Some(
+                        bootstrap(x.view(), y.view(), params.bootstrap, seed)
+                            .map_err(metric_err(what.clone()))?,
+                    );
+                }
+            }
+            if n > params.knn_max_n {
+                row.null_reasons.insert(
+                    "knn_overlap".into(),
+                    format!("n = {n} is above --knn-max-n {}", params.knn_max_n),
+                );
+            }
+            rows.push(row);
+        }
+        accs.push(((name.to_string(), layer, f.clone()), fa[fi].clone()));
+    }
+    Ok((rows, accs))
+}
+
+/// Centred f64 copy of every layer's `field` matrix.
+fn centred_layers(
+    store: &Store,
+    hook: HookPoint,
+    layers: &[usize],
+    field: &str,
+    store_fields: &[String],
+) -> Result<Vec<Array2<f64>>> {
+    let n = store.manifest().n_examples();
+    layers
+        .iter()
+        .map(|&l| {
+            let mats = RowCursor::new(store, hook, l).rows(0, n)?;
+            let x = field_matrix(store_fields, &mats, field).mapv(|v| v as f64);
+            let mean = x.mean_axis(Axis(0)).expect("n > 0");
+            Ok(x - &mean.insert_axis(Axis(0)))
+        })
+        .collect()
+}
+
+fn cross_layer(
+    base: &Store,
+    student: &Store,
+    name: &str,
+    hook: HookPoint,
+    field: &str,
+    store_fields: &[String],
+) -> Result<CrossLayer> {
+    let bl = base.manifest().layers_of(hook).to_vec();
+    let sl = student.manifest().layers_of(hook).to_vec();
+    let xs = centred_layers(base, hook, &bl, field, store_fields)?;
+    let ys = centred_layers(student, hook, &sl, field, store_fields)?;
+    let fro = |m: &Array2<f64>| m.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let fx: Vec<f64> = xs.iter().map(|x| fro(&x.t().dot(x))).collect();
+    let fy: Vec<f64> = ys.iter().map(|y| fro(&y.t().dot(y))).collect();
+    let cka = xs
+        .iter()
+        .zip(&fx)
+        .map(|(x, &a)| {
+            ys.iter()
+                .zip(&fy)
+                .map(|(y, &b)| {
+                    let c = y.t().dot(x);
+                    linear_cka_from_parts(c.iter().map(|v| v * v).sum(), a, b)
+                })
+                .collect()
+        })
+        .collect();
+    Ok(CrossLayer {
+        student: name.to_string(),
+        field: field.to_string(),
+        base_layers: bl,
+        student_layers: sl,
+        cka,
+    })
+}
+
+// ---- shard states -------------------------------------------------------------------------
+
+/// `state.json` beside `state.safetensors`: what a shard covered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardState {
+    pub format: String,
+    pub base: StoreRecord,
+    pub students: Vec<StoreRecord>,
+    pub hook: HookPoint,
+    pub shard: (usize, usize),
+    pub n_parts: usize,
+    pub keys: Vec<AccKey>,
+}
+
+const ACC_FIELDS: [&str; 21] = [
+    "n",
+    "shift_x",
+    "shift_y",
+    "sx",
+    "sy",
+    "xx",
+    "yy",
+    "yx",
+    "sq_x",
+    "sq_y",
+    "x4",
+    "y4",
+    "x2y2",
+    "a_xy",
+    "b_yx",
+    "a_xx",
+    "b_yy",
+    "cos",
+    "cos_zero",
+    "ratio",
+    "ratio_zero",
+];
+
+fn acc_tensors(a: &PairAccumulator) -> Vec<(Vec<f64>, Vec<usize>)> {
+    let v1 = |x: &Array1<f64>| (x.to_vec(), vec![x.len()]);
+    let v2 = |x: &Array2<f64>| (x.iter().copied().collect(), x.shape().to_vec());
+    let s = |x: f64| (vec![x], vec![1]);
+    vec![
+        s(a.n),
+        v1(&a.shift_x),
+        v1(&a.shift_y),
+        v1(&a.sx),
+        v1(&a.sy),
+        v2(&a.xx),
+        v2(&a.yy),
+        v2(&a.yx),
+        s(a.sq_x),
+        s(a.sq_y),
+        s(a.x4),
+        s(a.y4),
+        s(a.x2y2),
+        v1(&a.a_xy),
+        v1(&a.b_yx),
+        v1(&a.a_xx),
+        v1(&a.b_yy),
+        (vec![a.cos_sum, a.cos_sq], vec![2]),
+        s(a.cos_zero),
+        s(a.ratio_sum),
+        s(a.ratio_zero),
+    ]
+}
+
+/// Serialise a shard's accumulators: `(state.json bytes, state.safetensors bytes)`.
+pub fn render_state(c: &Comparison) -> Result<(Vec<u8>, Vec<u8>)> {
+    let shard = c
+        .shard
+        .ok_or_else(|| Error::param("shard", "not a shard comparison"))?;
+    let keys: Vec<AccKey> = c.accumulators.iter().map(|(k, _)| k.clone()).collect();
+    let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
+    for (ki, (_, acc)) in c.accumulators.iter().enumerate() {
+        for (name, (vals, shape)) in ACC_FIELDS.iter().zip(acc_tensors(acc)) {
+            tensors.push((
+                format!("{ki:05}.{name}"),
+                vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                shape,
+            ));
+        }
+    }
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, b, s)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F64, s.clone(), b).expect("sizes match"),
+            )
+        })
+        .collect();
+    let st = safetensors::tensor::serialize(views, None)
+        .map_err(|e| Error::param("shard", format!("cannot serialise state: {e}")))?;
+    let state = ShardState {
+        format: "repdrift-compare-state".into(),
+        base: c.report.base.clone(),
+        students: c.report.students.clone(),
+        hook: c.report.hook,
+        shard,
+        n_parts: 0,
+        keys,
+    };
+    let json = serde_json::to_vec_pretty(&state).expect("serialisable");
+    Ok((json, st))
+}
+
+fn read_state(dir: &Path) -> Result<(ShardState, BTreeMap<AccKey, PairAccumulator>)> {
+    let jp = dir.join("state.json");
+    let sp = dir.join("state.safetensors");
+    let state: ShardState = serde_json::from_slice(
+        &std::fs::read(&jp).map_err(|e| Error::io(&jp, e))?,
+    )
+    .map_err(|e| Error::Json {
+        path: jp.clone(),
+        source: e,
+    })?;
+    let bytes = std::fs::read(&sp).map_err(|e| Error::io(&sp, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::Truncated {
+        path: sp.clone(),
+        detail: e.to_string(),
+    })?;
+    let get = |ki: usize, name: &str| -> Result<(Vec<f64>, Vec<usize>)> {
+        let t = st
+            .tensor(&format!("{ki:05}.{name}"))
+            .map_err(|e| Error::InvalidStore {
+                path: sp.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok((
+            t.data()
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8")))
+                .collect(),
+            t.shape().to_vec(),
+        ))
+    };
+    let mut accs = BTreeMap::new();
+    for (ki, key) in state.keys.iter().enumerate() {
+        let a1 = |n: &str| -> Result<Array1<f64>> { Ok(Array1::from(get(ki, n)?.0)) };
+        let a2 = |n: &str| -> Result<Array2<f64>> {
+            let (v, s) = get(ki, n)?;
+            Array2::from_shape_vec((s[0], s[1]), v).map_err(|e| Error::InvalidStore {
+                path: sp.clone(),
+                reason: e.to_string(),
+            })
+        };
+        let sc = |n: &str| -> Result<f64> { Ok(get(ki, n)?.0[0]) };
+        let cos = get(ki, "cos")?.0;
+        accs.insert(
+            key.clone(),
+            PairAccumulator {
+                n: sc("n")?,
+                shift_x: a1("shift_x")?,
+                shift_y: a1("shift_y")?,
+                sx: a1("sx")?,
+                sy: a1("sy")?,
+                xx: a2("xx")?,
+                yy: a2("yy")?,
+                yx: a2("yx")?,
+                sq_x: sc("sq_x")?,
+                sq_y: sc("sq_y")?,
+                x4: sc("x4")?,
+                y4: sc("y4")?,
+                x2y2: sc("x2y2")?,
+                a_xy: a1("a_xy")?,
+                b_yx: a1("b_yx")?,
+                a_xx: a1("a_xx")?,
+                b_yy: a1("b_yy")?,
+                cos_sum: cos[0],
+                cos_sq: cos[1],
+                cos_zero: sc("cos_zero")?,
+                ratio_sum: sc("ratio")?,
+                ratio_zero: sc("ratio_zero")?,
+            },
+        );
+    }
+    Ok((state, accs))
+}
+
+/// Merge shard states (directories written by `compare --shard`) into the whole's report.
+/// kNN overlap and bootstrap intervals are null: they need all rows at once.
+pub fn merge_shards(dirs: &[PathBuf]) -> Result<MetricsReport> {
+    let mut states = Vec::new();
+    for d in dirs {
+        states.push((d.clone(), read_state(d)?));
+    }
+    let (first_dir, (first, _)) = states
+        .first()
+        .ok_or_else(|| Error::param("merge", "name at least one shard"))?;
+    let n_sh = first.shard.1;
+    let mut seen = vec![false; n_sh];
+    for (d, (s, _)) in &states {
+        let inc = |reason: String| Error::Incompatible {
+            left: first_dir.clone(),
+            right: d.clone(),
+            reason,
+        };
+        if s.base != first.base
+            || s.students != first.students
+            || s.hook != first.hook
+            || s.keys != first.keys
+        {
+            return Err(inc("shards of different comparisons".into()));
+        }
+        if s.shard.1 != n_sh {
+            return Err(inc(format!("shard counts {} vs {}", n_sh, s.shard.1)));
+        }
+        if seen[s.shard.0] {
+            return Err(inc(format!("shard {}/{} given twice", s.shard.0, n_sh)));
+        }
+        seen[s.shard.0] = true;
+    }
+    if let Some(missing) = seen.iter().position(|s| !s) {
+        return Err(Error::param(
+            "merge",
+            format!("shard {missing}/{n_sh} is missing"),
+        ));
+    }
+    let mut total: BTreeMap<AccKey, PairAccumulator> = BTreeMap::new();
+    for (d, (_, accs)) in &states {
+        for (k, a) in accs {
+            match total.get_mut(k) {
+                Some(t) => t.merge(a).map_err(metric_err(format!("{}", d.display())))?,
+                None => {
+                    total.insert(k.clone(), a.clone());
+                }
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for ((student, layer, field), a) in &total {
+        let m = a
+            .finalize()
+            .map_err(metric_err(format!("{student} layer {layer} {field}")))?;
+        let mut row = metric_row(student, first.hook, *layer, field, m);
+        row.null_reasons.insert(
+            "knn_overlap".into(),
+            "not computed from merged shards (needs all rows at once)".into(),
+        );
+        rows.push(row);
+    }
+    // Student order as given, then layer, then field order as in the shards' keys.
+    let order: Vec<&AccKey> = first.keys.iter().collect();
+    rows.sort_by_key(|r| {
+        order
+            .iter()
+            .position(|k| k.0 == r.student && k.1 == r.layer && k.2 == r.field)
+            .unwrap_or(usize::MAX)
+    });
+    Ok(MetricsReport {
+        format: METRICS_FORMAT.into(),
+        version: 1,
+        repdrift_version: env!("CARGO_PKG_VERSION").into(),
+        base: first.base.clone(),
+        students: first.students.clone(),
+        hook: first.hook,
+        bootstrap: 0,
+        seed: 0,
+        knn_k: 0,
+        merged_shards: Some(n_sh),
+        rows,
+        cross_layer: Vec::new(),
+    })
+}
+
+// ---- renderers (bytes; the CLI writes them) ------------------------------------------------
+
+/// `metrics.json`.
+pub fn render_json(r: &MetricsReport) -> Vec<u8> {
+    let mut v = serde_json::to_vec_pretty(r).expect("serialisable");
+    v.push(b'\n');
+    v
+}
+
+/// `cross_layer_cka.json`.
+pub fn render_cross_layer(r: &MetricsReport) -> Vec<u8> {
+    let mut v = serde_json::to_vec_pretty(&r.cross_layer).expect("serialisable");
+    v.push(b'\n');
+    v
+}
+
+/// `metrics.csv`: one line per row; null values are empty cells; with bootstrap, `_lo`/`_hi`
+/// columns follow.
+pub fn render_csv(r: &MetricsReport) -> Vec<u8> {
+    let num = |v: Option<f64>| v.map(|x| format!("{x:.17e}")).unwrap_or_default();
+    let mut out = String::from(
+        "student,hook,layer,field,n,linear_cka,debiased_cka,cosine_distance,cosine_distance_std,procrustes_distance,norm_ratio,knn_overlap",
+    );
+    let ci = r.bootstrap > 0;
+    let ci_names = [
+        "linear_cka",
+        "debiased_cka",
+        "cosine_distance",
+        "procrustes_distance",
+        "norm_ratio",
+    ];
+    if ci {
+        for n in ci_names {
+            out.push_str(&format!(",{n}_lo,{n}_hi"));
+        }
+    }
+    out.push('\n');
+    for row in &r.rows {
+        let esc = |s: &str| {
+            if s.contains([',', '"', '\n']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.to_string()
+            }
+        };
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            esc(&row.student),
+            row.hook,
+            row.layer,
+            esc(&row.field),
+            row.n,
+            num(row.linear_cka),
+            num(row.debiased_cka),
+            num(row.cosine_distance),
+            num(row.cosine_distance_std),
+            num(row.procrustes_distance),
+            num(row.norm_ratio),
+            num(row.knn_overlap)
+        ));
+        if ci {
+            let c = row.ci.clone().unwrap_or_default();
+            for iv in [
+                c.linear_cka,
+                c.debiased_cka,
+                c.cosine_distance,
+                c.procrustes_distance,
+                c.norm_ratio,
+            ] {
+                out.push_str(&format!(
+                    ",{},{}",
+                    num(iv.map(|i| i.lo)),
+                    num(iv.map(|i| i.hi))
+                ));
+            }
+        }
+        out.push('\n');
+    }
+    out.into_bytes()
+}

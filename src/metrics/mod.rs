@@ -1,0 +1,137 @@
+//! Per-layer similarity measures between two models' activations on the same examples.
+//!
+//! All functions take `x: (n_samples, d₁)` and `y: (n_samples, d₂)` with row `i` of both
+//! describing example `i`. Every value is computed in f64. A value that is undefined for the
+//! input (too few examples, zero variance, zero vectors, a non-positive unbiased HSIC under the
+//! square root) is a [`Nullable`] null carrying the reason — never NaN. Non-finite input is a
+//! [`MetricError::NonFinite`] naming the row.
+//!
+//! - [`linear_cka`]: Kornblith et al. 2019 on column-centred data,
+//!   ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F).
+//! - [`debiased_cka`]: the same ratio with Song et al.'s unbiased HSIC estimator (linear
+//!   kernels, Gram form with zeroed diagonals), computed in feature space.
+//! - [`cosine_distance`]: mean and population standard deviation over examples of
+//!   1 − cos(xᵢ, yᵢ) on raw vectors (d₁ = d₂).
+//! - [`procrustes_distance`]: 2 − 2‖XᵀY‖_* on centred X, Y scaled to unit Frobenius norm.
+//! - [`norm_ratio`]: mean ‖yᵢ‖ / ‖xᵢ‖.
+//! - [`knn::mutual_knn_overlap`]: Huh et al. 2024's mutual k-nearest-neighbour alignment.
+//!
+//! The first five come from one [`accum::PairAccumulator`] pass, so they stream over store
+//! parts and merge across shards exactly.
+//!
+//! ```
+//! use ndarray::array;
+//! let x = array![[1.0f32, 0.0], [0.0, 2.0], [3.0, 1.0], [2.0, 2.0], [0.5, 1.5]];
+//! let cka = repdrift::metrics::linear_cka(x.view(), x.view()).unwrap();
+//! assert!((cka.value.unwrap() - 1.0).abs() < 1e-12);
+//! ```
+
+pub mod accum;
+pub mod bootstrap;
+pub mod compare;
+pub mod knn;
+
+use ndarray::{Array2, ArrayView2};
+use ndarray_linalg::SVD;
+use serde::{Deserialize, Serialize};
+
+pub use accum::{PairAccumulator, PairMetrics};
+
+/// Errors of the pure metric functions.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MetricError {
+    #[error("row {row} of {side} holds NaN or Inf")]
+    NonFinite { side: &'static str, row: usize },
+    #[error("x has shape {x:?} and y has shape {y:?}; expected (n, {}) and (n, {}) with the same n", expected.0, expected.1)]
+    Shape {
+        x: Vec<usize>,
+        y: Vec<usize>,
+        expected: (usize, usize),
+    },
+    #[error("accumulators of different widths or shifts cannot be merged")]
+    Merge,
+    #[error("linear algebra: {0}")]
+    Linalg(String),
+}
+
+/// A measured value, or null with the reason it is undefined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Nullable {
+    pub value: Option<f64>,
+    pub reason: Option<String>,
+}
+
+impl Nullable {
+    pub fn value(v: f64) -> Self {
+        debug_assert!(v.is_finite());
+        Self {
+            value: Some(v),
+            reason: None,
+        }
+    }
+    pub fn null(reason: &str) -> Self {
+        Self {
+            value: None,
+            reason: Some(reason.to_string()),
+        }
+    }
+}
+
+/// The sum of singular values of `m`.
+pub fn nuclear_norm(m: &Array2<f64>) -> Result<f64, MetricError> {
+    if m.is_empty() {
+        return Ok(0.0);
+    }
+    let (_, s, _) = m
+        .svd(false, false)
+        .map_err(|e| MetricError::Linalg(e.to_string()))?;
+    Ok(s.sum())
+}
+
+fn one_pass(x: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>) -> Result<PairMetrics, MetricError> {
+    if x.nrows() != y.nrows() {
+        return Err(MetricError::Shape {
+            x: x.shape().to_vec(),
+            y: y.shape().to_vec(),
+            expected: (x.ncols(), y.ncols()),
+        });
+    }
+    let mut acc = PairAccumulator::new(x.ncols(), y.ncols());
+    acc.update(x, y)?;
+    acc.finalize()
+}
+
+/// Linear CKA of `x (n, d₁)` and `y (n, d₂)`.
+pub fn linear_cka(x: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>) -> Result<Nullable, MetricError> {
+    Ok(one_pass(x, y)?.linear_cka)
+}
+
+/// Debiased (unbiased-HSIC) linear CKA of `x (n, d₁)` and `y (n, d₂)`; needs n ≥ 4.
+pub fn debiased_cka(
+    x: ArrayView2<'_, f32>,
+    y: ArrayView2<'_, f32>,
+) -> Result<Nullable, MetricError> {
+    Ok(one_pass(x, y)?.debiased_cka)
+}
+
+/// Mean and standard deviation of 1 − cos(xᵢ, yᵢ) for `x, y (n, d)`.
+pub fn cosine_distance(
+    x: ArrayView2<'_, f32>,
+    y: ArrayView2<'_, f32>,
+) -> Result<(Nullable, Nullable), MetricError> {
+    let m = one_pass(x, y)?;
+    Ok((m.cosine_distance, m.cosine_distance_std))
+}
+
+/// Orthogonal Procrustes distance of `x (n, d₁)` and `y (n, d₂)`, in [0, 2].
+pub fn procrustes_distance(
+    x: ArrayView2<'_, f32>,
+    y: ArrayView2<'_, f32>,
+) -> Result<Nullable, MetricError> {
+    Ok(one_pass(x, y)?.procrustes_distance)
+}
+
+/// Mean ‖yᵢ‖ / ‖xᵢ‖.
+pub fn norm_ratio(x: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>) -> Result<Nullable, MetricError> {
+    Ok(one_pass(x, y)?.norm_ratio)
+}
