@@ -29,5 +29,8 @@ pub mod error;
 pub mod io;
 pub mod metrics;
 pub mod model;
+pub mod parallel;
+pub mod probe;
+pub mod report;
 
 pub use error::{Error, Result};

@@ -24,6 +24,180 @@ pub enum Command {
     Capture(CaptureArgs),
     /// Per-layer drift measures between a base store and student stores of the same examples.
     Compare(CompareArgs),
+    /// Per-layer linear probes: in-distribution, transfer to targets, cross-model, control.
+    Probe(ProbeArgs),
+    /// Transfer-aware summary metrics (IDG, AOG, PGR, NTS) from per-model accuracies.
+    Transfer(TransferArgs),
+    /// Drift plots, a self-contained HTML page, report.md and a diagnosis in words.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// A `repdrift compare` output directory.
+    #[arg(long)]
+    pub metrics: PathBuf,
+    /// A `repdrift probe` output directory (repeatable: one per model).
+    #[arg(long = "probe", value_name = "DIR")]
+    pub probes: Vec<PathBuf>,
+    /// A `repdrift transfer` output file.
+    #[arg(long)]
+    pub transfer: Option<PathBuf>,
+    #[arg(long, default_value = "repdrift report")]
+    pub title: String,
+    /// The model name (`probe --model`) of the base model's probe results.
+    #[arg(long, default_value = "base")]
+    pub base_model: String,
+    /// Output directory (index.html, report.md, report.json, plots/).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+fn run_report(a: &ReportArgs) -> anyhow::Result<()> {
+    use crate::report;
+    let inputs = report::read_inputs(
+        &a.metrics,
+        &a.probes,
+        a.transfer.as_deref(),
+        &a.title,
+        &a.base_model,
+    )?;
+    let r = report::build(&inputs, &report::diagnosis::Rules::default());
+    let plots = report::plots::render_all(&r)?;
+    report::write(&a.out, &r, &plots)?;
+    for f in &r.findings {
+        for s in &f.sentences {
+            eprintln!("{s}");
+        }
+    }
+    eprintln!(
+        "repdrift: report with {} plots in {}",
+        plots.len(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// The source store to train on, as STORE or NAME=STORE (default name `source`).
+    #[arg(long)]
+    pub train: String,
+    /// A target store of the same model, NAME=STORE (repeatable).
+    #[arg(long = "eval", value_name = "NAME=STORE")]
+    pub evals: Vec<String>,
+    /// Another model's store of the training examples, MODEL=STORE (repeatable).
+    #[arg(long = "apply-to", value_name = "MODEL=STORE")]
+    pub apply_to: Vec<String>,
+    /// The name of the model whose stores --train and --eval are.
+    #[arg(long, default_value = "model")]
+    pub model: String,
+    /// Output directory (probe.json, probe.csv).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value = "resid_post")]
+    pub hook: String,
+    /// `all` (layers captured in every store) or a comma-separated list.
+    #[arg(long, default_value = "all")]
+    pub layers: String,
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// Comma-separated grid of inverse L2 strengths (scikit-learn's C).
+    #[arg(long, default_value = "0.001,0.01,0.1,1")]
+    pub c: String,
+    /// Also train on shuffled preference labels (Hewitt & Liang's control task).
+    #[arg(long)]
+    pub control: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TransferArgs {
+    /// JSON: {"source", "targets", "weak", "ceiling"?, "accuracy": {model: {dataset: acc}}}.
+    #[arg(long)]
+    pub scores: PathBuf,
+    /// Output file (transfer.json).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+fn named(s: &str, flag: &str, default: Option<&str>) -> crate::Result<(String, PathBuf)> {
+    match (s.split_once('='), default) {
+        (Some((n, p)), _) if !n.is_empty() => Ok((n.to_string(), PathBuf::from(p))),
+        (None, Some(d)) => Ok((d.to_string(), PathBuf::from(s))),
+        _ => Err(crate::Error::param(
+            flag,
+            format!("`{s}` is not NAME=STORE"),
+        )),
+    }
+}
+
+fn run_probe(a: &ProbeArgs) -> anyhow::Result<()> {
+    use crate::probe::run::{probe, render_csv, render_json, NamedStore, ProbeParams};
+    let cs =
+        a.c.split(',')
+            .map(|v| {
+                v.trim()
+                    .parse::<f64>()
+                    .map_err(|_| crate::Error::param("c", format!("`{v}` is not a number")))
+            })
+            .collect::<crate::Result<Vec<_>>>()?;
+    let params = ProbeParams {
+        model: a.model.clone(),
+        hook: HookPoint::parse(&a.hook)?,
+        layers: LayerSelection::parse(&a.layers)?,
+        folds: a.folds,
+        cs,
+        control: a.control,
+        seed: a.seed,
+        ..Default::default()
+    }
+    .check()?;
+    let open = |s: &str, flag: &str, default: Option<&str>| -> crate::Result<NamedStore> {
+        let (name, path) = named(s, flag, default)?;
+        Ok(NamedStore {
+            name,
+            store: crate::capture::Store::open(&path)?,
+        })
+    };
+    let train = open(&a.train, "train", Some("source"))?;
+    let evals = a
+        .evals
+        .iter()
+        .map(|e| open(e, "eval", None))
+        .collect::<crate::Result<Vec<_>>>()?;
+    let apply = a
+        .apply_to
+        .iter()
+        .map(|e| open(e, "apply-to", None))
+        .collect::<crate::Result<Vec<_>>>()?;
+    let report = probe(&train, &evals, &apply, &params)?;
+    crate::io::write_atomic(&a.out.join("probe.json"), &render_json(&report))?;
+    crate::io::write_atomic(&a.out.join("probe.csv"), &render_csv(&report))?;
+    eprintln!(
+        "repdrift: {} probe rows into {}",
+        report.rows.len(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn run_transfer(a: &TransferArgs) -> anyhow::Result<()> {
+    use crate::probe::transfer::{render_json, summarise, Scores};
+    let text = std::fs::read(&a.scores).map_err(|e| crate::Error::io(&a.scores, e))?;
+    let scores: Scores = serde_json::from_slice(&text).map_err(|e| crate::Error::Json {
+        path: a.scores.clone(),
+        source: e,
+    })?;
+    let r = summarise(&scores)?;
+    crate::io::write_atomic(&a.out, &render_json(&r))?;
+    eprintln!(
+        "repdrift: transfer summary of {} student(s) into {}",
+        r.students.len(),
+        a.out.display()
+    );
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -295,6 +469,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Capture(a) => run_capture(a)?,
         Command::Compare(a) => run_compare(a)?,
+        Command::Probe(a) => run_probe(a)?,
+        Command::Transfer(a) => run_transfer(a)?,
+        Command::Report(a) => run_report(a)?,
     }
     Ok(ExitCode::SUCCESS)
 }

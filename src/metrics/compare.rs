@@ -469,43 +469,9 @@ type KeptRows = (Vec<Array2<f32>>, Vec<Array2<f32>>);
 
 type LayerOut = (Vec<MetricRow>, Vec<(AccKey, PairAccumulator)>);
 
-/// Compare every layer, spread over the machine's cores (one single-threaded BLAS each);
-/// results in `layers` order.
+/// Compare every layer, spread over the machine's cores; results in `layers` order.
 fn run_layers(ctx: &LayerCtx<'_>, layers: &[usize]) -> Result<Vec<LayerOut>> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(layers.len())
-        .max(1);
-    if workers == 1 {
-        return layers.iter().map(|&l| compare_layer(ctx, l)).collect();
-    }
-    let _blas = crate::model::linear::BlasThreads::set(1);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<Vec<(usize, Result<LayerOut>)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if i >= layers.len() {
-                            break;
-                        }
-                        mine.push((i, compare_layer(ctx, layers[i])));
-                    }
-                    mine
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("compare worker panicked"))
-            .collect()
-    });
-    let mut all: Vec<(usize, Result<LayerOut>)> = results.into_iter().flatten().collect();
-    all.sort_by_key(|(i, _)| *i);
-    all.into_iter().map(|(_, r)| r).collect()
+    crate::parallel::map_indexed(layers.len(), |i| compare_layer(ctx, layers[i]))
 }
 
 fn compare_layer(ctx: &LayerCtx<'_>, layer: usize) -> Result<LayerOut> {

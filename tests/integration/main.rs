@@ -6,5 +6,7 @@
 mod common;
 mod metrics;
 mod parity;
+mod probe;
+mod report;
 mod store;
 mod tiny_llama;

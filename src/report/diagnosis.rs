@@ -1,0 +1,123 @@
+//! Numbers → sentences. The rules, in order (thresholds are [`Rules`] fields):
+//!
+//! 1. **Drift.** For each student, on the diagnosis field (`diff` when the stores hold pairs,
+//!    else the first field), a layer *drifted* when its linear CKA to the base is below
+//!    `cka_threshold` (0.7) and, when bootstrap intervals exist, the interval's upper end is
+//!    below 1 (the base's own level). Drifted layers are reported as contiguous ranges.
+//! 2. **Transfer where it drifted.** With probe results for the base (`base_model`) and the
+//!    student, the change (student − base, in points) of the mean target-probe accuracy and of
+//!    the source (in-distribution) accuracy is averaged over the drifted layers.
+//! 3. **Does drift explain the transfer loss?** Spearman's ρ between per-layer drift (1 − CKA)
+//!    and per-layer transfer loss (base − student target accuracy) over all layers with both,
+//!    with a two-sided permutation p-value (10,000 seeded permutations). ρ > 0 with p < `alpha`
+//!    (0.05) reads "drift coincides with transfer loss"; otherwise the report says the data do
+//!    not support that conclusion. Fewer than 5 layers: no test.
+//! 4. **Anchor candidates.** Layers ranked by (1 − CKA of the student) × max(0, base target
+//!    accuracy − 0.5): where the base's preference direction transfers and the student moved
+//!    away most. A heuristic shortlist, not a validated recommendation.
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+/// Thresholds of the diagnosis rules.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rules {
+    pub cka_threshold: f64,
+    pub alpha: f64,
+    pub permutations: usize,
+    pub min_layers: usize,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self {
+            cka_threshold: 0.7,
+            alpha: 0.05,
+            permutations: 10_000,
+            min_layers: 5,
+        }
+    }
+}
+
+/// Spearman's rank correlation with its permutation p-value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Spearman {
+    pub rho: f64,
+    pub n: usize,
+    pub p: f64,
+}
+
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].partial_cmp(&v[b]).expect("finite"));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        for &k in &idx[i..=j] {
+            r[k] = (i + j) as f64 / 2.0 + 1.0;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        sab += (x - ma) * (y - mb);
+        saa += (x - ma) * (x - ma);
+        sbb += (y - mb) * (y - mb);
+    }
+    (saa > 0.0 && sbb > 0.0).then(|| sab / (saa * sbb).sqrt())
+}
+
+/// Spearman's ρ of `a` and `b` with a two-sided permutation p-value; None when either side is
+/// constant or n < 3.
+pub fn spearman(a: &[f64], b: &[f64], permutations: usize, seed: u64) -> Option<Spearman> {
+    if a.len() != b.len() || a.len() < 3 {
+        return None;
+    }
+    let (ra, rb) = (ranks(a), ranks(b));
+    let rho = pearson(&ra, &rb)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut perm = rb.clone();
+    let mut extreme = 0usize;
+    for _ in 0..permutations {
+        perm.shuffle(&mut rng);
+        if pearson(&ra, &perm).is_some_and(|r| r.abs() >= rho.abs() - 1e-12) {
+            extreme += 1;
+        }
+    }
+    Some(Spearman {
+        rho,
+        n: a.len(),
+        p: (1 + extreme) as f64 / (1 + permutations) as f64,
+    })
+}
+
+/// Contiguous ranges of sorted layers, e.g. `[18, 19, 20, 25]` → "18–20, 25".
+pub fn ranges(layers: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < layers.len() {
+        let mut j = i;
+        while j + 1 < layers.len() && layers[j + 1] == layers[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            layers[i].to_string()
+        } else {
+            format!("{}–{}", layers[i], layers[j])
+        });
+        i = j + 1;
+    }
+    out.join(", ")
+}

@@ -1,0 +1,704 @@
+//! `repdrift report`: per-layer drift plots, a self-contained HTML page, a Markdown report and
+//! a diagnosis in words, from the outputs of `compare`, `probe` and optionally `transfer`.
+//!
+//! [`build`] turns the inputs into a [`Report`] (numbers and sentences); renderers turn a
+//! report into bytes ([`render_markdown`], [`render_html`], [`plots::render_all`]); [`write`]
+//! is the one place that writes files (each atomically). Every string that comes from the
+//! inputs (names, paths, the title) is HTML-escaped.
+
+pub mod diagnosis;
+pub mod plots;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::metrics::compare::{CrossLayer, MetricRow, MetricsReport};
+use crate::probe::run::ProbeReport;
+use crate::probe::transfer::TransferReport;
+use diagnosis::{ranges, spearman, Rules, Spearman};
+
+/// Everything a report is made from.
+#[derive(Debug, Clone)]
+pub struct ReportInputs {
+    pub title: String,
+    pub metrics: MetricsReport,
+    pub cross_layer: Vec<CrossLayer>,
+    pub probes: Vec<ProbeReport>,
+    pub transfer: Option<TransferReport>,
+    /// The model name the base's probe results go by.
+    pub base_model: String,
+}
+
+/// Per-layer numbers of one student on the diagnosis field.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StudentSeries {
+    pub student: String,
+    pub field: String,
+    pub layers: Vec<usize>,
+    pub linear_cka: Vec<Option<f64>>,
+    pub debiased_cka: Vec<Option<f64>>,
+    pub ci_linear: Vec<Option<(f64, f64)>>,
+    pub cosine_distance: Vec<Option<f64>>,
+    pub norm_ratio: Vec<Option<f64>>,
+}
+
+/// Per-layer probe accuracies of one model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeSeries {
+    pub model: String,
+    pub layers: Vec<usize>,
+    pub in_dist: Vec<Option<f64>>,
+    /// target name → accuracies.
+    pub targets: BTreeMap<String, Vec<Option<f64>>>,
+    pub control: Vec<Option<f64>>,
+    /// `train` label → accuracies of cross-model rows scored on this model.
+    pub cross_model: BTreeMap<String, Vec<Option<f64>>>,
+}
+
+impl ProbeSeries {
+    /// Mean target accuracy at layer index `i`.
+    pub fn mean_target(&self, i: usize) -> Option<f64> {
+        let v: Vec<f64> = self.targets.values().filter_map(|t| t[i]).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    }
+}
+
+/// What the diagnosis says about one student.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finding {
+    pub student: String,
+    pub drifted_layers: Vec<usize>,
+    pub sentences: Vec<String>,
+    pub spearman: Option<Spearman>,
+    /// (layer, score) best first.
+    pub anchor_candidates: Vec<(usize, f64)>,
+}
+
+/// The report model (also written as `report.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub title: String,
+    pub repdrift_version: String,
+    pub rules: Rules,
+    pub inputs: Vec<(String, String, String)>,
+    pub students: Vec<StudentSeries>,
+    pub probes: Vec<ProbeSeries>,
+    pub cross_layer: Vec<CrossLayer>,
+    pub transfer: Option<TransferReport>,
+    pub findings: Vec<Finding>,
+    pub base_model: String,
+}
+
+fn diagnosis_field(rows: &[MetricRow]) -> String {
+    if rows.iter().any(|r| r.field == "diff") {
+        "diff".into()
+    } else {
+        rows.first().map(|r| r.field.clone()).unwrap_or_default()
+    }
+}
+
+fn student_series(m: &MetricsReport, student: &str, field: &str) -> StudentSeries {
+    let mut rows: Vec<&MetricRow> = m
+        .rows
+        .iter()
+        .filter(|r| r.student == student && r.field == field)
+        .collect();
+    rows.sort_by_key(|r| r.layer);
+    StudentSeries {
+        student: student.to_string(),
+        field: field.to_string(),
+        layers: rows.iter().map(|r| r.layer).collect(),
+        linear_cka: rows.iter().map(|r| r.linear_cka).collect(),
+        debiased_cka: rows.iter().map(|r| r.debiased_cka).collect(),
+        ci_linear: rows
+            .iter()
+            .map(|r| {
+                r.ci.as_ref()
+                    .and_then(|c| c.linear_cka)
+                    .map(|i| (i.lo, i.hi))
+            })
+            .collect(),
+        cosine_distance: rows.iter().map(|r| r.cosine_distance).collect(),
+        norm_ratio: rows.iter().map(|r| r.norm_ratio).collect(),
+    }
+}
+
+fn probe_series(p: &ProbeReport) -> Vec<ProbeSeries> {
+    let mut models: Vec<String> = p.rows.iter().map(|r| r.model.clone()).collect();
+    models.sort();
+    models.dedup();
+    let mut layers: Vec<usize> = p.rows.iter().map(|r| r.layer).collect();
+    layers.sort_unstable();
+    layers.dedup();
+    models
+        .into_iter()
+        .map(|model| {
+            let at = |kind: &str, eval: Option<&str>, train: Option<&str>| -> Vec<Option<f64>> {
+                layers
+                    .iter()
+                    .map(|&l| {
+                        p.rows
+                            .iter()
+                            .find(|r| {
+                                r.model == model
+                                    && r.layer == l
+                                    && r.kind == kind
+                                    && eval.is_none_or(|e| r.eval == e)
+                                    && train.is_none_or(|t| r.train == t)
+                            })
+                            .map(|r| r.accuracy)
+                    })
+                    .collect()
+            };
+            let mut targets = BTreeMap::new();
+            for e in &p.evals {
+                targets.insert(e.name.clone(), at("transfer", Some(&e.name), None));
+            }
+            let mut cross_model = BTreeMap::new();
+            let trains: Vec<String> = p
+                .rows
+                .iter()
+                .filter(|r| r.kind == "cross_model" && r.model == model)
+                .map(|r| r.train.clone())
+                .collect();
+            for t in trains {
+                cross_model
+                    .entry(t.clone())
+                    .or_insert_with(|| at("cross_model", None, Some(&t)));
+            }
+            ProbeSeries {
+                model: model.clone(),
+                layers: layers.clone(),
+                in_dist: at("in_dist", None, None),
+                targets: if model == p.model {
+                    targets
+                } else {
+                    BTreeMap::new()
+                },
+                control: at("control", None, None),
+                cross_model,
+            }
+        })
+        .collect()
+}
+
+/// Build the report model and its diagnosis.
+pub fn build(inp: &ReportInputs, rules: &Rules) -> Report {
+    let field = diagnosis_field(&inp.metrics.rows);
+    let students: Vec<StudentSeries> = inp
+        .metrics
+        .students
+        .iter()
+        .map(|s| student_series(&inp.metrics, &s.name, &field))
+        .collect();
+    // Probe series of each model, from every probe report (the model that trained owns targets).
+    let mut probes: Vec<ProbeSeries> = Vec::new();
+    for p in &inp.probes {
+        for s in probe_series(p) {
+            if let Some(existing) = probes.iter_mut().find(|x| x.model == s.model) {
+                for (k, v) in s.cross_model {
+                    existing.cross_model.insert(k, v);
+                }
+                if existing.targets.is_empty() && !s.targets.is_empty() {
+                    *existing = ProbeSeries {
+                        cross_model: existing.cross_model.clone(),
+                        ..s
+                    };
+                }
+            } else {
+                probes.push(s);
+            }
+        }
+    }
+    let base = probes.iter().find(|p| p.model == inp.base_model).cloned();
+    let mut findings = Vec::new();
+    for s in &students {
+        findings.push(diagnose(
+            s,
+            base.as_ref(),
+            probes.iter().find(|p| p.model == s.student),
+            rules,
+        ));
+    }
+    let mut inputs = vec![(
+        "base store".to_string(),
+        inp.metrics.base.path.display().to_string(),
+        format!(
+            "model {} · data {}",
+            short(&inp.metrics.base.model_sha256),
+            short(&inp.metrics.base.dataset_sha256)
+        ),
+    )];
+    for s in &inp.metrics.students {
+        inputs.push((
+            format!("student store `{}`", s.name),
+            s.path.display().to_string(),
+            format!(
+                "model {} · data {}",
+                short(&s.model_sha256),
+                short(&s.dataset_sha256)
+            ),
+        ));
+    }
+    for p in &inp.probes {
+        for e in std::iter::once(&p.train).chain(&p.evals).chain(&p.apply_to) {
+            inputs.push((
+                format!("probe store `{}` ({})", e.name, p.model),
+                e.path.display().to_string(),
+                format!(
+                    "model {} · data {}",
+                    short(&e.model_sha256),
+                    short(&e.dataset_sha256)
+                ),
+            ));
+        }
+    }
+    Report {
+        title: inp.title.clone(),
+        repdrift_version: env!("CARGO_PKG_VERSION").into(),
+        rules: rules.clone(),
+        inputs,
+        students,
+        probes,
+        cross_layer: inp.cross_layer.clone(),
+        transfer: inp.transfer.clone(),
+        findings,
+        base_model: inp.base_model.clone(),
+    }
+}
+
+fn short(h: &str) -> String {
+    h.chars().take(12).collect()
+}
+
+fn diagnose(
+    s: &StudentSeries,
+    base: Option<&ProbeSeries>,
+    student: Option<&ProbeSeries>,
+    rules: &Rules,
+) -> Finding {
+    let mut sentences = Vec::new();
+    let drifted: Vec<usize> = s
+        .layers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            s.linear_cka[*i].is_some_and(|c| c < rules.cka_threshold)
+                && s.ci_linear[*i].is_none_or(|(_, hi)| hi < 1.0)
+        })
+        .map(|(_, &l)| l)
+        .collect();
+    let ci_note = if s.ci_linear.iter().any(|c| c.is_some()) {
+        ", interval excludes the base level"
+    } else {
+        ""
+    };
+    if drifted.is_empty() {
+        let min = s
+            .layers
+            .iter()
+            .zip(&s.linear_cka)
+            .filter_map(|(l, c)| c.map(|c| (*l, c)))
+            .min_by(|a, b| a.1.partial_cmp(&b.1).expect("finite"));
+        sentences.push(match min {
+            Some((l, c)) => format!(
+                "{}: no layer drifted (linear CKA ≥ {} everywhere on field `{}`; lowest {:.3} at layer {l}).",
+                s.student, rules.cka_threshold, s.field, c
+            ),
+            None => format!("{}: no CKA values to judge drift by.", s.student),
+        });
+    } else {
+        sentences.push(format!(
+            "{}: layers {} drifted (linear CKA < {}{ci_note}; field `{}`).",
+            s.student,
+            ranges(&drifted),
+            rules.cka_threshold,
+            s.field
+        ));
+    }
+    let mut sp = None;
+    let mut anchors = Vec::new();
+    match (base, student) {
+        (Some(b), Some(st)) => {
+            let idx = |p: &ProbeSeries, l: usize| p.layers.iter().position(|&x| x == l);
+            let mut tgt = Vec::new();
+            let mut src = Vec::new();
+            for &l in &drifted {
+                if let (Some(bi), Some(si)) = (idx(b, l), idx(st, l)) {
+                    if let (Some(a), Some(c)) = (b.mean_target(bi), st.mean_target(si)) {
+                        tgt.push(100.0 * (c - a));
+                    }
+                    if let (Some(a), Some(c)) = (b.in_dist[bi], st.in_dist[si]) {
+                        src.push(100.0 * (c - a));
+                    }
+                }
+            }
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            if !drifted.is_empty() && !tgt.is_empty() && !src.is_empty() {
+                let (t, so) = (mean(&tgt), mean(&src));
+                let verb = |x: f64| if x < 0.0 { "fell" } else { "rose" };
+                sentences.push(format!(
+                    "In those layers target-probe accuracy {} {:.1} points against the base while source accuracy {} {:.1}{}.",
+                    verb(t),
+                    t.abs(),
+                    verb(so),
+                    so.abs(),
+                    if t < 0.0 && so >= 0.0 { " — transfer failure coincides with the drift" } else { "" }
+                ));
+            }
+            // Correlation over all layers with both numbers.
+            let mut drift = Vec::new();
+            let mut loss = Vec::new();
+            for (i, &l) in s.layers.iter().enumerate() {
+                if let (Some(c), Some(bi), Some(si)) = (s.linear_cka[i], idx(b, l), idx(st, l)) {
+                    if let (Some(a), Some(x)) = (b.mean_target(bi), st.mean_target(si)) {
+                        drift.push(1.0 - c);
+                        loss.push(a - x);
+                    }
+                    if let Some(a) = b.mean_target(bi) {
+                        anchors.push((l, (1.0 - c) * (a - 0.5).max(0.0)));
+                    }
+                }
+            }
+            if drift.len() < rules.min_layers {
+                sentences.push(format!(
+                    "Too few layers with both drift and transfer numbers ({}) to test whether drift explains the transfer loss.",
+                    drift.len()
+                ));
+            } else {
+                sp = spearman(&drift, &loss, rules.permutations, 0);
+                sentences.push(match sp {
+                    Some(r) if r.rho > 0.0 && r.p < rules.alpha => format!(
+                        "Across layers, drift and transfer loss rise together: Spearman ρ = {:.2} (n = {} layers, permutation p = {:.3}).",
+                        r.rho, r.n, r.p
+                    ),
+                    Some(r) => format!(
+                        "The data do not support the claim that drift explains the transfer loss: Spearman ρ = {:.2} between per-layer drift and transfer loss (n = {} layers, permutation p = {:.3}).",
+                        r.rho, r.n, r.p
+                    ),
+                    None => "Drift or transfer loss is constant across layers: no correlation to test.".into(),
+                });
+            }
+        }
+        _ => sentences.push(format!(
+            "No probe results for both the base (`{}`) and `{}`: the report cannot say whether drift explains transfer.",
+            base.map(|b| b.model.as_str()).unwrap_or("base"),
+            s.student
+        )),
+    }
+    anchors.sort_by(|a, b| b.1.partial_cmp(&a.1).expect("finite").then(a.0.cmp(&b.0)));
+    anchors.retain(|a| a.1 > 0.0);
+    anchors.truncate(5);
+    Finding {
+        student: s.student.clone(),
+        drifted_layers: drifted,
+        sentences,
+        spearman: sp,
+        anchor_candidates: anchors,
+    }
+}
+
+/// Escape text for HTML.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// Escape text for Markdown tables and prose (no raw HTML passes through).
+fn md(s: &str) -> String {
+    esc(s).replace('|', "\\|").replace('`', "\\`")
+}
+
+fn f3(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "—".into())
+}
+
+const SECTIONS: [&str; 4] = [
+    "Where did each student drift?",
+    "Does the preference signal transfer?",
+    "Does drift explain the failed transfer?",
+    "Which layers to anchor?",
+];
+
+/// `report.md`: the same content as the HTML page, with links to the PNG plots.
+pub fn render_markdown(r: &Report, plots: &[plots::Plot]) -> Vec<u8> {
+    let mut o = format!(
+        "# {}\n\nrepdrift {} · diagnosis rules: linear CKA threshold {}, α = {}\n\n",
+        md(&r.title),
+        r.repdrift_version,
+        r.rules.cka_threshold,
+        r.rules.alpha
+    );
+    let link = |o: &mut String, prefix: &str| {
+        for p in plots.iter().filter(|p| p.name.starts_with(prefix)) {
+            o.push_str(&format!("![{}](plots/{}.png)\n\n", md(&p.title), p.name));
+        }
+    };
+    o.push_str(&format!("## {}\n\n", SECTIONS[0]));
+    for f in &r.findings {
+        o.push_str(&format!("- {}\n", md(&f.sentences[0])));
+    }
+    o.push('\n');
+    link(&mut o, "cka");
+    link(&mut o, "cosine");
+    link(&mut o, "heatmap");
+    o.push_str("| student | field | layer | linear CKA | debiased CKA | cosine distance | norm ratio |\n|---|---|---|---|---|---|---|\n");
+    for s in &r.students {
+        for (i, l) in s.layers.iter().enumerate() {
+            o.push_str(&format!(
+                "| {} | {} | {l} | {} | {} | {} | {} |\n",
+                md(&s.student),
+                md(&s.field),
+                f3(s.linear_cka[i]),
+                f3(s.debiased_cka[i]),
+                f3(s.cosine_distance[i]),
+                f3(s.norm_ratio[i])
+            ));
+        }
+    }
+    o.push_str(&format!("\n## {}\n\n", SECTIONS[1]));
+    link(&mut o, "probe");
+    link(&mut o, "crossmodel");
+    o.push_str(&probe_table_md(r));
+    if let Some(t) = &r.transfer {
+        o.push_str("\n| student | IDG | AOG | NTS |\n|---|---|---|---|\n");
+        for s in &t.students {
+            o.push_str(&format!(
+                "| {} | {:.1} | {:.1} | {:.1} |\n",
+                md(&s.name),
+                s.idg,
+                s.aog,
+                s.nts
+            ));
+        }
+    }
+    o.push_str(&format!("\n## {}\n\n", SECTIONS[2]));
+    for f in &r.findings {
+        for s in &f.sentences[1..] {
+            o.push_str(&format!("- {}\n", md(s)));
+        }
+    }
+    o.push('\n');
+    link(&mut o, "drift_vs_transfer");
+    o.push_str(&format!("## {}\n\n", SECTIONS[3]));
+    o.push_str(&anchor_text(r, false));
+    o.push_str("\n## Inputs\n\n| input | path | hashes (sha256, first 12) |\n|---|---|---|\n");
+    for (a, b, c) in &r.inputs {
+        o.push_str(&format!("| {} | {} | {} |\n", md(a), md(b), md(c)));
+    }
+    o.into_bytes()
+}
+
+fn probe_table_md(r: &Report) -> String {
+    let mut o = String::from(
+        "| model | layer | source (in-dist) | mean target | control |\n|---|---|---|---|---|\n",
+    );
+    for p in &r.probes {
+        for (i, l) in p.layers.iter().enumerate() {
+            o.push_str(&format!(
+                "| {} | {l} | {} | {} | {} |\n",
+                md(&p.model),
+                f3(p.in_dist[i]),
+                f3(p.mean_target(i)),
+                f3(p.control[i])
+            ));
+        }
+    }
+    o
+}
+
+fn anchor_text(r: &Report, html: bool) -> String {
+    let mut o = String::new();
+    let e = |s: &str| if html { esc(s) } else { md(s) };
+    for f in &r.findings {
+        if f.anchor_candidates.is_empty() {
+            o.push_str(&format!(
+                "{}{}: no candidate (needs drift and a base probe that transfers above chance).{}\n",
+                if html { "<p>" } else { "- " },
+                e(&f.student),
+                if html { "</p>" } else { "" }
+            ));
+            continue;
+        }
+        let list: Vec<String> = f
+            .anchor_candidates
+            .iter()
+            .map(|(l, s)| format!("layer {l} (score {s:.3})"))
+            .collect();
+        o.push_str(&format!(
+            "{}{}: {}.{}\n",
+            if html { "<p>" } else { "- " },
+            e(&f.student),
+            list.join(", "),
+            if html { "</p>" } else { "" }
+        ));
+    }
+    o.push_str(&format!(
+        "{}Score = (1 − linear CKA of the student) × max(0, base target-probe accuracy − 0.5): layers where the base's preference direction transfers and the student moved away. A shortlist to check by training, not a validated recommendation.{}\n",
+        if html { "<p class=\"note\">" } else { "\n" },
+        if html { "</p>" } else { "" }
+    ));
+    o
+}
+
+/// `index.html`: one self-contained file (inline SVG, no scripts, no network fetches).
+pub fn render_html(r: &Report, plots: &[plots::Plot]) -> Vec<u8> {
+    let mut o = String::new();
+    o.push_str(&format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}table{{border-collapse:collapse;font-size:13px;margin:1em 0}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}th{{background:#f3f3f3}}td:first-child,th:first-child{{text-align:left}}.plot svg{{max-width:100%;height:auto}}.note{{color:#555;font-size:13px}}details{{margin:1em 0}}</style></head><body>\n",
+        esc(&r.title)
+    ));
+    o.push_str(&format!("<h1>{}</h1>\n<p class=\"note\">repdrift {} · diagnosis rules: linear CKA threshold {}, α = {}</p>\n", esc(&r.title), esc(&r.repdrift_version), r.rules.cka_threshold, r.rules.alpha));
+    let svg = |o: &mut String, prefix: &str| {
+        for p in plots.iter().filter(|p| p.name.starts_with(prefix)) {
+            o.push_str(&format!(
+                "<figure class=\"plot\">{}<figcaption>{}</figcaption></figure>\n",
+                strip_xml_decl(&p.svg),
+                esc(&p.title)
+            ));
+        }
+    };
+    o.push_str(&format!("<h2>{}</h2>\n<ul>\n", esc(SECTIONS[0])));
+    for f in &r.findings {
+        o.push_str(&format!("<li>{}</li>\n", esc(&f.sentences[0])));
+    }
+    o.push_str("</ul>\n");
+    svg(&mut o, "cka");
+    svg(&mut o, "cosine");
+    svg(&mut o, "heatmap");
+    o.push_str("<details><summary>Drift numbers per layer</summary><table><tr><th>student</th><th>field</th><th>layer</th><th>linear CKA</th><th>debiased CKA</th><th>cosine distance</th><th>norm ratio</th></tr>\n");
+    for s in &r.students {
+        for (i, l) in s.layers.iter().enumerate() {
+            o.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{l}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                esc(&s.student),
+                esc(&s.field),
+                f3(s.linear_cka[i]),
+                f3(s.debiased_cka[i]),
+                f3(s.cosine_distance[i]),
+                f3(s.norm_ratio[i])
+            ));
+        }
+    }
+    o.push_str("</table></details>\n");
+    o.push_str(&format!("<h2>{}</h2>\n", esc(SECTIONS[1])));
+    svg(&mut o, "probe");
+    svg(&mut o, "crossmodel");
+    o.push_str("<details><summary>Probe accuracy per layer</summary><table><tr><th>model</th><th>layer</th><th>source (in-dist)</th><th>mean target</th><th>control</th></tr>\n");
+    for p in &r.probes {
+        for (i, l) in p.layers.iter().enumerate() {
+            o.push_str(&format!(
+                "<tr><td>{}</td><td>{l}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                esc(&p.model),
+                f3(p.in_dist[i]),
+                f3(p.mean_target(i)),
+                f3(p.control[i])
+            ));
+        }
+    }
+    o.push_str("</table></details>\n");
+    if let Some(t) = &r.transfer {
+        o.push_str("<table><tr><th>student</th><th>IDG</th><th>AOG</th><th>NTS</th></tr>\n");
+        for s in &t.students {
+            o.push_str(&format!(
+                "<tr><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td></tr>\n",
+                esc(&s.name),
+                s.idg,
+                s.aog,
+                s.nts
+            ));
+        }
+        o.push_str("</table>\n");
+    }
+    o.push_str(&format!("<h2>{}</h2>\n<ul>\n", esc(SECTIONS[2])));
+    for f in &r.findings {
+        for s in &f.sentences[1..] {
+            o.push_str(&format!("<li>{}</li>\n", esc(s)));
+        }
+    }
+    o.push_str("</ul>\n");
+    svg(&mut o, "drift_vs_transfer");
+    o.push_str(&format!("<h2>{}</h2>\n", esc(SECTIONS[3])));
+    o.push_str(&anchor_text(r, true));
+    o.push_str("<h2>Inputs</h2>\n<table><tr><th>input</th><th>path</th><th>hashes (sha256, first 12)</th></tr>\n");
+    for (a, b, c) in &r.inputs {
+        o.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            esc(a),
+            esc(b),
+            esc(c)
+        ));
+    }
+    o.push_str("</table>\n</body></html>\n");
+    o.into_bytes()
+}
+
+fn strip_xml_decl(svg: &str) -> &str {
+    match svg.find("<svg") {
+        Some(i) => &svg[i..],
+        None => svg,
+    }
+}
+
+/// Read the inputs from `compare` and `probe` output directories and an optional transfer file.
+pub fn read_inputs(
+    metrics_dir: &Path,
+    probe_dirs: &[PathBuf],
+    transfer: Option<&Path>,
+    title: &str,
+    base_model: &str,
+) -> Result<ReportInputs> {
+    fn json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T> {
+        let b = std::fs::read(p).map_err(|e| Error::io(p, e))?;
+        serde_json::from_slice(&b).map_err(|e| Error::Json {
+            path: p.to_path_buf(),
+            source: e,
+        })
+    }
+    let metrics: MetricsReport = json(&metrics_dir.join("metrics.json"))?;
+    let cl = metrics_dir.join("cross_layer_cka.json");
+    let cross_layer = if cl.exists() { json(&cl)? } else { Vec::new() };
+    let probes = probe_dirs
+        .iter()
+        .map(|d| json(&d.join("probe.json")))
+        .collect::<Result<Vec<ProbeReport>>>()?;
+    let transfer = transfer.map(json::<TransferReport>).transpose()?;
+    Ok(ReportInputs {
+        title: title.to_string(),
+        metrics,
+        cross_layer,
+        probes,
+        transfer,
+        base_model: base_model.to_string(),
+    })
+}
+
+/// The one writer: `index.html`, `report.md`, `report.json` and `plots/*.{png,svg}` under `out`.
+pub fn write(out: &Path, report: &Report, plots: &[plots::Plot]) -> Result<()> {
+    use crate::io::write_atomic;
+    for p in plots {
+        write_atomic(&out.join("plots").join(format!("{}.png", p.name)), &p.png)?;
+        write_atomic(
+            &out.join("plots").join(format!("{}.svg", p.name)),
+            p.svg.as_bytes(),
+        )?;
+    }
+    write_atomic(&out.join("report.md"), &render_markdown(report, plots))?;
+    write_atomic(&out.join("index.html"), &render_html(report, plots))?;
+    let mut j = serde_json::to_vec_pretty(report).expect("serialisable");
+    j.push(b'\n');
+    write_atomic(&out.join("report.json"), &j)
+}

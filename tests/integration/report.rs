@@ -1,0 +1,260 @@
+//! The report: snapshot tests of report.md and index.html on a fixed input
+//! (`tests/fixtures/report/`, hand-written numbers), plots that render with real content,
+//! HTML escaping, the diagnosis rules, and the page opened in headless Chromium.
+//!
+//! Snapshots live in `tests/snapshots/`; after an intended change, regenerate them with
+//! `UPDATE_SNAPSHOTS=1 cargo test --release --test integration report::` and review the diff.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use repdrift::report::diagnosis::{ranges, spearman, Rules};
+use repdrift::report::{
+    build, plots::render_all, read_inputs, render_html, render_markdown, write,
+};
+
+use super::common::*;
+
+fn fixtures() -> PathBuf {
+    root().join("tests/fixtures/report")
+}
+
+fn inputs(title: &str) -> repdrift::report::ReportInputs {
+    let f = fixtures();
+    read_inputs(
+        &f.join("metrics"),
+        &[
+            f.join("probe_base"),
+            f.join("probe_naive"),
+            f.join("probe_anchor"),
+        ],
+        None,
+        title,
+        "base",
+    )
+    .unwrap()
+}
+
+fn snapshot(name: &str, got: &[u8]) {
+    let p = root().join("tests/snapshots").join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, got).unwrap();
+        return;
+    }
+    let want = std::fs::read(&p)
+        .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_SNAPSHOTS=1", p.display()));
+    if want != got {
+        let out = root().join("target").join(format!("{name}.new"));
+        std::fs::write(&out, got).unwrap();
+        panic!(
+            "{name} differs from its snapshot; new version in {}",
+            out.display()
+        );
+    }
+}
+
+#[test]
+fn report_snapshots() {
+    let r = build(&inputs("Fixture report"), &Rules::default());
+    let plots = render_all(&r).unwrap();
+    snapshot("report.md", &render_markdown(&r, &plots));
+    snapshot("index.html", &render_html(&r, &plots));
+}
+
+#[test]
+fn diagnosis_names_drifted_layers_and_the_correlation() {
+    let r = build(&inputs("t"), &Rules::default());
+    let naive = r.findings.iter().find(|f| f.student == "naive").unwrap();
+    // Fixture: naive CKA = 1 − 0.09·layer with a ±0.03 interval: layers 4–6 are below 0.7.
+    assert_eq!(naive.drifted_layers, vec![4, 5, 6]);
+    assert!(
+        naive.sentences[0].contains("layers 4–6 drifted"),
+        "{:?}",
+        naive.sentences
+    );
+    assert!(
+        naive.sentences[1].contains("target-probe accuracy fell"),
+        "{:?}",
+        naive.sentences
+    );
+    let sp = naive.spearman.unwrap();
+    assert!(sp.rho > 0.9 && sp.p < 0.05 && sp.n == 7, "{sp:?}");
+    let anchor = r.findings.iter().find(|f| f.student == "anchor").unwrap();
+    assert!(anchor.drifted_layers.is_empty());
+    assert!(anchor.sentences[0].contains("no layer drifted"));
+    // The anchored student's transfer loss does not track its (small) drift: the report says so.
+    assert!(
+        anchor
+            .sentences
+            .iter()
+            .any(|s| s.contains("do not support")),
+        "{:?}",
+        anchor.sentences
+    );
+    assert_eq!(naive.anchor_candidates[0].0, 6);
+}
+
+#[test]
+fn spearman_and_ranges_are_right() {
+    let s = spearman(
+        &[1.0, 2.0, 3.0, 4.0, 5.0],
+        &[2.0, 4.0, 6.0, 8.0, 10.0],
+        2000,
+        1,
+    )
+    .unwrap();
+    assert!((s.rho - 1.0).abs() < 1e-12);
+    // Exact two-sided p for n = 5, ρ = 1: 2/120; the permutation estimate is close.
+    assert!(s.p < 0.03, "{s:?}");
+    let s = spearman(
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        &[3.0, 1.0, 4.0, 1.0, 5.0, 9.0],
+        2000,
+        1,
+    )
+    .unwrap();
+    // scipy 1.x (refenv): spearmanr([1, 2, 3, 4, 5, 6], [3, 1, 4, 1, 5, 9]).statistic = 0.6667366910003157
+    assert!((s.rho - 0.6667366910003157).abs() < 1e-12, "{s:?}");
+    assert!(spearman(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0], 10, 0).is_none());
+    assert_eq!(ranges(&[1, 2, 3, 7, 9, 10]), "1–3, 7, 9–10");
+}
+
+#[test]
+fn plots_render_with_real_content() {
+    let r = build(&inputs("t"), &Rules::default());
+    let plots = render_all(&r).unwrap();
+    let names: Vec<&str> = plots.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "cka",
+            "cosine_norm",
+            "probe",
+            "heatmap_naive",
+            "drift_vs_transfer"
+        ]
+    );
+    for p in &plots {
+        let dec = png::Decoder::new(std::io::Cursor::new(&p.png));
+        let mut reader = dec.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!((info.width, info.height), (p.width, p.height), "{}", p.name);
+        let px = &buf[..info.buffer_size()];
+        let mean = px.iter().map(|&v| v as f64).sum::<f64>() / px.len() as f64;
+        let var = px.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / px.len() as f64;
+        let non_white = px.chunks(3).filter(|c| c.iter().any(|&v| v < 200)).count();
+        assert!(
+            var > 100.0 && non_white > 2000,
+            "{}: variance {var}, {non_white} non-white pixels",
+            p.name
+        );
+        let doc = roxmltree::Document::parse(&p.svg)
+            .unwrap_or_else(|e| panic!("{}: SVG does not parse: {e}", p.name));
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        assert!(p.svg.contains("<text"), "{}: SVG has no text", p.name);
+    }
+}
+
+#[test]
+fn dataset_text_is_escaped() {
+    let mut inp = inputs("<script>alert('title')</script>");
+    inp.metrics.students[0].name = "<script>alert(1)</script>".into();
+    inp.metrics.students[0].path = "stores/<img src=x onerror=alert(2)>".into();
+    for row in inp.metrics.rows.iter_mut().filter(|r| r.student == "naive") {
+        row.student = "<script>alert(1)</script>".into();
+    }
+    let r = build(&inp, &Rules::default());
+    let plots = render_all(&r).unwrap();
+    let html = String::from_utf8(render_html(&r, &plots)).unwrap();
+    let md = String::from_utf8(render_markdown(&r, &plots)).unwrap();
+    for doc in [&html, &md] {
+        assert!(
+            !doc.to_lowercase().contains("<script"),
+            "raw <script> in output"
+        );
+        assert!(!doc.contains("<img"), "raw <img> in output");
+        assert!(doc.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    }
+}
+
+fn chromium() -> PathBuf {
+    for c in ["chromium", "chromium-browser", "google-chrome"] {
+        if let Ok(o) = Command::new("which").arg(c).output() {
+            if o.status.success() {
+                return PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+            }
+        }
+    }
+    panic!("chromium not found: run `bash scripts/setup.sh` (it installs Debian's chromium)");
+}
+
+#[test]
+fn index_html_opens_in_headless_chromium() {
+    let dir = scratch("report-chromium");
+    let r = build(&inputs("Chromium check"), &Rules::default());
+    let plots = render_all(&r).unwrap();
+    write(&dir.join("report"), &r, &plots).unwrap();
+    for f in [
+        "index.html",
+        "report.md",
+        "report.json",
+        "plots/cka.png",
+        "plots/cka.svg",
+    ] {
+        assert!(dir.join("report").join(f).is_file(), "{f}");
+    }
+    let shot = dir.join("shot.png");
+    let profile = dir.join("profile");
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args([
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1200,2400",
+        ])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!(
+            "file://{}",
+            dir.join("report/index.html").display()
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "chromium failed: {err}");
+    for bad in [
+        "Uncaught",
+        "ERR_FILE_NOT_FOUND",
+        "Failed to load resource",
+        "ERR_NAME_NOT_RESOLVED",
+    ] {
+        assert!(!err.contains(bad), "page error `{bad}`: {err}");
+    }
+    let png = std::fs::read(&shot).unwrap();
+    let mut reader = png::Decoder::new(std::io::Cursor::new(&png))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (1200, 2400));
+    let px = &buf[..info.buffer_size()];
+    let step = info.color_type.samples();
+    let non_white = px
+        .chunks(step)
+        .filter(|c| c.iter().take(3).any(|&v| v < 200))
+        .count();
+    assert!(
+        non_white > 20_000,
+        "the screenshot is nearly blank ({non_white} non-white pixels)"
+    );
+}
