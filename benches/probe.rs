@@ -2,7 +2,8 @@
 //! cross-validation over C ∈ {0.001, 0.01, 0.1, 1} plus the final fit, layers spread over the
 //! cores (as `repdrift probe` runs them). Synthetic Δh: a planted direction plus anisotropic
 //! noise. Prints the mean in-distribution accuracy once, so the accuracy can be compared
-//! with scikit-learn's (`benches/reference/probe_sklearn.py`).
+//! with scikit-learn's on the same data (`benches/reference/probe_sklearn.py` reads the
+//! matrices this bench saves to `target/bench-stores/probe_data.safetensors`).
 //!
 //!     cargo bench --bench probe
 
@@ -47,8 +48,49 @@ fn run(data: &[ProbeData]) -> f64 {
     accs.iter().sum::<f64>() / accs.len() as f64
 }
 
+/// Save the Δh matrices (f32) so that the scikit-learn reference fits the very same data.
+fn save(data: &[ProbeData]) {
+    use safetensors::tensor::{Dtype, TensorView};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-stores");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes: Vec<(String, Vec<u8>)> = data
+        .iter()
+        .enumerate()
+        .map(|(l, d)| {
+            let ProbeData::Pairs(m) = d else {
+                unreachable!()
+            };
+            (
+                format!("layer_{l:03}"),
+                m.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = bytes
+        .iter()
+        .map(|(n, b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, vec![N, D], b).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(
+        dir.join("probe_data.safetensors"),
+        safetensors::tensor::serialize(views, None).unwrap(),
+    )
+    .unwrap();
+}
+
 fn bench_probe(c: &mut Criterion) {
-    let data: Vec<ProbeData> = (0..LAYERS).map(layer_data).collect();
+    // Rounded to f32 as stores hold them, so both sides fit identical numbers.
+    let data: Vec<ProbeData> = (0..LAYERS)
+        .map(|l| match layer_data(l) {
+            ProbeData::Pairs(m) => ProbeData::Pairs(m.mapv(|v| v as f32 as f64)),
+            other => other,
+        })
+        .collect();
+    save(&data);
     println!(
         "probe: mean in-distribution CV accuracy over {LAYERS} layers: {:.4}",
         run(&data)

@@ -3,8 +3,10 @@ Bradley-Terry probe = LogisticRegression(fit_intercept=False) on [Z; -Z] with Z 
 5-fold CV over C in {0.001, 0.01, 0.1, 1} (folds over pairs) plus the final fit; 2 threads.
 
     /tmp/refenv/bin/python benches/reference/probe_sklearn.py
-Same data distribution as the Rust bench (planted direction + anisotropic noise; NumPy's own draws).
+Fits the very matrices the Rust bench saved (run `cargo bench --bench probe` first):
+target/bench-stores/probe_data.safetensors.
 """
+import os
 import time
 
 import numpy as np
@@ -13,15 +15,6 @@ from sklearn.linear_model import LogisticRegression
 
 LAYERS, N, D = 31, 2000, 576
 CS = [0.001, 0.01, 0.1, 1.0]
-
-
-def layer_data(l):
-    rng = np.random.default_rng(l)
-    u = rng.normal(size=D)
-    u /= np.linalg.norm(u)
-    scales = 0.2 + 2.0 * ((np.arange(D) * 7919) % 101) / 100.0
-    signal = 0.02 * l + 0.3
-    return signal * u[None, :] * 1.5 + scales[None, :] * rng.normal(size=(N, D))
 
 
 def fit(d, c):
@@ -47,7 +40,11 @@ def cv(d):
     return best[0]
 
 
-data = [layer_data(l) for l in range(LAYERS)]
+from safetensors.numpy import load_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+saved = load_file(os.path.join(ROOT, "target", "bench-stores", "probe_data.safetensors"))
+data = [saved[f"layer_{l:03d}"].astype(np.float64) for l in range(LAYERS)]
 t0 = time.perf_counter()
 accs = [cv(d) for d in data]
 t = time.perf_counter() - t0

@@ -336,6 +336,27 @@ impl LayerSelection {
     }
 }
 
+impl LayerSelection {
+    /// The layers to use out of `available` (sorted): all of them, or the listed ones, each of
+    /// which must be available (else an error naming `what` and the available layers).
+    pub fn resolve(&self, available: &[usize], what: &str) -> Result<Vec<usize>> {
+        match self {
+            LayerSelection::All => Ok(available.to_vec()),
+            LayerSelection::List(want) => {
+                if let Some(&l) = want.iter().find(|l| !available.contains(l)) {
+                    return Err(Error::LayerOutOfRange {
+                        layer: l,
+                        min: available.first().copied().unwrap_or(0),
+                        max: available.last().copied().unwrap_or(0),
+                        what: format!("{what} ({available:?})"),
+                    });
+                }
+                Ok(want.clone())
+            }
+        }
+    }
+}
+
 /// Capture parameters as given (see [`CaptureParams::check`]).
 #[derive(Debug, Clone)]
 pub struct CaptureParams {

@@ -299,26 +299,14 @@ fn layers_to_compare(base: &Store, student: &Store, p: &CompareParams) -> Result
     let a = base.manifest().layers_of(p.hook);
     let b = student.manifest().layers_of(p.hook);
     let common: Vec<usize> = a.iter().copied().filter(|l| b.contains(l)).collect();
-    match &p.layers {
-        LayerSelection::All => Ok(common),
-        LayerSelection::List(want) => {
-            for l in want {
-                if !common.contains(l) {
-                    return Err(Error::LayerOutOfRange {
-                        layer: *l,
-                        min: common.first().copied().unwrap_or(0),
-                        max: common.last().copied().unwrap_or(0),
-                        what: format!(
-                            "the layers captured in both {} and {} ({common:?})",
-                            base.dir().display(),
-                            student.dir().display()
-                        ),
-                    });
-                }
-            }
-            Ok(want.clone())
-        }
-    }
+    p.layers.resolve(
+        &common,
+        &format!(
+            "the layers captured in both {} and {}",
+            base.dir().display(),
+            student.dir().display()
+        ),
+    )
 }
 
 /// Accumulators of one comparison: `(student, layer, field)` → accumulator.
@@ -735,7 +723,7 @@ pub fn render_state(c: &Comparison) -> Result<(Vec<u8>, Vec<u8>)> {
         n_parts: 0,
         keys,
     };
-    let json = serde_json::to_vec_pretty(&state).expect("serialisable");
+    let json = crate::io::json_bytes(&state);
     Ok((json, st))
 }
 
@@ -902,16 +890,12 @@ pub fn merge_shards(dirs: &[PathBuf]) -> Result<MetricsReport> {
 
 /// `metrics.json`.
 pub fn render_json(r: &MetricsReport) -> Vec<u8> {
-    let mut v = serde_json::to_vec_pretty(r).expect("serialisable");
-    v.push(b'\n');
-    v
+    crate::io::json_bytes(r)
 }
 
 /// `cross_layer_cka.json`.
 pub fn render_cross_layer(r: &MetricsReport) -> Vec<u8> {
-    let mut v = serde_json::to_vec_pretty(&r.cross_layer).expect("serialisable");
-    v.push(b'\n');
-    v
+    crate::io::json_bytes(&r.cross_layer)
 }
 
 /// `metrics.csv`: one line per row; null values are empty cells; with bootstrap, `_lo`/`_hi`
@@ -936,13 +920,7 @@ pub fn render_csv(r: &MetricsReport) -> Vec<u8> {
     }
     out.push('\n');
     for row in &r.rows {
-        let esc = |s: &str| {
-            if s.contains([',', '"', '\n']) {
-                format!("\"{}\"", s.replace('"', "\"\""))
-            } else {
-                s.to_string()
-            }
-        };
+        let esc = crate::io::csv_field;
         out.push_str(&format!(
             "{},{},{},{},{},{},{},{},{},{},{},{}",
             esc(&row.student),

@@ -160,22 +160,8 @@ fn layers_in_all(stores: &[&Store], p: &ProbeParams) -> Result<Vec<usize>> {
         let l = s.manifest().layers_of(p.hook);
         common.retain(|x| l.contains(x));
     }
-    match &p.layers {
-        LayerSelection::All => Ok(common),
-        LayerSelection::List(want) => {
-            for l in want {
-                if !common.contains(l) {
-                    return Err(Error::LayerOutOfRange {
-                        layer: *l,
-                        min: common.first().copied().unwrap_or(0),
-                        max: common.last().copied().unwrap_or(0),
-                        what: format!("the layers captured in every store ({common:?})"),
-                    });
-                }
-            }
-            Ok(want.clone())
-        }
-    }
+    p.layers
+        .resolve(&common, "the layers captured in every store")
 }
 
 fn check_same_kind(train: &NamedStore, other: &NamedStore, same_data: bool) -> Result<()> {
@@ -360,22 +346,14 @@ pub fn probe(
 
 /// `probe.json` bytes.
 pub fn render_json(r: &ProbeReport) -> Vec<u8> {
-    let mut v = serde_json::to_vec_pretty(r).expect("serialisable");
-    v.push(b'\n');
-    v
+    crate::io::json_bytes(r)
 }
 
 /// `probe.csv` bytes (empty cells for null).
 pub fn render_csv(r: &ProbeReport) -> Vec<u8> {
     let mut out = String::from("model,layer,hook,train,eval,kind,accuracy,auc,n,c,selectivity\n");
     let num = |v: Option<f64>| v.map(|x| format!("{x:.17e}")).unwrap_or_default();
-    let esc = |s: &str| {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
-    };
+    let esc = crate::io::csv_field;
     for x in &r.rows {
         out.push_str(&format!(
             "{},{},{},{},{},{},{},{},{},{},{}\n",

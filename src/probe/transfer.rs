@@ -131,7 +131,5 @@ pub fn summarise(s: &Scores) -> Result<TransferReport> {
 
 /// `transfer.json` bytes.
 pub fn render_json(r: &TransferReport) -> Vec<u8> {
-    let mut v = serde_json::to_vec_pretty(r).expect("serialisable");
-    v.push(b'\n');
-    v
+    crate::io::json_bytes(r)
 }

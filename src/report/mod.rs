@@ -698,7 +698,5 @@ pub fn write(out: &Path, report: &Report, plots: &[plots::Plot]) -> Result<()> {
     }
     write_atomic(&out.join("report.md"), &render_markdown(report, plots))?;
     write_atomic(&out.join("index.html"), &render_html(report, plots))?;
-    let mut j = serde_json::to_vec_pretty(report).expect("serialisable");
-    j.push(b'\n');
-    write_atomic(&out.join("report.json"), &j)
+    write_atomic(&out.join("report.json"), &crate::io::json_bytes(report))
 }
