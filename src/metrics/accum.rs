@@ -11,7 +11,7 @@
 //! over parts of any size, or over shards merged with [`PairAccumulator::merge`], give the
 //! same result as one pass over the whole.
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use super::{MetricError, Nullable};
 
@@ -417,9 +417,4 @@ impl PairAccumulator {
 /// `cyx` is `Σ (y − ȳ)(x − x̄)ᵀ`, `fxx = ‖C_xx‖_F`, `fyy = ‖C_yy‖_F`.
 pub fn linear_cka_from_parts(cyx_fro2: f64, fxx: f64, fyy: f64) -> Option<f64> {
     (fxx > 0.0 && fyy > 0.0).then(|| (cyx_fro2 / (fxx * fyy)).clamp(0.0, 1.0))
-}
-
-/// The mean of a row view, as f64.
-pub fn row_f64(r: ArrayView1<'_, f32>) -> Array1<f64> {
-    r.mapv(|v| v as f64)
 }

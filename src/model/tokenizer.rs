@@ -188,9 +188,4 @@ impl ModelTokenizer {
     pub fn inner(&self) -> &Tokenizer {
         &self.inner
     }
-
-    /// The number of entries of the vocabulary, added tokens included.
-    pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
-    }
 }
