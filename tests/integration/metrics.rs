@@ -345,10 +345,6 @@ fn degenerate_input_gives_null_with_reason_or_named_error() {
     }
 }
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_repdrift"))
-}
-
 fn capture(model: &Path, data: &Path, out: &Path, extra: &[&str]) {
     let st = bin()
         .args(["capture", "--model"])

@@ -6,7 +6,6 @@
 //! `tests/reference/make_probe_reference.py` from `probe_inputs.safetensors`.
 
 use std::path::Path;
-use std::process::Command;
 
 use ndarray::{Array1, Array2};
 use rand::rngs::StdRng;
@@ -194,10 +193,6 @@ fn folds_never_split_a_pair() {
     assert!(sizes.iter().all(|&s| s == 20 || s == 21), "{sizes:?}");
     assert_eq!(f, folds(103, 5, 9));
     assert_ne!(f, folds(103, 5, 10));
-}
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_repdrift"))
 }
 
 fn capture(model: &Path, data: &Path, out: &Path) {

@@ -2,7 +2,6 @@
 //! capture command promises to name (through the CLI, with exit code 2).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use candle_core::Device;
 use repdrift::capture::{
@@ -35,10 +34,6 @@ fn write_pairs(dir: &Path, n: usize) -> PathBuf {
     let p = dir.join("pairs.jsonl");
     std::fs::write(&p, s).unwrap();
     p
-}
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_repdrift"))
 }
 
 fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
