@@ -8,6 +8,7 @@
 //!   response is the text after the last `"\n\nAssistant:"`.
 //!
 //! Other fields (`label`, `id`, …) are kept per example in [`Example::extras`].
+//! Files ending in `.gz` are read through gzip (a truncated archive is reported as such).
 //! Errors name the file and the 1-based line.
 
 use std::io::{BufRead, BufReader, Read};
@@ -246,13 +247,22 @@ pub fn hex(bytes: &[u8]) -> String {
 pub fn read_jsonl(path: &Path, limit: Option<usize>) -> Result<Dataset> {
     let sha256 = sha256_file(path)?;
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = BufReader::new(f);
+    let gz = path.extension().is_some_and(|e| e == "gz");
+    let reader: Box<dyn BufRead> = if gz {
+        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(f)))
+    } else {
+        Box::new(BufReader::new(f))
+    };
     let mut format = None;
     let mut examples = Vec::new();
     for (i, line) in reader.lines().enumerate() {
         let lineno = i + 1;
         let line = line.map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidData => Error::MalformedLine {
+            std::io::ErrorKind::UnexpectedEof if gz => Error::Truncated {
+                path: path.to_path_buf(),
+                detail: format!("the gzip stream ends early (after line {})", lineno - 1),
+            },
+            std::io::ErrorKind::InvalidData if !gz => Error::MalformedLine {
                 path: path.to_path_buf(),
                 line: lineno,
                 reason: "not valid UTF-8".into(),
@@ -311,6 +321,39 @@ mod tests {
     fn wrong_type_names_field_and_line() {
         let e = parse(r#"{"text": 3}"#).unwrap_err().to_string();
         assert!(e.contains("x.jsonl:7") && e.contains("`text`"), "{e}");
+    }
+
+    #[test]
+    fn gzip_files_are_read_and_truncation_is_named() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("repdrift-gz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("pairs.jsonl.gz");
+        let mut text = String::new();
+        for i in 0..200 {
+            text.push_str(&format!("{{\"chosen\": \"\\n\\nHuman: q{i}\\n\\nAssistant: good\", \"rejected\": \"\\n\\nHuman: q{i}\\n\\nAssistant: bad\"}}\n"));
+        }
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(text.as_bytes()).unwrap();
+        let bytes = enc.finish().unwrap();
+        std::fs::write(&p, &bytes).unwrap();
+        let ds = read_jsonl(&p, None).unwrap();
+        assert_eq!(
+            (ds.format, ds.examples.len()),
+            (DataFormat::Transcript, 200)
+        );
+        assert_eq!(
+            &ds.examples[7].sequences[0].text
+                [ds.examples[7].sequences[0].response_start.unwrap()..],
+            "good"
+        );
+        std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+        let e = read_jsonl(&p, None).unwrap_err().to_string();
+        assert!(
+            e.contains("pairs.jsonl.gz") && e.contains("truncated"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
