@@ -408,12 +408,11 @@ impl Progress for Bar {
         self.0.set_position(done as u64);
         self.0.reset_eta();
     }
-    fn advance(&mut self, sequences: usize, tokens: usize) {
+    fn advance(&mut self, _sequences: usize, tokens: usize) {
         self.1 += tokens;
         let secs = self.0.elapsed().as_secs_f64().max(1e-9);
         self.0
             .set_message(format!("{:.0} tok/s", self.1 as f64 / secs));
-        let _ = sequences;
     }
     fn part_written(&mut self, examples_done: usize) {
         self.0.set_position(examples_done as u64);
