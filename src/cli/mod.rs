@@ -367,6 +367,9 @@ pub struct CaptureArgs {
     /// Use only the first N examples.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// PKU-SafeRLHF rows: which label picks the chosen reply (`safer` or `better`).
+    #[arg(long, default_value = "safer")]
+    pub label: String,
     /// Examples per store part (the unit of atomic write and resume).
     #[arg(long, default_value_t = 256)]
     pub part_size: usize,
@@ -425,7 +428,13 @@ impl Progress for Bar {
 fn run_capture(args: &CaptureArgs) -> anyhow::Result<()> {
     let params = args.params()?;
     let device = candle_core::Device::Cpu;
-    let data = crate::data::read_jsonl(&args.data, args.limit)?;
+    let data = crate::data::read_jsonl_with(
+        &args.data,
+        &crate::data::ReadOptions {
+            limit: args.limit,
+            label: crate::data::PairLabel::parse(&args.label)?,
+        },
+    )?;
     let model = crate::model::load(&args.model, &device)?;
     let mut progress: Box<dyn Progress> = if std::io::stderr().is_terminal() {
         let pb = indicatif::ProgressBar::new(0);

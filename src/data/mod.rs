@@ -6,6 +6,10 @@
 //!   `prompt + rejected`, concatenated as they are ([`DataFormat::PromptPair`]);
 //! - `{"chosen": …, "rejected": …}` → HH-RLHF full transcripts ([`DataFormat::Transcript`]); the
 //!   response is the text after the last `"\n\nAssistant:"`.
+//! - PKU-SafeRLHF rows `{"prompt", "response_0", "response_1", "safer_response_id",
+//!   "better_response_id", …}` ([`DataFormat::PkuPair`]): the chosen reply is the one the
+//!   [`PairLabel`] names; both are rendered in the HH template
+//!   `"\n\nHuman: {prompt}\n\nAssistant: {response}"` (chat templates are not implemented yet).
 //!
 //! Other fields (`label`, `id`, …) are kept per example in [`Example::extras`].
 //! Files ending in `.gz` are read through gzip (a truncated archive is reported as such).
@@ -29,6 +33,49 @@ pub enum DataFormat {
     PromptPair,
     /// `{"chosen","rejected"}` (HH-RLHF transcripts)
     Transcript,
+    /// PKU-SafeRLHF rows (`response_0`, `response_1` and a `*_response_id` label)
+    PkuPair,
+}
+
+/// Which PKU-SafeRLHF label picks the chosen reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PairLabel {
+    /// `safer_response_id`
+    #[default]
+    Safer,
+    /// `better_response_id`
+    Better,
+}
+
+impl PairLabel {
+    /// Parse `safer` or `better`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "safer" => Ok(PairLabel::Safer),
+            "better" => Ok(PairLabel::Better),
+            _ => Err(Error::param(
+                "label",
+                format!("`{s}`: expected `safer` or `better`"),
+            )),
+        }
+    }
+
+    fn field(self) -> &'static str {
+        match self {
+            PairLabel::Safer => "safer_response_id",
+            PairLabel::Better => "better_response_id",
+        }
+    }
+}
+
+/// How to read a data file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Keep only the first N examples.
+    pub limit: Option<usize>,
+    /// The label that picks the chosen reply of PKU-SafeRLHF rows.
+    pub label: PairLabel,
 }
 
 impl DataFormat {
@@ -36,7 +83,9 @@ impl DataFormat {
     pub fn fields(self) -> &'static [&'static str] {
         match self {
             DataFormat::Text => &["text"],
-            DataFormat::PromptPair | DataFormat::Transcript => &["chosen", "rejected"],
+            DataFormat::PromptPair | DataFormat::Transcript | DataFormat::PkuPair => {
+                &["chosen", "rejected"]
+            }
         }
     }
 }
@@ -117,7 +166,9 @@ pub fn transcript_response_start(text: &str) -> Option<usize> {
 }
 
 fn detect_format(obj: &serde_json::Map<String, serde_json::Value>) -> Option<DataFormat> {
-    if obj.contains_key("chosen") || obj.contains_key("rejected") {
+    if obj.contains_key("response_0") && obj.contains_key("response_1") {
+        Some(DataFormat::PkuPair)
+    } else if obj.contains_key("chosen") || obj.contains_key("rejected") {
         if obj.contains_key("prompt") {
             Some(DataFormat::PromptPair)
         } else {
@@ -137,6 +188,7 @@ fn parse_line(
     path: &Path,
     line: usize,
     format: Option<DataFormat>,
+    label: PairLabel,
 ) -> Result<(DataFormat, Example)> {
     let value: serde_json::Value = serde_json::from_str(raw).map_err(|e| Error::MalformedLine {
         path: path.to_path_buf(),
@@ -204,8 +256,48 @@ fn parse_line(
             }
             seqs
         }
+        DataFormat::PkuPair => {
+            let prompt = text_field(&obj, "prompt", path, line)?;
+            let key = label.field();
+            let id = match obj.get(key) {
+                Some(v) if v.as_u64() == Some(0) || v.as_u64() == Some(1) => {
+                    v.as_u64().expect("checked")
+                }
+                Some(v) => {
+                    return Err(Error::MalformedLine {
+                        path: path.to_path_buf(),
+                        line,
+                        reason: format!("field `{key}` must be 0 or 1, found {v}"),
+                    })
+                }
+                None => {
+                    return Err(Error::MalformedLine {
+                        path: path.to_path_buf(),
+                        line,
+                        reason: format!("missing field `{key}` (the label chosen with --label)"),
+                    })
+                }
+            };
+            let head = format!("\n\nHuman: {prompt}{ASSISTANT_MARKER} ");
+            let mut seqs = Vec::with_capacity(2);
+            for k in [id, 1 - id] {
+                let resp = text_field(&obj, &format!("response_{k}"), path, line)?;
+                seqs.push(Sequence {
+                    text: format!("{head}{resp}"),
+                    response_start: Some(head.len()),
+                });
+            }
+            seqs
+        }
     };
-    for key in ["text", "prompt", "chosen", "rejected"] {
+    for key in [
+        "text",
+        "prompt",
+        "chosen",
+        "rejected",
+        "response_0",
+        "response_1",
+    ] {
         obj.remove(key);
     }
     Ok((
@@ -245,6 +337,18 @@ pub fn hex(bytes: &[u8]) -> String {
 /// println!("{} examples of shape {:?}", ds.examples.len(), ds.format);
 /// ```
 pub fn read_jsonl(path: &Path, limit: Option<usize>) -> Result<Dataset> {
+    read_jsonl_with(
+        path,
+        &ReadOptions {
+            limit,
+            ..Default::default()
+        },
+    )
+}
+
+/// Read a JSONL data file with explicit [`ReadOptions`].
+pub fn read_jsonl_with(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
+    let limit = opts.limit;
     let sha256 = sha256_file(path)?;
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let gz = path.extension().is_some_and(|e| e == "gz");
@@ -275,7 +379,7 @@ pub fn read_jsonl(path: &Path, limit: Option<usize>) -> Result<Dataset> {
         if limit.is_some_and(|l| examples.len() >= l) {
             break;
         }
-        let (f, ex) = parse_line(&line, path, lineno, format)?;
+        let (f, ex) = parse_line(&line, path, lineno, format, opts.label)?;
         format = Some(f);
         examples.push(ex);
     }
@@ -295,7 +399,37 @@ mod tests {
     use super::*;
 
     fn parse(s: &str) -> Result<(DataFormat, Example)> {
-        parse_line(s, Path::new("x.jsonl"), 7, None)
+        parse_line(s, Path::new("x.jsonl"), 7, None, PairLabel::Safer)
+    }
+
+    #[test]
+    fn pku_rows_pick_the_labelled_reply() {
+        let row = r#"{"prompt":"How do I hurt him?","response_0":"Like this.","response_1":"Please don't.","safer_response_id":1,"better_response_id":0,"is_response_0_safe":false}"#;
+        let (f, ex) = parse(row).unwrap();
+        assert_eq!(f, DataFormat::PkuPair);
+        let c = &ex.sequences[0];
+        assert_eq!(
+            c.text,
+            "\n\nHuman: How do I hurt him?\n\nAssistant: Please don't."
+        );
+        assert_eq!(&c.text[c.response_start.unwrap()..], "Please don't.");
+        assert!(ex.sequences[1].text.ends_with("Like this."));
+        assert!(
+            ex.extras.contains_key("is_response_0_safe") && !ex.extras.contains_key("response_0")
+        );
+        let (_, ex) = parse_line(row, Path::new("x.jsonl"), 2, None, PairLabel::Better).unwrap();
+        assert!(ex.sequences[0].text.ends_with("Like this."));
+        let bad = r#"{"prompt":"p","response_0":"a","response_1":"b","safer_response_id":2}"#;
+        let e = parse(bad).unwrap_err().to_string();
+        assert!(
+            e.contains("x.jsonl:7") && e.contains("safer_response_id"),
+            "{e}"
+        );
+        let missing = r#"{"prompt":"p","response_0":"a","response_1":"b"}"#;
+        assert!(parse(missing)
+            .unwrap_err()
+            .to_string()
+            .contains("missing field `safer_response_id`"));
     }
 
     #[test]
@@ -363,6 +497,7 @@ mod tests {
             Path::new("x.jsonl"),
             3,
             Some(DataFormat::Transcript),
+            PairLabel::Safer,
         )
         .unwrap_err()
         .to_string();
