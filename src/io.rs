@@ -39,3 +39,8 @@ pub fn csv_field(s: &str) -> String {
         s.to_string()
     }
 }
+
+/// One numeric CSV cell: full precision, empty for null.
+pub fn csv_num(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.17e}")).unwrap_or_default()
+}

@@ -226,7 +226,8 @@ impl<'a> RowCursor<'a> {
 
     /// Rows `[start, end)` of every field.
     fn rows(&mut self, start: usize, end: usize) -> Result<Vec<Array2<f32>>> {
-        let parts: Vec<PartInfo> = self.store.manifest().parts.clone();
+        let store = self.store;
+        let parts: &[PartInfo] = &store.manifest().parts;
         let n_fields = self.store.manifest().fields.len();
         let mut pieces: Vec<Vec<Array2<f32>>> = vec![Vec::new(); n_fields];
         let mut r = start;
@@ -237,7 +238,7 @@ impl<'a> RowCursor<'a> {
                 .copied()
                 .expect("row inside the store");
             if self.cached.as_ref().map(|c| c.0) != Some(p.index) {
-                let m = self.store.read_part(self.hook, self.layer, &p)?;
+                let m = store.read_part(self.hook, self.layer, &p)?;
                 self.cached = Some((p.index, m));
             }
             let mats = &self.cached.as_ref().expect("just cached").1;
@@ -901,7 +902,7 @@ pub fn render_cross_layer(r: &MetricsReport) -> Vec<u8> {
 /// `metrics.csv`: one line per row; null values are empty cells; with bootstrap, `_lo`/`_hi`
 /// columns follow.
 pub fn render_csv(r: &MetricsReport) -> Vec<u8> {
-    let num = |v: Option<f64>| v.map(|x| format!("{x:.17e}")).unwrap_or_default();
+    let num = crate::io::csv_num;
     let mut out = String::from(
         "student,hook,layer,field,n,linear_cka,debiased_cka,cosine_distance,cosine_distance_std,procrustes_distance,norm_ratio,knn_overlap",
     );

@@ -245,13 +245,14 @@ pub fn probe(
         let seed = params.seed.wrapping_add(layer as u64);
         let cv: CvResult = cross_validate(&data, &params.cs, params.folds, seed, params.solver)?;
         let tname = format!("{model}:{}", train.name);
+        let key = |model, train| RowKey {
+            model,
+            layer,
+            hook,
+            train,
+        };
         rows.push(row(
-            RowKey {
-                model,
-                layer,
-                hook,
-                train: tname.clone(),
-            },
+            key(model, tname.clone()),
             &train.name,
             "in_dist",
             (cv.accuracy, cv.auc),
@@ -262,12 +263,7 @@ pub fn probe(
         for e in evals {
             let d = load_layer(&e.store, hook, layer)?;
             rows.push(row(
-                RowKey {
-                    model,
-                    layer,
-                    hook,
-                    train: tname.clone(),
-                },
+                key(model, tname.clone()),
                 &e.name,
                 "transfer",
                 d.evaluate(&probe),
@@ -278,12 +274,7 @@ pub fn probe(
         for a in apply_to {
             let d = load_layer(&a.store, hook, layer)?;
             rows.push(row(
-                RowKey {
-                    model: &a.name,
-                    layer,
-                    hook,
-                    train: tname.clone(),
-                },
+                key(&a.name, tname.clone()),
                 &train.name,
                 "cross_model",
                 d.evaluate(&probe),
@@ -294,12 +285,7 @@ pub fn probe(
             let rcv = cross_validate(&d, &params.cs, params.folds, seed, params.solver)?;
             let rprobe = d.fit(rcv.c, params.solver)?;
             rows.push(row(
-                RowKey {
-                    model,
-                    layer,
-                    hook,
-                    train: format!("{}:{}", a.name, train.name),
-                },
+                key(model, format!("{}:{}", a.name, train.name)),
                 &train.name,
                 "cross_model",
                 data.evaluate(&rprobe),
@@ -311,12 +297,7 @@ pub fn probe(
             let ctl = data.control(seed);
             let ccv = cross_validate(&ctl, &params.cs, params.folds, seed, params.solver)?;
             let mut r = row(
-                RowKey {
-                    model,
-                    layer,
-                    hook,
-                    train: tname,
-                },
+                key(model, tname),
                 &train.name,
                 "control",
                 (ccv.accuracy, ccv.auc),
@@ -352,7 +333,7 @@ pub fn render_json(r: &ProbeReport) -> Vec<u8> {
 /// `probe.csv` bytes (empty cells for null).
 pub fn render_csv(r: &ProbeReport) -> Vec<u8> {
     let mut out = String::from("model,layer,hook,train,eval,kind,accuracy,auc,n,c,selectivity\n");
-    let num = |v: Option<f64>| v.map(|x| format!("{x:.17e}")).unwrap_or_default();
+    let num = crate::io::csv_num;
     let esc = crate::io::csv_field;
     for x in &r.rows {
         out.push_str(&format!(

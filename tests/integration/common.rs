@@ -56,3 +56,13 @@ pub fn scratch(name: &str) -> PathBuf {
 pub fn bin() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_repdrift"))
 }
+
+/// Run `cmd`, expect exit code 2 (a user error) and every needle in its stderr.
+pub fn expect_user_error(cmd: &mut std::process::Command, needles: &[&str]) {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{cmd:?}: stderr {err}");
+    for n in needles {
+        assert!(err.contains(n), "{cmd:?}: `{n}` not in: {err}");
+    }
+}

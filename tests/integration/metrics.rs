@@ -502,15 +502,14 @@ fn compare_cli_end_to_end() {
         }
     }
     // A merge missing a shard is refused.
-    let out_m = bin()
-        .args(["compare", "--merge"])
-        .arg(dir.join("shard0"))
-        .arg("--out")
-        .arg(dir.join("m2"))
-        .output()
-        .unwrap();
-    assert_eq!(out_m.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out_m.stderr).contains("shard 1/2 is missing"));
+    expect_user_error(
+        bin()
+            .args(["compare", "--merge"])
+            .arg(dir.join("shard0"))
+            .arg("--out")
+            .arg(dir.join("m2")),
+        &["shard 1/2 is missing"],
+    );
 
     // Stores of different data sets: a named error naming both, exit 2.
     let other = dir.join("other.jsonl");
@@ -530,19 +529,12 @@ fn compare_cli_end_to_end() {
         &om,
         &[&["--layers", "0"][..], &mean].concat(),
     );
-    let o = bin()
-        .args(["compare", "--base"])
+    let mut o = bin();
+    o.args(["compare", "--base"])
         .arg(&sm)
         .arg("--student")
         .arg(format!("x={}", om.display()))
         .arg("--out")
-        .arg(dir.join("bad"))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        e.contains("different data sets") && e.contains("mini-other") && e.contains("smol"),
-        "{e}"
-    );
+        .arg(dir.join("bad"));
+    expect_user_error(&mut o, &["different data sets", "mini-other", "smol"]);
 }

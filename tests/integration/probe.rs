@@ -291,17 +291,14 @@ fn probe_and_transfer_cli_end_to_end() {
         .unwrap();
     assert!(st.success());
     // A target of another width is a named error.
-    let o = bin()
-        .args(["probe", "--train"])
+    let mut o = bin();
+    o.args(["probe", "--train"])
         .arg(dir.join("s"))
         .arg("--eval")
         .arg(format!("x={}", dir.join("x").display()))
         .arg("--out")
-        .arg(dir.join("bad"))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("fields"));
+        .arg(dir.join("bad"));
+    expect_user_error(&mut o, &["fields"]);
 
     // transfer: IDG, AOG, PGR, NTS from given accuracies.
     let scores = dir.join("scores.json");

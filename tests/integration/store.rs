@@ -295,13 +295,8 @@ fn resume_after_real_kill_is_bit_identical() {
     assert!(a == b, "resumed store differs from the clean run");
 }
 
-fn expect_user_error(args: &[&str], needles: &[&str]) {
-    let out = bin().args(args).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "args {args:?}: stderr {err}");
-    for n in needles {
-        assert!(err.contains(n), "args {args:?}: `{n}` not in: {err}");
-    }
+fn expect_cli_error(args: &[&str], needles: &[&str]) {
+    expect_user_error(bin().args(args), needles);
 }
 
 #[test]
@@ -315,7 +310,7 @@ fn input_errors_are_named_and_write_nothing() {
     let out_s = out.to_str().unwrap();
 
     // Missing model file.
-    expect_user_error(
+    expect_cli_error(
         &[
             "capture",
             "--model",
@@ -330,7 +325,7 @@ fn input_errors_are_named_and_write_nothing() {
     // Malformed JSONL: file, line and field.
     let bad = dir.join("bad.jsonl");
     std::fs::write(&bad, "{\"text\": \"ok\"}\n{\"text\": 5}\n").unwrap();
-    expect_user_error(
+    expect_cli_error(
         &[
             "capture",
             "--model",
@@ -343,7 +338,7 @@ fn input_errors_are_named_and_write_nothing() {
         &["bad.jsonl:2", "`text`"],
     );
     std::fs::write(&bad, "{\"text\": \"ok\"}\n{\"text\": \"cut off").unwrap();
-    expect_user_error(
+    expect_cli_error(
         &[
             "capture",
             "--model",
@@ -356,13 +351,13 @@ fn input_errors_are_named_and_write_nothing() {
         &["bad.jsonl:2", "not valid JSON"],
     );
     // Layer out of range names the valid range.
-    expect_user_error(
+    expect_cli_error(
         &[
             "capture", "--model", minilm_s, "--data", data_s, "--out", out_s, "--layers", "0,7",
         ],
         &["layer 7", "0..=6"],
     );
-    expect_user_error(
+    expect_cli_error(
         &[
             "capture", "--model", minilm_s, "--data", data_s, "--out", out_s, "--hooks",
             "attn_out", "--layers", "0",
@@ -379,7 +374,7 @@ fn input_errors_are_named_and_write_nothing() {
     }
     let bytes = std::fs::read(minilm.join("model.safetensors")).unwrap();
     std::fs::write(trunc.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
-    expect_user_error(
+    expect_cli_error(
         &[
             "capture",
             "--model",
@@ -395,7 +390,7 @@ fn input_errors_are_named_and_write_nothing() {
     let gguf = std::fs::read(smollm2_path()).unwrap();
     let tg = dir.join("trunc.gguf");
     std::fs::write(&tg, &gguf[..gguf.len() / 3]).unwrap();
-    expect_user_error(
+    expect_cli_error(
         &[
             "capture",
             "--model",
@@ -408,7 +403,7 @@ fn input_errors_are_named_and_write_nothing() {
         &["trunc.gguf", "truncated"],
     );
     std::fs::write(&tg, &gguf[..1000]).unwrap();
-    expect_user_error(
+    expect_cli_error(
         &[
             "capture",
             "--model",
@@ -423,7 +418,7 @@ fn input_errors_are_named_and_write_nothing() {
     // Pickle checkpoints are refused.
     let pkl = dir.join("model.bin");
     std::fs::write(&pkl, b"\x80\x04").unwrap();
-    expect_user_error(
+    expect_cli_error(
         &[
             "capture",
             "--model",
@@ -446,7 +441,7 @@ fn input_errors_are_named_and_write_nothing() {
         .unwrap();
     assert!(ok.success());
     let before = files(&out);
-    expect_user_error(
+    expect_cli_error(
         &[
             "capture", "--model", minilm_s, "--data", data_s, "--out", out_s,
         ],
@@ -464,7 +459,7 @@ fn input_errors_are_named_and_write_nothing() {
         .success());
     assert_eq!(Store::open(&out).unwrap().manifest().pooling, Pooling::Mean);
     // --resume of a store made with other parameters is refused.
-    expect_user_error(
+    expect_cli_error(
         &[
             "capture", "--model", minilm_s, "--data", data_s, "--out", out_s, "--resume",
         ],
