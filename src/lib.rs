@@ -32,5 +32,6 @@ pub mod model;
 pub mod parallel;
 pub mod probe;
 pub mod report;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -85,6 +85,7 @@ pub fn write_store(dir: &Path, n: usize, layers: usize, seed: u64, drift: f32) {
             1,
             &n_tokens,
             &data.examples[p.start..p.start + p.rows],
+            None,
         )
         .unwrap();
     }

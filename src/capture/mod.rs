@@ -31,6 +31,10 @@ pub trait ActivationSink {
     }
     /// One requested activation, `(batch, seq, hidden)`.
     fn layer(&mut self, hook: HookPoint, layer: usize, states: &Tensor) -> Result<()>;
+    /// One reward per batch row, from a reward model's scalar head (only when requested).
+    fn reward(&mut self, _rewards: &[f32]) -> Result<()> {
+        Ok(())
+    }
     /// Called after the forward pass of each batch.
     fn finish(&mut self) -> Result<()> {
         Ok(())
@@ -155,6 +159,8 @@ pub struct PoolingSink {
     targets: Vec<(usize, (usize, usize))>,
     /// (hook, layer) → rows × hidden, row-major.
     pub buffers: Pooled,
+    /// One reward per row when the model's reward head was read (else empty).
+    pub rewards: Vec<f32>,
     rows: usize,
 }
 
@@ -165,6 +171,7 @@ impl PoolingSink {
             hidden,
             targets: Vec::new(),
             buffers: HashMap::new(),
+            rewards: Vec::new(),
             rows,
         }
     }
@@ -176,6 +183,16 @@ impl PoolingSink {
 }
 
 impl ActivationSink for PoolingSink {
+    fn reward(&mut self, rewards: &[f32]) -> Result<()> {
+        if self.rewards.is_empty() {
+            self.rewards = vec![0f32; self.rows];
+        }
+        for (&(dest, _), &r) in self.targets.iter().zip(rewards) {
+            self.rewards[dest] = r;
+        }
+        Ok(())
+    }
+
     fn layer(&mut self, hook: HookPoint, layer: usize, states: &Tensor) -> Result<()> {
         let (b, s, d) = states.dims3()?;
         if d != self.hidden || b != self.targets.len() {
@@ -225,6 +242,19 @@ pub fn pool_sequences(
     device: &Device,
     on_batch: impl FnMut(usize, usize) + Send,
 ) -> Result<Pooled> {
+    Ok(pool_with_rewards(model, seqs, hooks, batch_size, device, on_batch)?.0)
+}
+
+/// [`pool_sequences`], plus one reward per sequence when `hooks` asks for the model's reward
+/// head.
+pub fn pool_with_rewards(
+    model: &dyn HookedModel,
+    seqs: &[PreparedSeq],
+    hooks: &HookRequest,
+    batch_size: usize,
+    device: &Device,
+    on_batch: impl FnMut(usize, usize) + Send,
+) -> Result<(Pooled, Option<Vec<f32>>)> {
     let hidden = model.info().hidden_size;
     let mut order: Vec<usize> = (0..seqs.len()).collect();
     order.sort_by_key(|&i| (seqs[i].ids.len(), i));
@@ -277,6 +307,15 @@ pub fn pool_sequences(
         })?
     };
     // Each row was written by exactly one worker; the others left it at zero.
+    let rewards = if hooks.reward() {
+        let mut r = vec![0f32; seqs.len()];
+        for sink in &sinks {
+            r.iter_mut().zip(&sink.rewards).for_each(|(a, b)| *a += b);
+        }
+        Some(r)
+    } else {
+        None
+    };
     let mut it = sinks.into_iter();
     let mut merged = it.next().expect("at least one worker").buffers;
     for sink in it {
@@ -289,7 +328,7 @@ pub fn pool_sequences(
             }
         }
     }
-    Ok(merged)
+    Ok((merged, rewards))
 }
 
 /// Reports capture progress (the library never prints).
@@ -432,6 +471,17 @@ impl ValidCaptureParams {
             LayerSelection::List(l) => HookRequest::new(&self.hooks, l, n_layers),
         }
     }
+
+    /// The hook request for `model`: its layers, plus its reward head when it has one.
+    pub fn model_request(&self, model: &dyn HookedModel) -> Result<HookRequest> {
+        let n = model.info().n_layers;
+        let req = self.hook_request(n)?;
+        Ok(if model.has_reward_head() {
+            req.with_reward(n)
+        } else {
+            req
+        })
+    }
 }
 
 /// What a capture did.
@@ -461,7 +511,7 @@ pub fn capture(
     device: &Device,
     progress: &mut dyn Progress,
 ) -> Result<CaptureSummary> {
-    let hooks = params.hook_request(model.info().n_layers)?;
+    let hooks = params.model_request(model)?;
     if params.pooling == Pooling::ResponseMean && data.format == crate::data::DataFormat::Text {
         return Err(Error::param(
             "pool",
@@ -493,10 +543,11 @@ pub fn capture(
             .flat_map(|s| s.iter().cloned())
             .collect();
         let mut tokens = 0usize;
-        let buffers = pool_sequences(model, &seqs, &hooks, params.batch_size, device, |n, t| {
-            tokens += t;
-            progress.advance(n, t);
-        })?;
+        let (buffers, rewards) =
+            pool_with_rewards(model, &seqs, &hooks, params.batch_size, device, |n, t| {
+                tokens += t;
+                progress.advance(n, t);
+            })?;
         summary.tokens += tokens;
         let n_tokens: Vec<i64> = seqs.iter().map(|s| s.ids.len() as i64).collect();
         writer.write_part(
@@ -505,6 +556,7 @@ pub fn capture(
             n_fields,
             &n_tokens,
             &data.examples[start..start + rows],
+            rewards.as_deref(),
         )?;
         summary.parts_written += 1;
         progress.part_written(start + rows);

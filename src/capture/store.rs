@@ -4,7 +4,8 @@
 //! ```text
 //! STORE/manifest.json
 //! STORE/{hook}/layer_{LLL}/part_{PPPPP}.safetensors   one 2-D F32 tensor per field, (rows, hidden)
-//! STORE/examples/part_{PPPPP}.safetensors             n_tokens I64 (rows, n_fields), numeric extras F64 (rows,)
+//! STORE/examples/part_{PPPPP}.safetensors             n_tokens I64 (rows, n_fields), numeric extras F64 (rows,),
+//!                                                     reward_{field} F64 (rows,) for reward models
 //! ```
 //! A part is the unit of atomic write and of resume: its files are renamed into place, then
 //! the manifest (rewritten atomically) lists it. `capture --resume` continues at the first
@@ -78,6 +79,9 @@ pub struct Manifest {
     pub dtype: String,
     /// Per-example tensors in `examples/part_*.safetensors`.
     pub example_fields: Vec<String>,
+    /// `reward_{field}` tensors (F64, one reward per row) when the model has a reward head.
+    #[serde(default)]
+    pub reward_fields: Vec<String>,
     /// Every part of the finished store.
     pub planned_parts: Vec<PartInfo>,
     /// Parts written so far (all of `planned_parts` when `complete`).
@@ -124,6 +128,15 @@ impl Manifest {
             .collect();
         let mut example_fields = vec!["n_tokens".to_string()];
         example_fields.extend(numeric_extras(&data.examples));
+        let reward_fields = if hooks.reward() {
+            data.format
+                .fields()
+                .iter()
+                .map(|f| format!("reward_{f}"))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Manifest {
             format: STORE_FORMAT.into(),
             version: STORE_VERSION,
@@ -151,6 +164,7 @@ impl Manifest {
             fields: data.format.fields().iter().map(|s| s.to_string()).collect(),
             dtype: "F32".into(),
             example_fields,
+            reward_fields,
             planned_parts,
             parts: Vec::new(),
             complete: false,
@@ -309,6 +323,7 @@ impl StoreWriter {
         n_fields: usize,
         n_tokens: &[i64],
         examples: &[Example],
+        rewards: Option<&[f32]>,
     ) -> Result<()> {
         let expected = self.manifest.planned_parts[self.manifest.parts.len()];
         assert_eq!(expected.index, index, "parts are written in order");
@@ -353,6 +368,16 @@ impl StoreWriter {
                         .unwrap_or(f64::NAN)
                         .to_le_bytes()
                 })
+                .collect();
+            tensors.push((key.clone(), Dtype::F64, vec![rows], vals));
+        }
+        for (fi, key) in self.manifest.reward_fields.iter().enumerate() {
+            let r = rewards.ok_or_else(|| Error::InvalidStore {
+                path: self.dir.clone(),
+                reason: "the model produced no rewards".into(),
+            })?;
+            let vals: Vec<u8> = (0..rows)
+                .flat_map(|row| (r[row * n_fields + fi] as f64).to_le_bytes())
                 .collect();
             tensors.push((key.clone(), Dtype::F64, vec![rows], vals));
         }
@@ -425,6 +450,8 @@ pub struct ExamplesPart {
     pub numeric: BTreeMap<String, Vec<f64>>,
     /// All extra fields of each example, with its source `line`.
     pub extras: Vec<serde_json::Value>,
+    /// `reward_{field}` → one reward per row (reward-model stores only).
+    pub rewards: BTreeMap<String, Vec<f64>>,
 }
 
 impl Store {
@@ -552,19 +579,23 @@ impl Store {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        let mut numeric = BTreeMap::new();
-        for key in self.manifest.example_fields.iter().skip(1) {
+        let f64s = |key: &str| -> Result<Vec<f64>> {
             let t = st.tensor(key).map_err(|e| Error::InvalidStore {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
-            numeric.insert(
-                key.clone(),
-                t.data()
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-                    .collect(),
-            );
+            Ok(t.data()
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect())
+        };
+        let mut numeric = BTreeMap::new();
+        for key in self.manifest.example_fields.iter().skip(1) {
+            numeric.insert(key.clone(), f64s(key)?);
+        }
+        let mut rewards = BTreeMap::new();
+        for key in &self.manifest.reward_fields {
+            rewards.insert(key.clone(), f64s(key)?);
         }
         let extras = meta
             .metadata()
@@ -576,7 +607,30 @@ impl Store {
             n_tokens,
             numeric,
             extras,
+            rewards,
         })
+    }
+
+    /// The reward model's rewards over all parts, `(n_examples, n_fields)` in field order, or
+    /// `None` when the store was captured from a model without a reward head.
+    pub fn rewards(&self) -> Result<Option<Array2<f64>>> {
+        if self.manifest.reward_fields.is_empty() {
+            return Ok(None);
+        }
+        let n_fields = self.manifest.reward_fields.len();
+        let mut all = Vec::with_capacity(self.manifest.n_examples() * n_fields);
+        for part in &self.manifest.parts {
+            let ex = self.examples(part.index)?;
+            for row in 0..part.rows {
+                for key in &self.manifest.reward_fields {
+                    all.push(ex.rewards[key][row]);
+                }
+            }
+        }
+        Ok(Some(
+            Array2::from_shape_vec((self.manifest.n_examples(), n_fields), all)
+                .expect("parts hold n_examples rows"),
+        ))
     }
 }
 

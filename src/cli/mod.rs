@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod train;
+
 use crate::capture::{self, CaptureParams, LayerSelection, Pooling, Progress};
 use crate::model::HookPoint;
 
@@ -30,6 +32,10 @@ pub enum Command {
     Transfer(TransferArgs),
     /// Drift plots, a self-contained HTML page, report.md and a diagnosis in words.
     Report(ReportArgs),
+    /// Train a reward model: gold ceiling, naive, confidence or anchored weak-to-strong student.
+    Train(train::TrainArgs),
+    /// Fit the weak teacher on source half 1 and write its soft labels for half 2.
+    Teacher(train::TeacherArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -480,6 +486,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Probe(a) => run_probe(a)?,
         Command::Transfer(a) => run_transfer(a)?,
         Command::Report(a) => run_report(a)?,
+        Command::Train(a) => train::run_train(a)?,
+        Command::Teacher(a) => train::run_teacher(a)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,8 +2,8 @@
 //!
 //! candle's CPU matmul (the `gemm` crate) reaches about a third of OpenBLAS's throughput on
 //! the 2-core machines repdrift targets; capture is dominated by these products. The BLAS
-//! path is a candle [`CustomOp2`] without a backward pass, used only when the input carries no
-//! gradient graph is needed (capture); training and non-CPU devices use candle's own matmul.
+//! path is a candle [`CustomOp2`] whose backward pass runs on BLAS as well; inference calls it
+//! without recording a graph. Non-CPU devices and other dtypes use candle's own matmul.
 //! Shapes: `x` is `(…, in)`, `W` is `(out, in)` as in HF checkpoints, `y` is `(…, out)`.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Module, Shape, Tensor};
@@ -34,12 +34,18 @@ impl Drop for BlasThreads {
     }
 }
 
-/// `x (m, k)` · `w (n, k)`ᵀ → `(m, n)` through `cblas_sgemm`.
-struct BlasMatmulT;
+/// `op(a) · op(b)` through `cblas_sgemm` for contiguous 2-D f32 inputs, where `op` transposes
+/// when the flag says so. `(false, true)` is the linear layer `x (m, k) · w (n, k)ᵀ`; its
+/// backward pass runs on the same BLAS (`dx = g · w`, `dw = gᵀ · x`), so training keeps
+/// OpenBLAS speed.
+struct BlasGemm {
+    trans_a: bool,
+    trans_b: bool,
+}
 
-impl CustomOp2 for BlasMatmulT {
+impl CustomOp2 for BlasGemm {
     fn name(&self) -> &'static str {
-        "blas-matmul-t"
+        "blas-gemm"
     }
 
     fn cpu_fwd(
@@ -49,38 +55,48 @@ impl CustomOp2 for BlasMatmulT {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (m, k) = l1.shape().dims2()?;
-        let (n, k2) = l2.shape().dims2()?;
+        let (r1, c1) = l1.shape().dims2()?;
+        let (r2, c2) = l2.shape().dims2()?;
+        let (m, k) = if self.trans_a { (c1, r1) } else { (r1, c1) };
+        let (k2, n) = if self.trans_b { (c2, r2) } else { (r2, c2) };
         if k != k2 {
-            candle_core::bail!("blas-matmul-t: inner dims differ: {k} vs {k2}");
+            candle_core::bail!("blas-gemm: inner dims differ: {k} vs {k2}");
         }
         let (CpuStorage::F32(a), CpuStorage::F32(b)) = (s1, s2) else {
-            candle_core::bail!("blas-matmul-t: f32 only");
+            candle_core::bail!("blas-gemm: f32 only");
         };
         let a = match l1.contiguous_offsets() {
             Some((o1, o2)) => &a[o1..o2],
-            None => candle_core::bail!("blas-matmul-t: lhs not contiguous"),
+            None => candle_core::bail!("blas-gemm: lhs not contiguous"),
         };
         let b = match l2.contiguous_offsets() {
             Some((o1, o2)) => &b[o1..o2],
-            None => candle_core::bail!("blas-matmul-t: rhs not contiguous"),
+            None => candle_core::bail!("blas-gemm: rhs not contiguous"),
         };
         let mut c = vec![0f32; m * n];
+        let flag = |t: bool| {
+            if t {
+                cblas_sys::CblasTrans
+            } else {
+                cblas_sys::CblasNoTrans
+            }
+        };
         if m > 0 && n > 0 && k > 0 {
-            // SAFETY: slices hold m*k, n*k and m*n f32 values, as the dims above state.
+            // SAFETY: the slices hold r1*c1, r2*c2 and m*n f32 values, as the dims above state;
+            // leading dimensions are the row lengths of the stored (row-major) matrices.
             unsafe {
                 cblas_sys::cblas_sgemm(
                     cblas_sys::CblasRowMajor,
-                    cblas_sys::CblasNoTrans,
-                    cblas_sys::CblasTrans,
+                    flag(self.trans_a),
+                    flag(self.trans_b),
                     m as i32,
                     n as i32,
                     k as i32,
                     1.0,
                     a.as_ptr(),
-                    k as i32,
+                    c1 as i32,
                     b.as_ptr(),
-                    k as i32,
+                    c2 as i32,
                     0.0,
                     c.as_mut_ptr(),
                     n as i32,
@@ -89,7 +105,40 @@ impl CustomOp2 for BlasMatmulT {
         }
         Ok((CpuStorage::F32(c), Shape::from((m, n))))
     }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        if self.trans_a || !self.trans_b {
+            candle_core::bail!("blas-gemm: backward only for the linear layer form");
+        }
+        let g = g.contiguous()?;
+        let dx = g.apply_op2_no_bwd(
+            w,
+            &BlasGemm {
+                trans_a: false,
+                trans_b: false,
+            },
+        )?;
+        let dw = g.apply_op2_no_bwd(
+            &x.contiguous()?,
+            &BlasGemm {
+                trans_a: true,
+                trans_b: false,
+            },
+        )?;
+        Ok((Some(dx), Some(dw)))
+    }
 }
+
+const LINEAR_FORM: BlasGemm = BlasGemm {
+    trans_a: false,
+    trans_b: true,
+};
 
 /// Batched `a (B, m, k)` · `b (B', k, n)` (or `b (B', n, k)`ᵀ with `trans_b`) → `(B, m, n)`
 /// through one `cblas_sgemm` per matrix. Grouped-query attention: `a`'s matrix `i` pairs
@@ -203,7 +252,7 @@ pub fn attention_matmul(
 pub struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
-    /// Use candle's differentiable matmul even on CPU (training).
+    /// Record the product in the autograd graph (training); on CPU it still runs on BLAS.
     differentiable: bool,
 }
 
@@ -221,7 +270,7 @@ impl Linear {
         &self.weight
     }
 
-    /// Switch between the BLAS inference path and candle's differentiable matmul.
+    /// Record the product in candle's autograd graph (training) or not (inference).
     pub fn set_differentiable(&mut self, on: bool) {
         self.differentiable = on;
     }
@@ -233,13 +282,16 @@ impl Module for Linear {
         let k = *dims.last().expect("linear input has at least one dim");
         let lead: usize = dims[..dims.len() - 1].iter().product();
         let n = self.weight.dim(0)?;
-        let use_blas = !self.differentiable
-            && matches!(x.device(), Device::Cpu)
+        let use_blas = matches!(x.device(), Device::Cpu)
             && x.dtype() == DType::F32
             && self.weight.dtype() == DType::F32;
         let y = if use_blas {
             let x2 = x.reshape((lead, k))?.contiguous()?;
-            x2.apply_op2_no_bwd(&self.weight, &BlasMatmulT)?
+            if self.differentiable {
+                x2.apply_op2(&self.weight, LINEAR_FORM)?
+            } else {
+                x2.apply_op2_no_bwd(&self.weight, &LINEAR_FORM)?
+            }
         } else {
             x.reshape((lead, k))?.matmul(&self.weight.t()?)?
         };

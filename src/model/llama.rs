@@ -109,16 +109,79 @@ impl LlamaConfig {
     }
 }
 
-struct Block {
-    input_layernorm: Tensor,
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
-    post_attention_layernorm: Tensor,
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+/// One decoder block. Its forward pass has two forms: inference (candle's fused norm,
+/// softmax and RoPE kernels, which cut the autograd graph) and `diff` (differentiable
+/// compositions of primitive ops, for training).
+#[derive(Clone)]
+pub struct Block {
+    pub input_layernorm: Tensor,
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    pub post_attention_layernorm: Tensor,
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+/// The names of a block's weights below `model.layers.{i}`, in a fixed order.
+pub const BLOCK_WEIGHTS: [&str; 9] = [
+    "input_layernorm.weight",
+    "self_attn.q_proj.weight",
+    "self_attn.k_proj.weight",
+    "self_attn.v_proj.weight",
+    "self_attn.o_proj.weight",
+    "post_attention_layernorm.weight",
+    "mlp.gate_proj.weight",
+    "mlp.up_proj.weight",
+    "mlp.down_proj.weight",
+];
+
+impl Block {
+    /// The block's weights in [`BLOCK_WEIGHTS`] order.
+    pub fn tensors(&self) -> [&Tensor; 9] {
+        [
+            &self.input_layernorm,
+            self.q_proj.weight(),
+            self.k_proj.weight(),
+            self.v_proj.weight(),
+            self.o_proj.weight(),
+            &self.post_attention_layernorm,
+            self.gate_proj.weight(),
+            self.up_proj.weight(),
+            self.down_proj.weight(),
+        ]
+    }
+
+    /// A block from weights in [`BLOCK_WEIGHTS`] order, its products recorded in the autograd
+    /// graph when `differentiable`.
+    pub fn from_tensors(t: [Tensor; 9], differentiable: bool) -> Self {
+        let lin = |w: Tensor| {
+            let mut l = Linear::new(w, None);
+            l.set_differentiable(differentiable);
+            l
+        };
+        let [ln1, q, k, v, o, ln2, g, u, d] = t;
+        Self {
+            input_layernorm: ln1,
+            q_proj: lin(q),
+            k_proj: lin(k),
+            v_proj: lin(v),
+            o_proj: lin(o),
+            post_attention_layernorm: ln2,
+            gate_proj: lin(g),
+            up_proj: lin(u),
+            down_proj: lin(d),
+        }
+    }
+}
+
+/// What one block computed: its attention and MLP outputs and the residual stream after it.
+pub struct BlockOutput {
+    pub attn_out: Tensor,
+    pub mlp_out: Tensor,
+    pub resid: Tensor,
 }
 
 /// A Llama decoder with hook points.
@@ -130,6 +193,8 @@ pub struct Llama {
     layers: Vec<Block>,
     norm: Tensor,
     lm_head: Option<Tensor>,
+    /// `score.weight` `(1, hidden)` of a sequence-classification reward model.
+    score: Option<Tensor>,
     device: Device,
 }
 
@@ -175,6 +240,11 @@ impl Llama {
         } else {
             None
         };
+        let score = if weights.contains("score.weight") {
+            Some(weights.pp("score").get("weight", &[1, d])?)
+        } else {
+            None
+        };
         Ok(Self {
             cfg,
             info,
@@ -183,6 +253,7 @@ impl Llama {
             layers,
             norm,
             lm_head,
+            score,
             device: device.clone(),
         })
     }
@@ -221,7 +292,7 @@ impl Llama {
     }
 
     /// `(cos, sin)`, each `(seq, head_dim / 2)`, computed in f32 as HF transformers does.
-    fn rope_tables(&self, seq: usize) -> Result<(Tensor, Tensor)> {
+    pub fn rope_tables(&self, seq: usize) -> Result<(Tensor, Tensor)> {
         let hd = self.cfg.head_dim();
         let theta = self.cfg.rope_theta() as f32;
         let inv: Vec<f32> = (0..hd)
@@ -243,13 +314,48 @@ impl Llama {
         ))
     }
 
+    /// The blocks, bottom first.
+    pub fn blocks(&self) -> &[Block] {
+        &self.layers
+    }
+
+    /// The final norm's weight `(hidden,)`.
+    pub fn final_norm(&self) -> &Tensor {
+        &self.norm
+    }
+
+    /// The token embedding matrix `(vocab, hidden)`.
+    pub fn embed_tokens(&self) -> &Tensor {
+        &self.embed_tokens
+    }
+
+    /// `score.weight` `(1, hidden)` when the checkpoint is a sequence-classification RM.
+    pub fn score(&self) -> Option<&Tensor> {
+        self.score.as_ref()
+    }
+
+    /// The tokenizer (also through [`HookedModel::tokenizer`]).
+    pub fn model_tokenizer(&self) -> &ModelTokenizer {
+        &self.tokenizer
+    }
+
+    /// RMSNorm; `diff` selects the differentiable composition.
+    pub fn rms_norm(&self, x: &Tensor, w: &Tensor, diff: bool) -> Result<Tensor> {
+        let eps = self.cfg.rms_norm_eps as f32;
+        Ok(if diff {
+            candle_nn::ops::rms_norm_slow(x, w, eps)?
+        } else {
+            candle_nn::ops::rms_norm(&x.contiguous()?, w, eps)?
+        })
+    }
+
     fn attention(
         &self,
         blk: &Block,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        rope: &(Tensor, Tensor),
         mask: &Tensor,
+        diff: bool,
     ) -> Result<Tensor> {
         let (b, s, _) = x.dims3()?;
         let hd = self.cfg.head_dim();
@@ -260,29 +366,54 @@ impl Llama {
         let q = heads(blk.q_proj.forward(x)?, nh)?;
         let k = heads(blk.k_proj.forward(x)?, nkv)?;
         let v = heads(blk.v_proj.forward(x)?, nkv)?;
-        let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
-        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+        let (cos, sin) = rope;
+        let (q, k) = if diff {
+            (
+                candle_nn::rotary_emb::rope_slow(&q, cos, sin)?,
+                candle_nn::rotary_emb::rope_slow(&k, cos, sin)?,
+            )
+        } else {
+            (
+                candle_nn::rotary_emb::rope(&q, cos, sin)?,
+                candle_nn::rotary_emb::rope(&k, cos, sin)?,
+            )
+        };
         let scores =
-            (attention_matmul(&q, &k, true, false)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let ctx = attention_matmul(&probs, &v, false, false)?
+            (attention_matmul(&q, &k, true, diff)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
+        let probs = if diff {
+            candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
+        let ctx = attention_matmul(&probs, &v, false, diff)?
             .transpose(1, 2)?
             .reshape((b, s, nh * hd))?;
         Ok(blk.o_proj.forward(&ctx)?)
     }
 
-    fn mlp(&self, blk: &Block, x: &Tensor) -> Result<Tensor> {
-        let g = blk.gate_proj.forward(x)?.silu()?;
-        let u = blk.up_proj.forward(x)?;
-        Ok(blk.down_proj.forward(&(g * u)?)?)
-    }
-
-    fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::rms_norm(
-            &x.contiguous()?,
-            w,
-            self.cfg.rms_norm_eps as f32,
-        )?)
+    /// One block on the residual stream `x (batch, seq, hidden)`; `rope` from
+    /// [`Llama::rope_tables`], `mask` from [`TokenBatch::attention_mask`] (causal).
+    pub fn block_forward(
+        &self,
+        blk: &Block,
+        x: &Tensor,
+        rope: &(Tensor, Tensor),
+        mask: &Tensor,
+        diff: bool,
+    ) -> Result<BlockOutput> {
+        let h = self.rms_norm(x, &blk.input_layernorm, diff)?;
+        let attn_out = self.attention(blk, &h, rope, mask, diff)?;
+        let x = (x + &attn_out)?;
+        let h = self.rms_norm(&x, &blk.post_attention_layernorm, diff)?;
+        let g = blk.gate_proj.forward(&h)?.silu()?;
+        let u = blk.up_proj.forward(&h)?;
+        let mlp_out = blk.down_proj.forward(&(g * u)?)?;
+        let resid = (x + &mlp_out)?;
+        Ok(BlockOutput {
+            attn_out,
+            mlp_out,
+            resid,
+        })
     }
 }
 
@@ -297,6 +428,10 @@ impl HookedModel for Llama {
 
     fn pad_id(&self) -> u32 {
         self.cfg.pad_token_id.unwrap_or(0)
+    }
+
+    fn has_reward_head(&self) -> bool {
+        self.score.is_some()
     }
 
     fn forward_hooked(
@@ -321,29 +456,53 @@ impl HookedModel for Llama {
             return Ok(());
         }
         let mask = batch.attention_mask(true)?;
-        let (cos, sin) = self.rope_tables(s)?;
+        let rope = self.rope_tables(s)?;
         for (i, blk) in self.layers.iter().take(blocks).enumerate() {
             let l = i + 1;
-            let h = self.rms_norm(&x, &blk.input_layernorm)?;
-            let a = self.attention(blk, &h, &cos, &sin, &mask)?;
+            let out = self.block_forward(blk, &x, &rope, &mask, false)?;
             if hooks.wants(HookPoint::AttnOut, l) {
-                sink.layer(HookPoint::AttnOut, l, &a)?;
+                sink.layer(HookPoint::AttnOut, l, &out.attn_out)?;
             }
-            x = (x + a)?;
-            let h = self.rms_norm(&x, &blk.post_attention_layernorm)?;
-            let m = self.mlp(blk, &h)?;
             if hooks.wants(HookPoint::MlpOut, l) {
-                sink.layer(HookPoint::MlpOut, l, &m)?;
+                sink.layer(HookPoint::MlpOut, l, &out.mlp_out)?;
             }
-            x = (x + m)?;
+            x = out.resid;
             if l < n && hooks.wants(HookPoint::ResidPost, l) {
                 sink.layer(HookPoint::ResidPost, l, &x)?;
             }
         }
-        if blocks == n && hooks.wants(HookPoint::ResidPost, n) {
-            let y = self.rms_norm(&x, &self.norm)?;
-            sink.layer(HookPoint::ResidPost, n, &y)?;
+        if blocks == n && (hooks.wants(HookPoint::ResidPost, n) || hooks.reward()) {
+            let y = self.rms_norm(&x, &self.norm, false)?;
+            if hooks.wants(HookPoint::ResidPost, n) {
+                sink.layer(HookPoint::ResidPost, n, &y)?;
+            }
+            if let (Some(score), true) = (&self.score, hooks.reward()) {
+                sink.reward(&last_token_rewards(&y, &batch.lens, score)?)?;
+            }
         }
         Ok(())
     }
+}
+
+/// HF `LlamaForSequenceClassification` with one label: the score head applied to the final
+/// (normed) state of each row's last real token. `y` is `(batch, seq, hidden)`, `score`
+/// `(1, hidden)`; returns one reward per row.
+pub fn last_token_rewards(y: &Tensor, lens: &[usize], score: &Tensor) -> Result<Vec<f32>> {
+    Ok(last_token_states(y, lens)?
+        .matmul(&score.t()?)?
+        .flatten_all()?
+        .to_vec1()?)
+}
+
+/// The state of each row's last real token: `(batch, seq, hidden)` → `(batch, hidden)`.
+/// Differentiable (an `index_select`).
+pub fn last_token_states(y: &Tensor, lens: &[usize]) -> Result<Tensor> {
+    let (b, s, d) = y.dims3()?;
+    let idx: Vec<u32> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| (i * s + l.max(1) - 1) as u32)
+        .collect();
+    let idx = Tensor::from_vec(idx, b, y.device())?;
+    Ok(y.reshape((b * s, d))?.index_select(&idx, 0)?)
 }

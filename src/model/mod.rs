@@ -83,6 +83,8 @@ impl std::fmt::Display for HookPoint {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HookRequest {
     points: BTreeSet<(HookPoint, usize)>,
+    /// `Some(n_layers)` when the model's reward head must be read (it needs every block).
+    reward: Option<usize>,
 }
 
 impl HookRequest {
@@ -103,7 +105,21 @@ impl HookRequest {
                 points.insert((h, l));
             }
         }
-        Ok(Self { points })
+        Ok(Self {
+            points,
+            reward: None,
+        })
+    }
+
+    /// Also read the reward head of a model of `n_layers` blocks (a full forward pass).
+    pub fn with_reward(mut self, n_layers: usize) -> Self {
+        self.reward = Some(n_layers);
+        self
+    }
+
+    /// Whether the reward head is requested.
+    pub fn reward(&self) -> bool {
+        self.reward.is_some()
     }
 
     /// Every layer of every given hook.
@@ -115,7 +131,10 @@ impl HookRequest {
                 points.insert((h, l));
             }
         }
-        Self { points }
+        Self {
+            points,
+            reward: None,
+        }
     }
 
     /// Whether `(hook, layer)` is requested.
@@ -125,7 +144,8 @@ impl HookRequest {
 
     /// The number of blocks the forward pass must run (it stops after the last one needed).
     pub fn blocks_needed(&self) -> usize {
-        self.points.iter().map(|&(_, l)| l).max().unwrap_or(0)
+        let hooks = self.points.iter().map(|&(_, l)| l).max().unwrap_or(0);
+        hooks.max(self.reward.unwrap_or(0))
     }
 
     /// The requested points in store order.
@@ -135,7 +155,7 @@ impl HookRequest {
 
     /// Whether nothing is requested.
     pub fn is_empty(&self) -> bool {
-        self.points.is_empty()
+        self.points.is_empty() && self.reward.is_none()
     }
 }
 
@@ -206,6 +226,12 @@ pub trait HookedModel: Send + Sync {
     fn tokenizer(&self) -> &ModelTokenizer;
     /// The id used for padding (never read: padded positions are masked and not pooled).
     fn pad_id(&self) -> u32;
+    /// Whether the checkpoint carries a scalar reward head (`score.weight`); its rewards reach
+    /// the sink through [`ActivationSink::reward`](crate::capture::ActivationSink::reward)
+    /// when the request asks for them.
+    fn has_reward_head(&self) -> bool {
+        false
+    }
     /// Run the forward pass on `batch` and hand every requested activation to `sink`, as a
     /// `(batch, seq, hidden)` tensor, in layer order. Stops after the last requested block.
     fn forward_hooked(
@@ -214,6 +240,39 @@ pub trait HookedModel: Send + Sync {
         hooks: &HookRequest,
         sink: &mut dyn ActivationSink,
     ) -> Result<()>;
+}
+
+/// Load a Llama-family model as the concrete type (training needs its blocks): a `.gguf` file
+/// or an HF directory whose `config.json` says `model_type: llama`.
+pub fn load_llama(path: &Path, device: &Device) -> Result<llama::Llama> {
+    if path.is_file() && path.extension().and_then(|e| e.to_str()) == Some("gguf") {
+        return gguf::load_llama(path, device);
+    }
+    if path.is_dir() {
+        let cfg_path = path.join("config.json");
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Json {
+            path: cfg_path.clone(),
+            source: e,
+        })?;
+        let mt = value
+            .get("model_type")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        if mt == "llama" {
+            return llama::Llama::load_dir(path, device);
+        }
+        return Err(Error::model(
+            &cfg_path,
+            format!("model_type `{mt}`: training needs a Llama-family base (a .gguf file or an HF llama directory)"),
+        ));
+    }
+    // Missing files, pickles and the rest get `load`'s messages.
+    load(path, device)?;
+    Err(Error::model(
+        path,
+        "training needs a Llama-family base (a .gguf file or an HF llama directory)",
+    ))
 }
 
 /// Load a model: a `.gguf` file (Llama family) or an HF directory (`config.json` with

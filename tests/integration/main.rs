@@ -10,3 +10,4 @@ mod probe;
 mod report;
 mod store;
 mod tiny_llama;
+mod train;

@@ -1,7 +1,6 @@
 //! A tiny random Llama checkpoint, written here in HF layout: our forward's final-layer logits
 //! equal candle-transformers' `llama` for the same weights (truth: candle-transformers 0.11.1).
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
@@ -11,67 +10,6 @@ use repdrift::model::llama::Llama;
 use repdrift::model::{HookPoint, HookRequest, HookedModel, TokenBatch};
 
 use super::common::*;
-
-const VOCAB: usize = 32;
-
-fn write_checkpoint(dir: &Path, tie: bool) -> serde_json::Value {
-    let cfg = serde_json::json!({
-        "model_type": "llama",
-        "hidden_size": 64,
-        "intermediate_size": 96,
-        "num_hidden_layers": 3,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "rms_norm_eps": 1e-5,
-        "rope_parameters": {"rope_theta": 5000.0, "rope_type": "default"},
-        "vocab_size": VOCAB,
-        "max_position_embeddings": 64,
-        "tie_word_embeddings": tie
-    });
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_vec_pretty(&cfg).unwrap(),
-    )
-    .unwrap();
-    let dev = Device::Cpu;
-    let mut w: HashMap<String, Tensor> = HashMap::new();
-    let mut add = |name: &str, shape: &[usize], scale: f64| {
-        let t = (Tensor::randn(0f32, 1.0, shape, &dev).unwrap() * scale).unwrap();
-        w.insert(name.to_string(), t);
-    };
-    add("model.embed_tokens.weight", &[VOCAB, 64], 1.0);
-    for i in 0..3 {
-        let p = format!("model.layers.{i}");
-        add(&format!("{p}.input_layernorm.weight"), &[64], 1.0);
-        add(&format!("{p}.post_attention_layernorm.weight"), &[64], 1.0);
-        add(&format!("{p}.self_attn.q_proj.weight"), &[64, 64], 0.125);
-        add(&format!("{p}.self_attn.k_proj.weight"), &[32, 64], 0.125);
-        add(&format!("{p}.self_attn.v_proj.weight"), &[32, 64], 0.125);
-        add(&format!("{p}.self_attn.o_proj.weight"), &[64, 64], 0.125);
-        add(&format!("{p}.mlp.gate_proj.weight"), &[96, 64], 0.125);
-        add(&format!("{p}.mlp.up_proj.weight"), &[96, 64], 0.125);
-        add(&format!("{p}.mlp.down_proj.weight"), &[64, 96], 0.1);
-    }
-    add("model.norm.weight", &[64], 1.0);
-    if !tie {
-        add("lm_head.weight", &[VOCAB, 64], 0.125);
-    }
-    candle_core::safetensors::save(&w, dir.join("model.safetensors")).unwrap();
-    let vocab: serde_json::Map<String, serde_json::Value> = (0..VOCAB)
-        .map(|i| (format!("w{i}"), serde_json::json!(i)))
-        .collect();
-    let tok = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
-        "decoder": null, "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "w0"}
-    });
-    std::fs::write(
-        dir.join("tokenizer.json"),
-        serde_json::to_vec(&tok).unwrap(),
-    )
-    .unwrap();
-    cfg
-}
 
 fn candle_logits(dir: &Path, cfg: &serde_json::Value, ids: &[u32]) -> Vec<f32> {
     use candle_transformers::models::llama as cl;

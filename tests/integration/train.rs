@@ -1,0 +1,474 @@
+//! `repdrift train` on a tiny random Llama written here: gradients reach every trainable
+//! variable, the loss falls, the anchor term starts at zero and grows, a very large λ keeps the
+//! anchored layer at the base (linear CKA ≈ 1), runs are reproducible and resumable, and the
+//! checkpoint is an HF reward-model directory that `capture` loads (rewards stored).
+//! Truth: the definitions in src/train/mod.rs; CKA from repdrift::metrics (itself tested
+//! against NumPy float64).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use repdrift::capture::{self, CaptureParams, NoProgress};
+use repdrift::model::{HookPoint, HookedModel, TokenBatch};
+use repdrift::train::{
+    self, AnchorDistance, Method, NoTrainProgress, TrainJob, TrainParams, TrainSummary, Trainable,
+    TrainableRm, WeakLabels,
+};
+
+use super::common::*;
+
+/// 48 pairs: chosen replies contain `w5`, rejected ones `w6`; prompts vary.
+fn write_pairs(dir: &Path) -> PathBuf {
+    let mut lines = String::new();
+    for i in 0..48 {
+        let p = format!("w{} w{} w{}", 1 + i % 4, 10 + i % 7, 20 + i % 9);
+        let tail = format!("w{}", 7 + i % 3);
+        lines += &serde_json::json!({
+            "prompt": p,
+            "chosen": format!(" w5 {tail}"),
+            "rejected": format!(" w6 {tail} w{}", 25 + i % 5),
+        })
+        .to_string();
+        lines.push('\n');
+    }
+    let path = dir.join("pairs.jsonl");
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
+struct Fixture {
+    dir: PathBuf,
+    model: PathBuf,
+    data: repdrift::data::Dataset,
+}
+
+fn fixture(name: &str) -> Fixture {
+    let dir = scratch(name);
+    let model = dir.join("base");
+    std::fs::create_dir_all(&model).unwrap();
+    write_checkpoint(&model, true);
+    let data = repdrift::data::read_jsonl(&write_pairs(&dir), None).unwrap();
+    Fixture { dir, model, data }
+}
+
+fn params(method: Method) -> TrainParams {
+    TrainParams {
+        method,
+        trainable: Trainable::Top(2),
+        epochs: 3,
+        lr: 3e-3,
+        batch_size: 4,
+        max_tokens: None,
+        warmup: 0.0,
+        checkpoint_every: 4,
+        ..Default::default()
+    }
+}
+
+/// Weak labels for the fixture's half 2: p = 0.8 everywhere (a teacher that is right but unsure).
+fn labels_for(f: &Fixture, p: &TrainParams) -> WeakLabels {
+    let sp = train::split(f.data.examples.len(), p.test_fraction, p.split_seed);
+    WeakLabels {
+        format: train::teacher::LABELS_FORMAT.into(),
+        version: 1,
+        teacher_model: "fixed".into(),
+        teacher_sha256: String::new(),
+        c: 1.0,
+        data_sha256: f.data.sha256.clone(),
+        split_seed: p.split_seed,
+        test_fraction: p.test_fraction,
+        n_examples: f.data.examples.len(),
+        lines: sp.half2.iter().map(|&i| f.data.examples[i].line).collect(),
+        p: vec![0.8; sp.half2.len()],
+        accuracy: BTreeMap::new(),
+    }
+}
+
+fn run(
+    f: &Fixture,
+    p: TrainParams,
+    out: &str,
+    stop_after: Option<usize>,
+    resume: bool,
+) -> Option<TrainSummary> {
+    let base = repdrift::model::load_llama(&f.model, &Device::Cpu).unwrap();
+    let l = labels_for(f, &p);
+    let job = TrainJob {
+        evals: &[],
+        labels: Some(&l),
+        out: &f.dir.join(out),
+        resume,
+        force: !resume,
+        stop_after,
+    };
+    let valid = p.check().unwrap();
+    train::train(
+        &base,
+        &f.data,
+        &valid,
+        &job,
+        &Device::Cpu,
+        &mut NoTrainProgress,
+    )
+    .unwrap()
+}
+
+fn log(dir: &Path) -> Vec<train::StepRecord> {
+    std::fs::read_to_string(dir.join("loss_log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_trainable_variable_receives_a_nonzero_gradient() {
+    let f = fixture("train-grads");
+    let base = repdrift::model::load_llama(&f.model, &Device::Cpu).unwrap();
+    let ids: Vec<Vec<u32>> = vec![
+        vec![1, 5, 7, 9],
+        vec![2, 6, 8],
+        vec![3, 5, 5, 7, 1],
+        vec![4, 6],
+    ];
+    let refs: Vec<&[u32]> = ids.iter().map(|v| v.as_slice()).collect();
+    let batch = TokenBatch::new(&refs, 0, &Device::Cpu).unwrap();
+    for (k, all) in [(2usize, false), (3, true)] {
+        let rm = TrainableRm::new(&base, k, all, 7).unwrap();
+        // The input at layer `first`, from the frozen base (the trainer caches it so).
+        let input = if all {
+            None
+        } else {
+            let mut sink = capture::CollectSink::default();
+            let req = repdrift::model::HookRequest::new(&[HookPoint::ResidPost], &[rm.first()], 3)
+                .unwrap();
+            base.forward_hooked(&batch, &req, &mut sink).unwrap();
+            Some(sink.tensors.remove(0).2)
+        };
+        let anchors = [3usize];
+        let out = rm.forward(input.as_ref(), &batch, &anchors, true).unwrap();
+        let r = out.rewards.reshape((2, 2)).unwrap();
+        let delta = (r.narrow(1, 0, 1).unwrap() - r.narrow(1, 1, 1).unwrap())
+            .unwrap()
+            .squeeze(1)
+            .unwrap();
+        let p = Tensor::new(&[0.9f32, 0.7], &Device::Cpu).unwrap();
+        let loss = train::bt_loss(&delta, &p).unwrap();
+        let grads = loss.backward().unwrap();
+        assert!(!rm.named_vars().is_empty());
+        for (name, v) in rm.named_vars() {
+            let g = grads
+                .get(v.as_tensor())
+                .unwrap_or_else(|| panic!("top:{k} all={all}: no gradient for {name}"));
+            let norm: f32 = g.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
+            assert!(
+                norm > 0.0 && norm.is_finite(),
+                "{name}: gradient norm² {norm}"
+            );
+        }
+        let expected = if all { 1 + 9 * 3 + 2 } else { 9 * 2 + 2 };
+        assert_eq!(rm.named_vars().len(), expected);
+    }
+}
+
+#[test]
+fn loss_falls_on_a_tiny_model_and_the_checkpoint_is_an_hf_reward_model() {
+    let f = fixture("train-loss");
+    let s = run(&f, params(Method::Gold), "gold", None, false).unwrap();
+    let recs = log(&f.dir.join("gold"));
+    assert_eq!(recs.len(), s.steps);
+    let first: f64 = recs[..3].iter().map(|r| r.bt).sum::<f64>() / 3.0;
+    let last: f64 = recs[recs.len() - 3..].iter().map(|r| r.bt).sum::<f64>() / 3.0;
+    assert!(last < 0.5 * first, "BT loss {first:.4} → {last:.4}");
+    assert!(s.accuracy["source_test"] >= 0.9, "{:?}", s.accuracy);
+
+    // The directory is an HF LlamaForSequenceClassification checkpoint.
+    let dir = f.dir.join("gold");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["architectures"][0], "LlamaForSequenceClassification");
+    assert_eq!(cfg["num_labels"], 1);
+    let w = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let b =
+        candle_core::safetensors::load(f.model.join("model.safetensors"), &Device::Cpu).unwrap();
+    let same = |n: &str| {
+        let d: f32 = (&w[n] - &b[n])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        d == 0.0
+    };
+    assert!(
+        same("model.layers.0.mlp.up_proj.weight"),
+        "frozen block changed"
+    );
+    assert!(
+        !same("model.layers.2.mlp.up_proj.weight"),
+        "trained block did not change"
+    );
+    assert!(!same("model.norm.weight"));
+    assert_eq!(w["score.weight"].dims(), &[1, 64]);
+
+    // capture loads it and stores each example's reward = score · final state of the last token.
+    let model = repdrift::model::load(&dir, &Device::Cpu).unwrap();
+    assert!(model.has_reward_head());
+    let store_dir = f.dir.join("store");
+    let cp = CaptureParams {
+        layers: capture::LayerSelection::List(vec![3]),
+        max_tokens: None,
+        ..Default::default()
+    }
+    .check()
+    .unwrap();
+    capture::capture(
+        model.as_ref(),
+        &f.data,
+        &store_dir,
+        &cp,
+        &Device::Cpu,
+        &mut NoProgress,
+    )
+    .unwrap();
+    let store = capture::Store::open(&store_dir).unwrap();
+    let rewards = store
+        .rewards()
+        .unwrap()
+        .expect("a reward-model store has rewards");
+    assert_eq!(rewards.dim(), (48, 2));
+    let score: Vec<f32> = w["score.weight"].flatten_all().unwrap().to_vec1().unwrap();
+    for (fi, field) in ["chosen", "rejected"].iter().enumerate() {
+        let h = store.read(HookPoint::ResidPost, 3, field).unwrap();
+        for row in 0..48 {
+            let r: f64 = h
+                .row(row)
+                .iter()
+                .zip(&score)
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum();
+            assert!(
+                (r - rewards[[row, fi]]).abs() < 1e-4 * (1.0 + r.abs()),
+                "row {row} {field}: {r} vs {}",
+                rewards[[row, fi]]
+            );
+        }
+    }
+    let acc = (0..48)
+        .filter(|&i| rewards[[i, 0]] > rewards[[i, 1]])
+        .count();
+    assert!(acc >= 43, "the trained RM ranks only {acc}/48 pairs right");
+}
+
+#[test]
+fn anchor_term_is_zero_at_step_zero_and_grows_as_the_student_moves() {
+    let f = fixture("train-anchor-grows");
+    let p = TrainParams {
+        anchor_layers: vec![2, 3],
+        anchor_weight: vec![0.01],
+        ..params(Method::Anchor)
+    };
+    run(&f, p, "anchor", None, false).unwrap();
+    let recs = log(&f.dir.join("anchor"));
+    let a0 = recs[0].anchor.unwrap();
+    let a_end = recs.last().unwrap().anchor.unwrap();
+    assert!(a0 < 1e-9, "anchor term at step 0: {a0}");
+    assert!(
+        a_end > 1e-4 && a_end > 1000.0 * a0.max(1e-12),
+        "anchor {a0} → {a_end}"
+    );
+}
+
+/// Linear CKA between the base's and a student's last-token states at residual layer `layer`.
+fn cka_to_base(f: &Fixture, student: &Path, layer: usize) -> f64 {
+    let cp = CaptureParams {
+        layers: capture::LayerSelection::List(vec![layer]),
+        max_tokens: None,
+        ..Default::default()
+    }
+    .check()
+    .unwrap();
+    let mut h = Vec::new();
+    for (name, path) in [("b", f.model.as_path()), ("s", student)] {
+        let m = repdrift::model::load(path, &Device::Cpu).unwrap();
+        let out = f.dir.join(format!(
+            "cka-{name}-{}",
+            student.file_name().unwrap().to_string_lossy()
+        ));
+        let _ = std::fs::remove_dir_all(&out);
+        capture::capture(
+            m.as_ref(),
+            &f.data,
+            &out,
+            &cp,
+            &Device::Cpu,
+            &mut NoProgress,
+        )
+        .unwrap();
+        let st = capture::Store::open(&out).unwrap();
+        h.push(st.read(HookPoint::ResidPost, layer, "chosen").unwrap());
+    }
+    repdrift::metrics::linear_cka(h[0].view(), h[1].view())
+        .unwrap()
+        .value
+        .expect("CKA defined")
+}
+
+#[test]
+fn a_very_large_anchor_weight_keeps_the_anchored_layer_at_the_base() {
+    let f = fixture("train-anchor-large");
+    let free = TrainParams {
+        anchor_layers: vec![2],
+        anchor_weight: vec![0.0],
+        epochs: 10,
+        ..params(Method::Anchor)
+    };
+    let held = TrainParams {
+        anchor_weight: vec![1e4],
+        ..free.clone()
+    };
+    run(&f, free, "free", None, false).unwrap();
+    run(&f, held, "held", None, false).unwrap();
+    let c_free = cka_to_base(&f, &f.dir.join("free"), 2);
+    let c_held = cka_to_base(&f, &f.dir.join("held"), 2);
+    eprintln!("CKA at the anchored layer: λ = 0: {c_free}, λ = 1e4: {c_held}");
+    assert!(
+        c_held > 0.999,
+        "λ = 1e4: CKA at the anchored layer {c_held}"
+    );
+    assert!(
+        c_free < 0.99,
+        "λ = 0 should drift: CKA {c_free} vs {c_held}"
+    );
+}
+
+#[test]
+fn same_seed_gives_the_same_weights_and_resume_continues_exactly() {
+    let f = fixture("train-repro");
+    let p = params(Method::Confidence);
+    run(&f, p.clone(), "a", None, false).unwrap();
+    run(&f, p.clone(), "b", None, false).unwrap();
+    let bytes = |d: &str| std::fs::read(f.dir.join(d).join("model.safetensors")).unwrap();
+    assert_eq!(bytes("a"), bytes("b"), "same seed, different weights");
+    // Stop after 5 steps (a checkpoint at 4 and one at the stop), then resume.
+    assert!(run(&f, p.clone(), "c", Some(5), false).is_none());
+    assert!(f.dir.join("c/checkpoint/state.json").exists());
+    assert!(!f.dir.join("c/model.safetensors").exists());
+    run(&f, p.clone(), "c", None, true).unwrap();
+    assert_eq!(
+        bytes("a"),
+        bytes("c"),
+        "resumed run differs from the uninterrupted one"
+    );
+    assert!(
+        !f.dir.join("c/checkpoint").exists(),
+        "the checkpoint is removed when done"
+    );
+    // Another seed gives other weights (the test can fail).
+    run(&f, TrainParams { seed: 1, ..p }, "d", None, false).unwrap();
+    assert_ne!(bytes("a"), bytes("d"));
+}
+
+#[test]
+fn train_cli_rejects_bad_requests_with_clear_errors() {
+    let f = fixture("train-cli");
+    let data = f.data.path.clone();
+    let out = f.dir.join("out");
+    let base = |extra: &[&str]| {
+        let mut c = bin();
+        c.args(["train", "--base"])
+            .arg(&f.model)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&out);
+        c.args(extra);
+        c
+    };
+    expect_user_error(
+        &mut base(&["--method", "naive", "--trainable", "top:1"]),
+        &["--teacher"],
+    );
+    expect_user_error(
+        &mut base(&["--method", "anchor", "--teacher", "x"]),
+        &["--anchor-layers"],
+    );
+    expect_user_error(
+        &mut base(&[
+            "--method",
+            "gold",
+            "--trainable",
+            "top:1",
+            "--anchor-layers",
+            "2",
+        ]),
+        &["only --method anchor"],
+    );
+    let labels = f.dir.join("labels.json");
+    let p = params(Method::Anchor);
+    std::fs::write(&labels, serde_json::to_vec(&labels_for(&f, &p)).unwrap()).unwrap();
+    let l = labels.to_str().unwrap();
+    expect_user_error(
+        &mut base(&[
+            "--method",
+            "anchor",
+            "--trainable",
+            "top:1",
+            "--anchor-layers",
+            "1",
+            "--teacher-labels",
+            l,
+        ]),
+        &[
+            "layer 1 is out of range",
+            "valid layers are 3..=3",
+            "frozen",
+        ],
+    );
+    expect_user_error(
+        &mut base(&[
+            "--method",
+            "anchor",
+            "--trainable",
+            "top:1",
+            "--anchor-layers",
+            "3",
+            "--teacher-labels",
+            l,
+            "--split-seed",
+            "9",
+        ]),
+        &["weak labels were made for"],
+    );
+    expect_user_error(
+        &mut base(&[
+            "--method",
+            "anchor",
+            "--trainable",
+            "top:1",
+            "--anchor-layers",
+            "1",
+            "--teacher-labels",
+            "nope.json",
+        ]),
+        &["nope.json"],
+    );
+    expect_user_error(
+        &mut base(&["--method", "gold", "--trainable", "top:9"]),
+        &["top:9", "3 blocks"],
+    );
+    expect_user_error(
+        &mut base(&["--method", "fancy"]),
+        &["unknown method `fancy`"],
+    );
+    let mut ok = base(&["--method", "gold", "--trainable", "top:1", "--epochs", "1"]);
+    assert!(ok.status().unwrap().success());
+    expect_user_error(
+        &mut base(&["--method", "gold", "--trainable", "top:1"]),
+        &["--force"],
+    );
+    let _ = AnchorDistance::Cosine;
+}
