@@ -25,12 +25,14 @@ extern crate openblas_src;
 pub mod capture;
 pub mod cli;
 pub mod data;
+pub mod demo;
 pub mod error;
 pub mod io;
 pub mod metrics;
 pub mod model;
 pub mod parallel;
 pub mod probe;
+pub mod recommend;
 pub mod report;
 pub mod train;
 

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod demo;
+pub mod recommend;
 pub mod train;
 
 use crate::capture::{self, CaptureParams, LayerSelection, Pooling, Progress};
@@ -36,6 +38,11 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Fit the weak teacher on source half 1 and write its soft labels for half 2.
     Teacher(train::TeacherArgs),
+    /// Rank layers for anchoring, propose λ per layer, optionally validate by training.
+    Recommend(recommend::RecommendArgs),
+    /// The whole story on the embedded default (SmolLM2-135M): train, capture, compare,
+    /// probe, recommend, report into reports/demo/.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,6 +56,9 @@ pub struct ReportArgs {
     /// A `repdrift transfer` output file.
     #[arg(long)]
     pub transfer: Option<PathBuf>,
+    /// A `repdrift recommend` output file (adds the recommendation and its validation).
+    #[arg(long)]
+    pub recommendation: Option<PathBuf>,
     #[arg(long, default_value = "repdrift report")]
     pub title: String,
     /// The model name (`probe --model`) of the base model's probe results.
@@ -65,6 +75,7 @@ fn run_report(a: &ReportArgs) -> anyhow::Result<()> {
         &a.metrics,
         &a.probes,
         a.transfer.as_deref(),
+        a.recommendation.as_deref(),
         &a.title,
         &a.base_model,
     )?;
@@ -488,6 +499,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(a) => run_report(a)?,
         Command::Train(a) => train::run_train(a)?,
         Command::Teacher(a) => train::run_teacher(a)?,
+        Command::Recommend(a) => recommend::run_recommend(a)?,
+        Command::Demo(a) => demo::run_demo(a)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -241,7 +241,6 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let job = TrainJob {
-        evals: &evals,
         labels: labels.as_ref(),
         out: &a.out,
         resume: a.resume,
@@ -249,7 +248,7 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<()> {
         stop_after: a.stop_after,
     };
     let mut pb = progress();
-    let summary = train::train(&base, &data, &params, &job, &device, pb.as_mut())?;
+    let summary = train::train(&base, &data, &evals, &params, &job, &device, pb.as_mut())?;
     if let (Some(l), Some(_)) = (&labels, &a.teacher) {
         crate::io::write_atomic(&a.out.join("weak_labels.json"), &crate::io::json_bytes(l))?;
     }

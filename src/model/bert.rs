@@ -159,7 +159,8 @@ impl Bert {
         })
     }
 
-    /// Load an HF directory: `config.json`, `model.safetensors`, `tokenizer.json`.
+    /// Load an HF directory: `config.json`, `model.safetensors` (or shards with
+    /// `model.safetensors.index.json`), `tokenizer.json`.
     pub fn load_dir(dir: &Path, device: &Device) -> Result<Self> {
         let cfg_path = dir.join("config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
@@ -167,14 +168,13 @@ impl Bert {
             path: cfg_path.clone(),
             source: e,
         })?;
-        let st = dir.join("model.safetensors");
-        let weights = Weights::from_safetensors(&st, device)?;
+        let (weights, sha) = Weights::from_hf_dir(dir, device)?;
         let tokenizer = ModelTokenizer::from_json_file(&dir.join("tokenizer.json"))?;
         let info = ModelInfo {
             path: dir.to_path_buf(),
             architecture: "bert".into(),
             source: "safetensors".into(),
-            weights_sha256: crate::data::sha256_file(&st)?,
+            weights_sha256: sha,
             n_layers: cfg.num_hidden_layers,
             hidden_size: cfg.hidden_size,
         };

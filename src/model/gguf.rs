@@ -142,6 +142,8 @@ pub fn load_llama(path: &Path, device: &Device) -> Result<Llama> {
         pad_token_id: md_usize(path, &content, "tokenizer.ggml.padding_token_id")
             .ok()
             .map(|x| x as u32),
+        attention_bias: false,
+        mlp_bias: false,
     };
     let mut map = HashMap::new();
     let names: Vec<String> = content.tensor_infos.keys().cloned().collect();

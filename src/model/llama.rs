@@ -51,6 +51,54 @@ pub struct LlamaConfig {
     pub tie_word_embeddings: bool,
     #[serde(default)]
     pub pad_token_id: Option<u32>,
+    /// Bias on the q, k, v and o projections (HF `attention_bias`).
+    #[serde(default)]
+    pub attention_bias: bool,
+    /// Bias on the MLP projections (HF `mlp_bias`).
+    #[serde(default)]
+    pub mlp_bias: bool,
+}
+
+/// What distinguishes the Llama-like decoders repdrift reads (set by each architecture's
+/// config in its own file: `qwen2.rs`, `qwen3.rs`, `mistral.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    /// The `model_type`.
+    pub arch: String,
+    /// Bias on q, k, v (Qwen2).
+    pub qkv_bias: bool,
+    /// Bias on o.
+    pub o_bias: bool,
+    /// Bias on gate, up, down.
+    pub mlp_bias: bool,
+    /// Per-head RMSNorm of queries and keys before RoPE (Qwen3).
+    pub qk_norm: bool,
+    /// Per block: `Some(w)` = sliding-window attention over the last `w` keys (the query's own
+    /// position included, as HF's masks), `None` = full causal attention.
+    pub sliding_window: Vec<Option<usize>>,
+}
+
+impl Variant {
+    /// Plain Llama (with the config's `attention_bias` / `mlp_bias`).
+    pub fn llama(cfg: &LlamaConfig) -> Self {
+        Self {
+            arch: "llama".into(),
+            qkv_bias: cfg.attention_bias,
+            o_bias: cfg.attention_bias,
+            mlp_bias: cfg.mlp_bias,
+            qk_norm: false,
+            sliding_window: vec![None; cfg.num_hidden_layers],
+        }
+    }
+
+    /// Whether blocks are exactly Llama's nine weights (what training supports).
+    pub fn is_plain(&self) -> bool {
+        !self.qkv_bias
+            && !self.o_bias
+            && !self.mlp_bias
+            && !self.qk_norm
+            && self.sliding_window.iter().all(|w| w.is_none())
+    }
 }
 
 impl LlamaConfig {
@@ -123,6 +171,11 @@ pub struct Block {
     pub gate_proj: Linear,
     pub up_proj: Linear,
     pub down_proj: Linear,
+    /// Per-head query/key RMSNorm weights `(head_dim,)` (Qwen3).
+    pub q_norm: Option<Tensor>,
+    pub k_norm: Option<Tensor>,
+    /// Sliding-window width of this block's attention, if any.
+    pub window: Option<usize>,
 }
 
 /// The names of a block's weights below `model.layers.{i}`, in a fixed order.
@@ -173,6 +226,9 @@ impl Block {
             gate_proj: lin(g),
             up_proj: lin(u),
             down_proj: lin(d),
+            q_norm: None,
+            k_norm: None,
+            window: None,
         }
     }
 }
@@ -195,15 +251,21 @@ pub struct Llama {
     lm_head: Option<Tensor>,
     /// `score.weight` `(1, hidden)` of a sequence-classification reward model.
     score: Option<Tensor>,
+    variant: Variant,
     device: Device,
 }
 
-fn lin(w: &Weights, out: usize, inp: usize) -> Result<Linear> {
-    Ok(Linear::new(w.get("weight", &[out, inp])?, None))
+fn lin(w: &Weights, out: usize, inp: usize, bias: bool) -> Result<Linear> {
+    let b = if bias {
+        Some(w.get("bias", &[out])?)
+    } else {
+        None
+    };
+    Ok(Linear::new(w.get("weight", &[out, inp])?, b))
 }
 
 impl Llama {
-    /// Build the model by walking HF weight prefixes.
+    /// Build a plain Llama by walking HF weight prefixes.
     pub fn new(
         cfg: LlamaConfig,
         weights: &Weights,
@@ -211,7 +273,30 @@ impl Llama {
         info: ModelInfo,
         device: &Device,
     ) -> Result<Self> {
+        let v = Variant::llama(&cfg);
+        Self::with_variant(cfg, v, weights, tokenizer, info, device)
+    }
+
+    /// Build a Llama-like decoder of the given [`Variant`].
+    pub fn with_variant(
+        cfg: LlamaConfig,
+        variant: Variant,
+        weights: &Weights,
+        tokenizer: ModelTokenizer,
+        info: ModelInfo,
+        device: &Device,
+    ) -> Result<Self> {
         cfg.check(weights.path())?;
+        if variant.sliding_window.len() != cfg.num_hidden_layers {
+            return Err(Error::model(
+                weights.path(),
+                format!(
+                    "{} attention types for {} layers",
+                    variant.sliding_window.len(),
+                    cfg.num_hidden_layers
+                ),
+            ));
+        }
         let d = cfg.hidden_size;
         let hd = cfg.head_dim();
         let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
@@ -222,16 +307,28 @@ impl Llama {
             let l = m.pp("layers").pp(i);
             let a = l.pp("self_attn");
             let mlp = l.pp("mlp");
+            let (qb, ob, mb) = (variant.qkv_bias, variant.o_bias, variant.mlp_bias);
+            let inter = cfg.intermediate_size;
+            let norm = |name: &str| -> Result<Option<Tensor>> {
+                if variant.qk_norm {
+                    Ok(Some(a.pp(name).get("weight", &[hd])?))
+                } else {
+                    Ok(None)
+                }
+            };
             layers.push(Block {
                 input_layernorm: l.pp("input_layernorm").get("weight", &[d])?,
-                q_proj: lin(&a.pp("q_proj"), nh * hd, d)?,
-                k_proj: lin(&a.pp("k_proj"), nkv * hd, d)?,
-                v_proj: lin(&a.pp("v_proj"), nkv * hd, d)?,
-                o_proj: lin(&a.pp("o_proj"), d, nh * hd)?,
+                q_proj: lin(&a.pp("q_proj"), nh * hd, d, qb)?,
+                k_proj: lin(&a.pp("k_proj"), nkv * hd, d, qb)?,
+                v_proj: lin(&a.pp("v_proj"), nkv * hd, d, qb)?,
+                o_proj: lin(&a.pp("o_proj"), d, nh * hd, ob)?,
                 post_attention_layernorm: l.pp("post_attention_layernorm").get("weight", &[d])?,
-                gate_proj: lin(&mlp.pp("gate_proj"), cfg.intermediate_size, d)?,
-                up_proj: lin(&mlp.pp("up_proj"), cfg.intermediate_size, d)?,
-                down_proj: lin(&mlp.pp("down_proj"), d, cfg.intermediate_size)?,
+                gate_proj: lin(&mlp.pp("gate_proj"), inter, d, mb)?,
+                up_proj: lin(&mlp.pp("up_proj"), inter, d, mb)?,
+                down_proj: lin(&mlp.pp("down_proj"), d, inter, mb)?,
+                q_norm: norm("q_norm")?,
+                k_norm: norm("k_norm")?,
+                window: variant.sliding_window[i],
             });
         }
         let norm = m.pp("norm").get("weight", &[d])?;
@@ -254,30 +351,43 @@ impl Llama {
             norm,
             lm_head,
             score,
+            variant,
             device: device.clone(),
         })
     }
 
-    /// Load an HF directory: `config.json`, `model.safetensors`, `tokenizer.json`.
+    /// Load an HF directory: `config.json`, `model.safetensors` (or shards with
+    /// `model.safetensors.index.json`), `tokenizer.json`.
     pub fn load_dir(dir: &Path, device: &Device) -> Result<Self> {
-        let cfg_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-        let cfg: LlamaConfig = serde_json::from_str(&text).map_err(|e| Error::Json {
-            path: cfg_path.clone(),
-            source: e,
-        })?;
-        let st = dir.join("model.safetensors");
-        let weights = Weights::from_safetensors(&st, device)?;
+        let cfg: LlamaConfig = read_config(dir)?;
+        let v = Variant::llama(&cfg);
+        Self::load_dir_as(dir, cfg, v, device)
+    }
+
+    /// Load an HF directory with an already-read config and variant (the other architectures'
+    /// loaders call this).
+    pub fn load_dir_as(
+        dir: &Path,
+        cfg: LlamaConfig,
+        variant: Variant,
+        device: &Device,
+    ) -> Result<Self> {
+        let (weights, sha) = Weights::from_hf_dir(dir, device)?;
         let tokenizer = ModelTokenizer::from_json_file(&dir.join("tokenizer.json"))?;
         let info = ModelInfo {
             path: dir.to_path_buf(),
-            architecture: "llama".into(),
+            architecture: variant.arch.clone(),
             source: "safetensors".into(),
-            weights_sha256: crate::data::sha256_file(&st)?,
+            weights_sha256: sha,
             n_layers: cfg.num_hidden_layers,
             hidden_size: cfg.hidden_size,
         };
-        Self::new(cfg, &weights, tokenizer, info, device)
+        Self::with_variant(cfg, variant, &weights, tokenizer, info, device)
+    }
+
+    /// The architecture variant.
+    pub fn variant(&self) -> &Variant {
+        &self.variant
     }
 
     /// The configuration.
@@ -363,9 +473,13 @@ impl Llama {
         let heads = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
             t.reshape((b, s, n, hd))?.transpose(1, 2)?.contiguous()
         };
-        let q = heads(blk.q_proj.forward(x)?, nh)?;
-        let k = heads(blk.k_proj.forward(x)?, nkv)?;
+        let mut q = heads(blk.q_proj.forward(x)?, nh)?;
+        let mut k = heads(blk.k_proj.forward(x)?, nkv)?;
         let v = heads(blk.v_proj.forward(x)?, nkv)?;
+        if let (Some(qn), Some(kn)) = (&blk.q_norm, &blk.k_norm) {
+            q = self.rms_norm(&q, qn, diff)?;
+            k = self.rms_norm(&k, kn, diff)?;
+        }
         let (cos, sin) = rope;
         let (q, k) = if diff {
             (
@@ -455,11 +569,11 @@ impl HookedModel for Llama {
         if blocks == 0 {
             return Ok(());
         }
-        let mask = batch.attention_mask(true)?;
+        let masks = Masks::new(batch, &self.layers)?;
         let rope = self.rope_tables(s)?;
         for (i, blk) in self.layers.iter().take(blocks).enumerate() {
             let l = i + 1;
-            let out = self.block_forward(blk, &x, &rope, &mask, false)?;
+            let out = self.block_forward(blk, &x, &rope, masks.get(blk.window), false)?;
             if hooks.wants(HookPoint::AttnOut, l) {
                 sink.layer(HookPoint::AttnOut, l, &out.attn_out)?;
             }
@@ -505,4 +619,42 @@ pub fn last_token_states(y: &Tensor, lens: &[usize]) -> Result<Tensor> {
         .collect();
     let idx = Tensor::from_vec(idx, b, y.device())?;
     Ok(y.reshape((b * s, d))?.index_select(&idx, 0)?)
+}
+
+/// The causal mask, and one sliding-window mask per window width the blocks use.
+pub struct Masks {
+    full: Tensor,
+    windowed: Vec<(usize, Tensor)>,
+}
+
+impl Masks {
+    pub fn new(batch: &TokenBatch, blocks: &[Block]) -> Result<Self> {
+        let mut windowed: Vec<(usize, Tensor)> = Vec::new();
+        for w in blocks.iter().filter_map(|b| b.window) {
+            if !windowed.iter().any(|(x, _)| *x == w) {
+                windowed.push((w, batch.attention_mask_window(w)?));
+            }
+        }
+        Ok(Self {
+            full: batch.attention_mask(true)?,
+            windowed,
+        })
+    }
+
+    /// The mask for a block with this window.
+    pub fn get(&self, window: Option<usize>) -> &Tensor {
+        window
+            .and_then(|w| self.windowed.iter().find(|(x, _)| *x == w).map(|(_, m)| m))
+            .unwrap_or(&self.full)
+    }
+}
+
+/// Read an HF `config.json` into `T`.
+pub fn read_config<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<T> {
+    let cfg_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Json {
+        path: cfg_path.clone(),
+        source: e,
+    })
 }

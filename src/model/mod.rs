@@ -16,6 +16,9 @@ pub mod bert;
 pub mod gguf;
 pub mod linear;
 pub mod llama;
+pub mod mistral;
+pub mod qwen2;
+pub mod qwen3;
 pub mod tokenizer;
 pub mod weights;
 
@@ -216,6 +219,25 @@ impl TokenBatch {
         }
         Ok(Tensor::from_vec(m, (b, 1, s, s), self.ids.device())?)
     }
+
+    /// The causal mask restricted to a sliding window: a query attends to itself and the
+    /// `window − 1` keys before it (HF's `kv_idx > q_idx − window`), padding masked.
+    pub fn attention_mask_window(&self, window: usize) -> Result<Tensor> {
+        let (b, s) = self.ids.dims2()?;
+        let mut m = vec![0f32; b * s * s];
+        for (bi, &len) in self.lens.iter().enumerate() {
+            for q in 0..s {
+                for k in 0..s {
+                    // Padded query rows keep every real key: a fully masked row would give NaN,
+                    // which would reach real rows through the next layer's keys.
+                    if k >= len || k > q || (q < len && k + window <= q) {
+                        m[(bi * s + q) * s + k] = f32::NEG_INFINITY;
+                    }
+                }
+            }
+        }
+        Ok(Tensor::from_vec(m, (b, 1, s, s), self.ids.device())?)
+    }
 }
 
 /// A model whose forward pass can hand activations to a sink.
@@ -276,7 +298,8 @@ pub fn load_llama(path: &Path, device: &Device) -> Result<llama::Llama> {
 }
 
 /// Load a model: a `.gguf` file (Llama family) or an HF directory (`config.json` with
-/// `model_type` `llama` or `bert`, `model.safetensors`, `tokenizer.json`).
+/// `model_type` `llama`, `mistral`, `qwen2`, `qwen3` or `bert`, `model.safetensors` or shards
+/// with `model.safetensors.index.json`, `tokenizer.json`).
 ///
 /// ```no_run
 /// let model = repdrift::model::load("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf".as_ref(),
@@ -313,9 +336,12 @@ pub fn load(path: &Path, device: &Device) -> Result<Box<dyn HookedModel>> {
         match model_type {
             "bert" => Ok(Box::new(bert::Bert::load_dir(path, device)?)),
             "llama" => Ok(Box::new(llama::Llama::load_dir(path, device)?)),
+            "qwen2" => Ok(Box::new(qwen2::load_dir(path, device)?)),
+            "qwen3" => Ok(Box::new(qwen3::load_dir(path, device)?)),
+            "mistral" => Ok(Box::new(mistral::load_dir(path, device)?)),
             other => Err(Error::model(
                 &cfg_path,
-                format!("model_type `{other}` is not supported (supported: llama, bert)"),
+                format!("model_type `{other}` is not supported (supported: llama, mistral, qwen2, qwen3, bert)"),
             )),
         }
     }

@@ -62,6 +62,74 @@ impl Weights {
         })
     }
 
+    /// The weights of an HF directory: `model.safetensors`, or the shards that
+    /// `model.safetensors.index.json` lists (each checked to be complete, all memory-mapped).
+    /// Also returns the weights' hash: the file's sha256, or for shards the sha256 of the index
+    /// file's bytes followed by each shard's sha256 (hex) in name order.
+    pub fn from_hf_dir(dir: &Path, device: &Device) -> Result<(Self, String)> {
+        let index = dir.join("model.safetensors.index.json");
+        if !index.exists() {
+            let st = dir.join("model.safetensors");
+            let w = Self::from_safetensors(&st, device)?;
+            return Ok((w, crate::data::sha256_file(&st)?));
+        }
+        let bytes = std::fs::read(&index).map_err(|e| Error::io(&index, e))?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
+            path: index.clone(),
+            source: e,
+        })?;
+        let map = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| Error::model(&index, "no `weight_map` object in the shard index"))?;
+        let mut files: Vec<String> = map
+            .values()
+            .map(|f| {
+                f.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| Error::model(&index, "`weight_map` values must be file names"))
+            })
+            .collect::<Result<_>>()?;
+        files.sort();
+        files.dedup();
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        sha2::Digest::update(&mut hasher, &bytes);
+        let mut paths = Vec::new();
+        for f in &files {
+            if f.contains('/') || f.contains("..") {
+                return Err(Error::model(
+                    &index,
+                    format!("shard `{f}` is not a file in the directory"),
+                ));
+            }
+            let p = dir.join(f);
+            if !p.exists() {
+                return Err(Error::model(
+                    &p,
+                    "shard listed in model.safetensors.index.json is missing",
+                ));
+            }
+            check_safetensors(&p)?;
+            sha2::Digest::update(&mut hasher, crate::data::sha256_file(&p)?.as_bytes());
+            paths.push(p);
+        }
+        // SAFETY: read-only memory maps of files repdrift never writes while they are loaded.
+        let st = unsafe { MmapedSafetensors::multi(&paths) }
+            .map_err(|e| Error::model(&index, format!("cannot read the shards: {e}")))?;
+        let sha = crate::data::hex(&sha2::Digest::finalize(hasher));
+        Ok((
+            Self {
+                store: Arc::new(Store {
+                    path: index,
+                    source: Source::Mmap(st),
+                    device: device.clone(),
+                }),
+                prefix: String::new(),
+            },
+            sha,
+        ))
+    }
+
     /// The view under `prefix` (joined with a dot).
     pub fn pp(&self, prefix: impl std::fmt::Display) -> Self {
         let prefix = if self.prefix.is_empty() {

@@ -100,6 +100,34 @@ pub struct ProbeRow {
     pub selectivity: Option<f64>,
 }
 
+/// A reward model's own pairwise accuracy on one store (stores captured from an RM checkpoint
+/// carry one reward per sequence): the share of pairs with r(chosen) > r(rejected).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RewardAccuracy {
+    pub dataset: String,
+    pub accuracy: f64,
+    /// AUC of r(chosen) − r(rejected) over the flipped pair set.
+    pub auc: Option<f64>,
+    pub n: usize,
+}
+
+/// The reward model's own accuracy on a pair store, or `None` for stores without rewards.
+pub fn reward_accuracy(n: &NamedStore) -> Result<Option<RewardAccuracy>> {
+    let Some(r) = n.store.rewards()? else {
+        return Ok(None);
+    };
+    if r.ncols() != 2 {
+        return Ok(None);
+    }
+    let d = ndarray::Array1::from_iter(r.rows().into_iter().map(|row| row[0] - row[1]));
+    Ok(Some(RewardAccuracy {
+        dataset: n.name.clone(),
+        accuracy: super::pair_accuracy(d.view()),
+        auc: super::pair_auc(d.view()),
+        n: d.len(),
+    }))
+}
+
 /// `probe.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeReport {
@@ -115,6 +143,9 @@ pub struct ProbeReport {
     pub cs: Vec<f64>,
     pub seed: u64,
     pub rows: Vec<ProbeRow>,
+    /// The model's own reward-head accuracy on the training and eval stores (RM checkpoints).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reward_model: Vec<RewardAccuracy>,
 }
 
 fn record(n: &NamedStore) -> StoreRecord {
@@ -309,6 +340,12 @@ pub fn probe(
         }
         Ok(rows)
     })?;
+    let mut reward_model = Vec::new();
+    for s in std::iter::once(train).chain(evals) {
+        if let Some(r) = reward_accuracy(s)? {
+            reward_model.push(r);
+        }
+    }
     Ok(ProbeReport {
         format: "repdrift-probe".into(),
         version: 1,
@@ -322,6 +359,7 @@ pub fn probe(
         cs: params.cs.clone(),
         seed: params.seed,
         rows: per_layer.into_iter().flatten().collect(),
+        reward_model,
     })
 }
 

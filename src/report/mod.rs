@@ -30,6 +30,8 @@ pub struct ReportInputs {
     pub transfer: Option<TransferReport>,
     /// The model name the base's probe results go by.
     pub base_model: String,
+    /// `recommend.json` when given.
+    pub recommendation: Option<crate::recommend::Recommendation>,
 }
 
 /// Per-layer numbers of one student on the diagnosis field.
@@ -90,6 +92,12 @@ pub struct Report {
     pub transfer: Option<TransferReport>,
     pub findings: Vec<Finding>,
     pub base_model: String,
+    /// (model, dataset, accuracy, n): reward models' own pairwise accuracy (their score head).
+    #[serde(default)]
+    pub reward_models: Vec<(String, String, f64, usize)>,
+    /// The anchor recommendation and its validation by training (`repdrift recommend`).
+    #[serde(default)]
+    pub recommendation: Option<crate::recommend::Recommendation>,
 }
 
 fn diagnosis_field(rows: &[MetricRow]) -> String {
@@ -267,6 +275,16 @@ pub fn build(inp: &ReportInputs, rules: &Rules) -> Report {
         transfer: inp.transfer.clone(),
         findings,
         base_model: inp.base_model.clone(),
+        reward_models: inp
+            .probes
+            .iter()
+            .flat_map(|p| {
+                p.reward_model
+                    .iter()
+                    .map(|r| (p.model.clone(), r.dataset.clone(), r.accuracy, r.n))
+            })
+            .collect(),
+        recommendation: inp.recommendation.clone(),
     }
 }
 
@@ -418,11 +436,11 @@ pub fn esc(s: &str) -> String {
 }
 
 /// Escape text for Markdown tables and prose (no raw HTML passes through).
-fn md(s: &str) -> String {
+pub fn md(s: &str) -> String {
     esc(s).replace('|', "\\|").replace('`', "\\`")
 }
 
-fn f3(v: Option<f64>) -> String {
+pub fn f3(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "—".into())
 }
 
@@ -473,6 +491,12 @@ pub fn render_markdown(r: &Report, plots: &[plots::Plot]) -> Vec<u8> {
     link(&mut o, "probe");
     link(&mut o, "crossmodel");
     o.push_str(&probe_table_md(r));
+    if !r.reward_models.is_empty() {
+        o.push_str("\nThe reward models' own pairwise accuracy (score head, r(chosen) > r(rejected)):\n\n| model | data | accuracy | pairs |\n|---|---|---|---|\n");
+        for (m, d, a, n) in &r.reward_models {
+            o.push_str(&format!("| {} | {} | {:.3} | {n} |\n", md(m), md(d), a));
+        }
+    }
     if let Some(t) = &r.transfer {
         o.push_str("\n| student | IDG | AOG | NTS |\n|---|---|---|---|\n");
         for s in &t.students {
@@ -495,6 +519,9 @@ pub fn render_markdown(r: &Report, plots: &[plots::Plot]) -> Vec<u8> {
     link(&mut o, "drift_vs_transfer");
     o.push_str(&format!("## {}\n\n", SECTIONS[3]));
     o.push_str(&anchor_text(r, false));
+    if let Some(rec) = &r.recommendation {
+        o.push_str(&crate::recommend::render_markdown(rec));
+    }
     o.push_str("\n## Inputs\n\n| input | path | hashes (sha256, first 12) |\n|---|---|---|\n");
     for (a, b, c) in &r.inputs {
         o.push_str(&format!("| {} | {} | {} |\n", md(a), md(b), md(c)));
@@ -610,6 +637,18 @@ pub fn render_html(r: &Report, plots: &[plots::Plot]) -> Vec<u8> {
         }
     }
     o.push_str("</table></details>\n");
+    if !r.reward_models.is_empty() {
+        o.push_str("<p>The reward models' own pairwise accuracy (score head, r(chosen) &gt; r(rejected)):</p><table><tr><th>model</th><th>data</th><th>accuracy</th><th>pairs</th></tr>\n");
+        for (m, d, a, n) in &r.reward_models {
+            o.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{n}</td></tr>\n",
+                esc(m),
+                esc(d),
+                a
+            ));
+        }
+        o.push_str("</table>\n");
+    }
     if let Some(t) = &r.transfer {
         o.push_str("<table><tr><th>student</th><th>IDG</th><th>AOG</th><th>NTS</th></tr>\n");
         for s in &t.students {
@@ -633,6 +672,9 @@ pub fn render_html(r: &Report, plots: &[plots::Plot]) -> Vec<u8> {
     svg(&mut o, "drift_vs_transfer");
     o.push_str(&format!("<h2>{}</h2>\n", esc(SECTIONS[3])));
     o.push_str(&anchor_text(r, true));
+    if let Some(rec) = &r.recommendation {
+        o.push_str(&crate::recommend::render_html(rec));
+    }
     o.push_str("<h2>Inputs</h2>\n<table><tr><th>input</th><th>path</th><th>hashes (sha256, first 12)</th></tr>\n");
     for (a, b, c) in &r.inputs {
         o.push_str(&format!(
@@ -658,6 +700,7 @@ pub fn read_inputs(
     metrics_dir: &Path,
     probe_dirs: &[PathBuf],
     transfer: Option<&Path>,
+    recommendation: Option<&Path>,
     title: &str,
     base_model: &str,
 ) -> Result<ReportInputs> {
@@ -676,6 +719,9 @@ pub fn read_inputs(
         .map(|d| json(&d.join("probe.json")))
         .collect::<Result<Vec<ProbeReport>>>()?;
     let transfer = transfer.map(json::<TransferReport>).transpose()?;
+    let recommendation = recommendation
+        .map(json::<crate::recommend::Recommendation>)
+        .transpose()?;
     Ok(ReportInputs {
         title: title.to_string(),
         metrics,
@@ -683,6 +729,7 @@ pub fn read_inputs(
         probes,
         transfer,
         base_model: base_model.to_string(),
+        recommendation,
     })
 }
 

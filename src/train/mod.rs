@@ -554,43 +554,40 @@ pub fn pairwise_accuracy(r: &[f32]) -> f64 {
     right as f64 / n.max(1) as f64
 }
 
-/// Everything `train` needs besides the base model and data.
-pub struct TrainJob<'a> {
-    /// Named evaluation sets (pairs), scored at the end.
-    pub evals: &'a [(String, Dataset)],
-    /// The weak teacher's labels (required unless `gold`).
-    pub labels: Option<&'a WeakLabels>,
-    pub out: &'a Path,
-    /// Continue from the checkpoint in `out` when there is one.
-    pub resume: bool,
-    /// Replace whatever `out` holds.
-    pub force: bool,
-    /// Stop after this many steps in total, leaving a checkpoint (for time-boxed jobs).
-    pub stop_after: Option<usize>,
+/// The frozen part's work, done once and shared by every student trained with the same
+/// trainable part, split and token limit: the split, and the base's states at the input layer
+/// of the trainable blocks for half 2, the test part and each evaluation set.
+pub struct Prepared<'a> {
+    base: &'a Llama,
+    data: &'a Dataset,
+    /// (trainable, max_tokens, split_seed, test_fraction) it was made for.
+    key: (Trainable, Option<usize>, u64, f64),
+    first: usize,
+    k: usize,
+    all: bool,
+    pub split: Split,
+    half2: Vec<CachedSeq>,
+    test: Vec<CachedSeq>,
+    evals: Vec<(String, Vec<CachedSeq>)>,
 }
 
-/// Train a reward model on the source `data` and write it to `job.out` (see the module docs).
-/// Returns `None` when `stop_after` stopped it early (a checkpoint is left to resume).
-///
-/// ```no_run
-/// use repdrift::train::{train, Method, TrainJob, TrainParams, NoTrainProgress};
-/// let dev = candle_core::Device::Cpu;
-/// let base = repdrift::model::load_llama("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf".as_ref(), &dev).unwrap();
-/// let data = repdrift::data::read_jsonl("probes/data/source.jsonl".as_ref(), None).unwrap();
-/// let params = TrainParams { method: Method::Gold, ..Default::default() }.check().unwrap();
-/// let job = TrainJob { evals: &[], labels: None, out: "runs/gold".as_ref(), resume: false, force: true, stop_after: None };
-/// let summary = train(&base, &data, &params, &job, &dev, &mut NoTrainProgress).unwrap();
-/// ```
-pub fn train(
-    base: &Llama,
-    data: &Dataset,
+impl Prepared<'_> {
+    /// The source data set.
+    pub fn data(&self) -> &Dataset {
+        self.data
+    }
+}
+
+/// Split `data` and cache the base's states for training and evaluation (see [`Prepared`]).
+pub fn prepare<'a>(
+    base: &'a Llama,
+    data: &'a Dataset,
+    evals: &[(String, Dataset)],
     params: &ValidTrainParams,
-    job: &TrainJob<'_>,
     device: &Device,
     progress: &mut dyn TrainProgress,
-) -> Result<Option<TrainSummary>> {
+) -> Result<Prepared<'a>> {
     let n_layers = base.blocks().len();
-    let hidden = base.config().hidden_size;
     let (k, all) = match params.trainable {
         Trainable::Top(k) => {
             if k > n_layers {
@@ -604,23 +601,6 @@ pub fn train(
         Trainable::All => (n_layers, true),
     };
     let first = n_layers - k;
-    let min_anchor = if all { 0 } else { first + 1 };
-    for &l in &params.anchor_layers {
-        if l < min_anchor || l > n_layers {
-            return Err(Error::LayerOutOfRange {
-                layer: l,
-                min: min_anchor,
-                max: n_layers,
-                what: format!(
-                    "anchoring with trainable {}: lower layers are frozen and cannot drift",
-                    match params.trainable {
-                        Trainable::Top(k) => format!("top:{k}"),
-                        Trainable::All => "all".into(),
-                    }
-                ),
-            });
-        }
-    }
     if data.format.fields().len() != 2 {
         return Err(Error::param(
             "data",
@@ -630,7 +610,93 @@ pub fn train(
             ),
         ));
     }
-    // The output directory.
+    let sp = split(data.examples.len(), params.test_fraction, params.split_seed);
+    if sp.half2.len() < 2 || sp.half1.len() < 2 {
+        return Err(Error::param(
+            "data",
+            format!(
+                "{}: {} pairs are too few to split into test, half 1 and half 2",
+                data.path.display(),
+                data.examples.len()
+            ),
+        ));
+    }
+    progress.phase("caching");
+    let mt = params.max_tokens;
+    let half2 = cache_pairs(base, data, &sp.half2, first, !all, mt, device)?;
+    let test = cache_pairs(base, data, &sp.test, first, !all, mt, device)?;
+    let evals = evals
+        .iter()
+        .map(|(name, ds)| {
+            let idx: Vec<usize> = (0..ds.examples.len()).collect();
+            Ok((
+                name.clone(),
+                cache_pairs(base, ds, &idx, first, !all, mt, device)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Prepared {
+        base,
+        data,
+        key: (
+            params.trainable,
+            params.max_tokens,
+            params.split_seed,
+            params.test_fraction,
+        ),
+        first,
+        k,
+        all,
+        split: sp,
+        half2,
+        test,
+        evals,
+    })
+}
+
+/// Where `train` writes and how it treats what is there.
+pub struct TrainJob<'a> {
+    /// The weak teacher's labels (required unless `gold`).
+    pub labels: Option<&'a WeakLabels>,
+    pub out: &'a Path,
+    /// Continue from the checkpoint in `out` when there is one.
+    pub resume: bool,
+    /// Replace whatever `out` holds.
+    pub force: bool,
+    /// Stop after this many steps in total, leaving a checkpoint (for time-boxed jobs).
+    pub stop_after: Option<usize>,
+}
+
+/// Train a reward model on the source `data` and write it to `job.out` (see the module docs);
+/// `evals` are named evaluation sets scored at the end. Returns `None` when `stop_after`
+/// stopped it early (a checkpoint is left to resume).
+///
+/// ```no_run
+/// use repdrift::train::{train, Method, TrainJob, TrainParams, NoTrainProgress};
+/// let dev = candle_core::Device::Cpu;
+/// let base = repdrift::model::load_llama("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf".as_ref(), &dev).unwrap();
+/// let data = repdrift::data::read_jsonl("probes/data/source.jsonl".as_ref(), None).unwrap();
+/// let params = TrainParams { method: Method::Gold, ..Default::default() }.check().unwrap();
+/// let job = TrainJob { labels: None, out: "runs/gold".as_ref(), resume: false, force: true, stop_after: None };
+/// let summary = train(&base, &data, &[], &params, &job, &dev, &mut NoTrainProgress).unwrap();
+/// ```
+pub fn train(
+    base: &Llama,
+    data: &Dataset,
+    evals: &[(String, Dataset)],
+    params: &ValidTrainParams,
+    job: &TrainJob<'_>,
+    device: &Device,
+    progress: &mut dyn TrainProgress,
+) -> Result<Option<TrainSummary>> {
+    check_out(params, job)?;
+    let prepared = prepare(base, data, evals, params, device, progress)?;
+    train_prepared(&prepared, params, job, device, progress)
+}
+
+/// Refuse to overwrite a finished or unfinished run unless asked (before any work is done).
+fn check_out(params: &ValidTrainParams, job: &TrainJob<'_>) -> Result<()> {
+    let _ = params;
     let ckpt = checkpoint_dir(job.out);
     let finished = job.out.join("model.safetensors").exists();
     if job.out.exists() && !job.force {
@@ -649,22 +715,57 @@ pub fn train(
             ));
         }
     }
+    Ok(())
+}
+
+/// [`train`] on data [`prepare`]d once (several students share the cache).
+pub fn train_prepared(
+    prep: &Prepared<'_>,
+    params: &ValidTrainParams,
+    job: &TrainJob<'_>,
+    device: &Device,
+    progress: &mut dyn TrainProgress,
+) -> Result<Option<TrainSummary>> {
+    let key = (
+        params.trainable,
+        params.max_tokens,
+        params.split_seed,
+        params.test_fraction,
+    );
+    if key != prep.key {
+        return Err(Error::param(
+            "train",
+            "the prepared cache was made for another trainable part, token limit or split",
+        ));
+    }
+    let (base, data) = (prep.base, prep.data);
+    let n_layers = base.blocks().len();
+    let hidden = base.config().hidden_size;
+    let (first, k, all) = (prep.first, prep.k, prep.all);
+    let min_anchor = if all { 0 } else { first + 1 };
+    for &l in &params.anchor_layers {
+        if l < min_anchor || l > n_layers {
+            return Err(Error::LayerOutOfRange {
+                layer: l,
+                min: min_anchor,
+                max: n_layers,
+                what: format!(
+                    "anchoring with trainable {}: lower layers are frozen and cannot drift",
+                    match params.trainable {
+                        Trainable::Top(k) => format!("top:{k}"),
+                        Trainable::All => "all".into(),
+                    }
+                ),
+            });
+        }
+    }
+    check_out(params, job)?;
+    let ckpt = checkpoint_dir(job.out);
     if job.force && job.out.exists() {
         std::fs::remove_dir_all(job.out).map_err(|e| Error::io(job.out, e))?;
     }
     std::fs::create_dir_all(job.out).map_err(|e| Error::io(job.out, e))?;
-
-    let sp = split(data.examples.len(), params.test_fraction, params.split_seed);
-    if sp.half2.len() < 2 || sp.half1.len() < 2 {
-        return Err(Error::param(
-            "data",
-            format!(
-                "{}: {} pairs are too few to split into test, half 1 and half 2",
-                data.path.display(),
-                data.examples.len()
-            ),
-        ));
-    }
+    let sp = &prep.split;
     // Soft labels for half 2.
     let targets: Vec<f64> = if params.method.needs_teacher() {
         let labels = job.labels.ok_or_else(|| {
@@ -696,16 +797,7 @@ pub fn train(
         vec![1.0; sp.half2.len()]
     };
 
-    progress.phase("caching");
-    let train_seqs = cache_pairs(
-        base,
-        data,
-        &sp.half2,
-        first,
-        !all,
-        params.max_tokens,
-        device,
-    )?;
+    let train_seqs = &prep.half2;
     let rm = TrainableRm::new(base, k, all, params.seed)?;
     let vars = rm.vars();
     let trainable_parameters: usize = vars.iter().map(|v| v.elem_count()).sum();
@@ -860,19 +952,16 @@ pub fn train(
 
     progress.phase("evaluating");
     let mut accuracy = BTreeMap::new();
-    if !sp.test.is_empty() {
-        let test = cache_pairs(base, data, &sp.test, first, !all, params.max_tokens, device)?;
+    if !prep.test.is_empty() {
         accuracy.insert(
             "source_test".to_string(),
-            pairwise_accuracy(&rewards(&rm, &test, params.batch_size, device)?),
+            pairwise_accuracy(&rewards(&rm, &prep.test, params.batch_size, device)?),
         );
     }
-    for (name, ds) in job.evals {
-        let idx: Vec<usize> = (0..ds.examples.len()).collect();
-        let seqs = cache_pairs(base, ds, &idx, first, !all, params.max_tokens, device)?;
+    for (name, seqs) in &prep.evals {
         accuracy.insert(
             name.clone(),
-            pairwise_accuracy(&rewards(&rm, &seqs, params.batch_size, device)?),
+            pairwise_accuracy(&rewards(&rm, seqs, params.batch_size, device)?),
         );
     }
     let last_epoch: Vec<f64> = log

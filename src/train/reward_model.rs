@@ -19,7 +19,7 @@ use safetensors::tensor::Dtype;
 
 use crate::error::{Error, Result};
 use crate::model::llama::{last_token_states, Block, Llama, BLOCK_WEIGHTS};
-use crate::model::TokenBatch;
+use crate::model::{HookedModel, TokenBatch};
 
 /// A named row-major f32 weight: (HF name, shape, values).
 pub type NamedWeight = (String, Vec<usize>, Vec<f32>);
@@ -66,6 +66,15 @@ impl<'a> TrainableRm<'a> {
         train_embeddings: bool,
         seed: u64,
     ) -> Result<Self> {
+        if !base.variant().is_plain() {
+            return Err(Error::model(
+                &base.info().path,
+                format!(
+                    "training supports plain Llama blocks; `{}` checkpoints are read by capture only",
+                    base.variant().arch
+                ),
+            ));
+        }
         let n = base.blocks().len();
         let k = trainable_blocks.min(n);
         let first = n - k;

@@ -3,11 +3,13 @@
 //! Tests that use the real models need `bash scripts/fetch-models.sh` first (the README's test
 //! command runs it); they fail, not skip, when the models are missing.
 
+mod archs;
 mod common;
 mod metrics;
 mod parity;
 mod probe;
 mod report;
+mod rm_head;
 mod store;
 mod tiny_llama;
 mod train;

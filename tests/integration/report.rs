@@ -29,6 +29,7 @@ fn inputs(title: &str) -> repdrift::report::ReportInputs {
             f.join("probe_anchor"),
         ],
         None,
+        None,
         title,
         "base",
     )

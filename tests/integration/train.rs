@@ -95,7 +95,6 @@ fn run(
     let base = repdrift::model::load_llama(&f.model, &Device::Cpu).unwrap();
     let l = labels_for(f, &p);
     let job = TrainJob {
-        evals: &[],
         labels: Some(&l),
         out: &f.dir.join(out),
         resume,
@@ -106,6 +105,7 @@ fn run(
     train::train(
         &base,
         &f.data,
+        &[],
         &valid,
         &job,
         &Device::Cpu,

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Check a demo report directory: index.html, report.md, report.json, demo.json and the plots
+# exist; every number in report.json and demo.json is finite; accuracies lie in [0, 1]; linear
+# CKA is defined at all but at most two layers per student (undefined ones carry a reason).
+set -euo pipefail
+dir="${1:?usage: scripts/check-demo.sh REPORT_DIR}"
+for f in index.html report.md report.json demo.json plots/cka.png plots/probe.svg; do
+  [ -s "$dir/$f" ] || { echo "check-demo: $dir/$f missing or empty" >&2; exit 1; }
+done
+python3 - "$dir" <<'PY'
+import json, math, sys
+d = sys.argv[1]
+demo = json.load(open(f"{d}/demo.json"))
+rep = json.load(open(f"{d}/report.json"))
+bad = []
+def walk(x, path):
+    if isinstance(x, float) and not math.isfinite(x):
+        bad.append(path)
+    elif isinstance(x, dict):
+        for k, v in x.items(): walk(v, f"{path}.{k}")
+    elif isinstance(x, list):
+        for i, v in enumerate(x): walk(v, f"{path}[{i}]")
+walk(demo, "demo"); walk(rep, "report")
+for model, accs in demo["accuracy"].items():
+    for ds, a in accs.items():
+        if not isinstance(a, (int, float)) or not 0.0 <= a <= 1.0:
+            bad.append(f"accuracy {model}/{ds} = {a}")
+for s in rep["students"]:
+    # null = undefined with a stated reason in metrics.json (e.g. Δh = 0 at the embeddings);
+    # most layers must have a value.
+    vals = [v for v in s["linear_cka"] if v is not None]
+    if len(vals) < len(s["linear_cka"]) - 2:
+        bad.append(f"linear CKA of {s['student']} undefined at {len(s['linear_cka']) - len(vals)} layers")
+for m in ("weak", "gold", "naive", "anchor"):
+    if m not in demo["accuracy"]:
+        bad.append(f"no accuracies for {m}")
+if bad:
+    sys.exit("check-demo: " + "; ".join(bad[:20]))
+print(f"check-demo: {d}: report complete, all numbers finite ({len(rep['students'])} students)")
+PY

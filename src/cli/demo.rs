@@ -1,0 +1,84 @@
+//! `repdrift demo`.
+
+use std::path::PathBuf;
+
+use crate::demo::{self, DemoConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// The small version for CI (≤ 2 min): fewer pairs and steps, no validation grid.
+    #[arg(long)]
+    pub quick: bool,
+    /// Where the report goes (default reports/demo, or reports/tmp/demo-quick with --quick).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where checkpoints and stores go (default reports/tmp/demo-work[-quick]).
+    #[arg(long)]
+    pub work: Option<PathBuf>,
+    /// Override: training epochs (experiments with more steps).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Override: learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Override: trainable top blocks.
+    #[arg(long)]
+    pub trainable_blocks: Option<usize>,
+    /// Override: anchor budget (layers).
+    #[arg(long)]
+    pub budget: Option<usize>,
+    /// Skip the validation grid's alternatives.
+    #[arg(long)]
+    pub no_grid: bool,
+}
+
+pub fn run_demo(a: &DemoArgs) -> anyhow::Result<()> {
+    let root = PathBuf::from(".");
+    let mut cfg = if a.quick {
+        DemoConfig::quick(&root)
+    } else {
+        DemoConfig::full(&root)
+    };
+    cfg.epochs = a.epochs.unwrap_or(cfg.epochs);
+    cfg.lr = a.lr.unwrap_or(cfg.lr);
+    cfg.trainable_blocks = a.trainable_blocks.unwrap_or(cfg.trainable_blocks);
+    cfg.budget = a.budget.unwrap_or(cfg.budget);
+    cfg.validate &= !a.no_grid;
+    for p in [&cfg.base, &cfg.teacher] {
+        if !p.exists() {
+            return Err(crate::Error::model(
+                p,
+                "missing: run `bash scripts/fetch-models.sh` from the repository root first",
+            )
+            .into());
+        }
+    }
+    let suffix = if a.quick { "-quick" } else { "" };
+    let out = a.out.clone().unwrap_or_else(|| {
+        if a.quick {
+            PathBuf::from("reports/tmp/demo-quick")
+        } else {
+            PathBuf::from("reports/demo")
+        }
+    });
+    let work = a
+        .work
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("reports/tmp/demo-work{suffix}")));
+    let s = demo::run(&cfg, &work, &out, &candle_core::Device::Cpu, &mut |line| {
+        eprintln!("{line}")
+    })?;
+    eprintln!(
+        "repdrift: demo finished in {:.0} s; report in {}",
+        s.total_seconds,
+        out.display()
+    );
+    for (m, acc) in &s.accuracy {
+        let a: Vec<String> = acc
+            .iter()
+            .map(|(k, v)| format!("{k} {:.1} %", 100.0 * v))
+            .collect();
+        eprintln!("  {m:<6} {}", a.join(", "));
+    }
+    Ok(())
+}

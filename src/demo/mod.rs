@@ -1,0 +1,491 @@
+//! The one-command demo on the embedded default (SmolLM2-135M-Instruct, GGUF) and repdrift's
+//! own data in `probes/data/`: the whole story of the brief, in-process.
+//!
+//! 1. the weak teacher (MiniLM + BT head) is fitted on source half 1 and labels half 2;
+//! 2. the base's frozen bottom is run once (cache); the gold ceiling and the naive student
+//!    train on half 2 (top `K` blocks + head);
+//! 3. base and naive are captured on the held-out source pairs (test split ∪ half 1: no
+//!    student trained on them) and on every target; compared; probed;
+//! 4. `recommend` ranks layers and calibrates λ from that drift; the anchored student trains
+//!    with the recommendation; in the full demo alternative anchors are trained too
+//!    (validation grid);
+//! 5. the anchored student is captured, compared and probed; IDG/AOG/PGR/NTS are computed;
+//!    the report (with the recommendation and its validation) is written.
+//!
+//! Work files (checkpoints, stores) go to `work/`; the report to `out/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::capture::{self, CaptureParams, LayerSelection, NoProgress, Store};
+use crate::data::{read_jsonl, Dataset};
+use crate::error::{Error, Result};
+use crate::metrics::compare::{self, CompareParams};
+use crate::probe::run::{probe, NamedStore, ProbeParams, ProbeReport};
+use crate::probe::transfer::{summarise, Scores};
+use crate::recommend::{self, RecommendParams};
+use crate::train::{self, Method, TrainJob, TrainParams, TrainProgress, Trainable};
+
+/// What the demo runs on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoConfig {
+    pub base: PathBuf,
+    pub teacher: PathBuf,
+    pub source: PathBuf,
+    /// (name, file) of each target set.
+    pub targets: Vec<(String, PathBuf)>,
+    /// Use only the first N pairs of each file (None = all).
+    pub limit_source: Option<usize>,
+    pub limit_targets: Option<usize>,
+    pub trainable_blocks: usize,
+    pub epochs: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub max_tokens: usize,
+    pub budget: usize,
+    pub fraction: f64,
+    /// Train the validation grid's alternatives.
+    pub validate: bool,
+    pub seed: u64,
+}
+
+impl DemoConfig {
+    /// The full demo (paths relative to the repository root).
+    pub fn full(root: &Path) -> Self {
+        Self {
+            base: root.join("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            teacher: root.join("models/all-minilm-l6-v2"),
+            source: root.join("probes/data/source.jsonl"),
+            targets: vec![
+                ("plain".into(), root.join("probes/data/target_plain.jsonl")),
+                (
+                    "reversed".into(),
+                    root.join("probes/data/target_reversed.jsonl"),
+                ),
+            ],
+            limit_source: None,
+            limit_targets: Some(120),
+            trainable_blocks: 4,
+            epochs: 2,
+            lr: 2e-5,
+            batch_size: 8,
+            max_tokens: 256,
+            budget: 2,
+            fraction: 0.5,
+            validate: true,
+            seed: 0,
+        }
+    }
+
+    /// The quick demo for CI: fewer pairs, fewer steps, no validation grid.
+    pub fn quick(root: &Path) -> Self {
+        Self {
+            limit_source: Some(64),
+            limit_targets: Some(32),
+            trainable_blocks: 2,
+            epochs: 1,
+            lr: 1e-4,
+            max_tokens: 96,
+            validate: false,
+            ..Self::full(root)
+        }
+    }
+}
+
+/// Timings and headline numbers (`demo.json` in the report directory).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoSummary {
+    pub format: String,
+    pub config: DemoConfig,
+    /// (stage, seconds).
+    pub stages: Vec<(String, f64)>,
+    pub total_seconds: f64,
+    /// model → dataset → pairwise accuracy of the reward model itself (the weak teacher's BT
+    /// head, gold, naive, anchor).
+    pub accuracy: BTreeMap<String, BTreeMap<String, f64>>,
+    pub recommended_layers: Vec<usize>,
+    pub recommended_weights: Vec<f64>,
+}
+
+struct Stages<'a> {
+    t0: Instant,
+    last: Instant,
+    list: Vec<(String, f64)>,
+    say: &'a mut dyn FnMut(&str),
+}
+
+impl Stages<'_> {
+    fn done(&mut self, what: &str) {
+        let now = Instant::now();
+        let s = (now - self.last).as_secs_f64();
+        self.list.push((what.to_string(), s));
+        (self.say)(&format!(
+            "[{:6.1} s] {what} ({s:.1} s)",
+            (now - self.t0).as_secs_f64()
+        ));
+        self.last = now;
+    }
+}
+
+/// Write the listed (1-based) lines of `src` to `dst`, in file order.
+fn write_lines(src: &Path, lines: &[usize], dst: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(src).map_err(|e| Error::io(src, e))?;
+    let mut want: Vec<usize> = lines.to_vec();
+    want.sort_unstable();
+    let mut out = String::new();
+    for (i, l) in text.lines().enumerate() {
+        if want.binary_search(&(i + 1)).is_ok() {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    crate::io::write_atomic(dst, out.as_bytes())
+}
+
+fn capture_into(
+    model: &dyn crate::model::HookedModel,
+    data: &Dataset,
+    out: &Path,
+    max_tokens: usize,
+    device: &Device,
+) -> Result<Store> {
+    let p = CaptureParams {
+        layers: LayerSelection::All,
+        max_tokens: Some(max_tokens),
+        force: true,
+        ..Default::default()
+    }
+    .check()?;
+    capture::capture(model, data, out, &p, device, &mut NoProgress)?;
+    Store::open(out)
+}
+
+fn probe_model(
+    name: &str,
+    stores: &BTreeMap<String, PathBuf>,
+    targets: &[String],
+    seed: u64,
+) -> Result<ProbeReport> {
+    let open = |n: &str| -> Result<NamedStore> {
+        Ok(NamedStore {
+            name: n.to_string(),
+            store: Store::open(&stores[n])?,
+        })
+    };
+    let train = open("source")?;
+    let evals = targets
+        .iter()
+        .map(|t| open(t))
+        .collect::<Result<Vec<_>>>()?;
+    let p = ProbeParams {
+        model: name.to_string(),
+        control: true,
+        seed,
+        ..Default::default()
+    }
+    .check()?;
+    probe(&train, &evals, &[], &p)
+}
+
+/// Run the demo: work files under `work`, the report under `out`. `say` receives one line per
+/// finished stage.
+pub fn run(
+    cfg: &DemoConfig,
+    work: &Path,
+    out: &Path,
+    device: &Device,
+    say: &mut dyn FnMut(&str),
+) -> Result<DemoSummary> {
+    let t0 = Instant::now();
+    let mut st = Stages {
+        t0,
+        last: t0,
+        list: Vec::new(),
+        say,
+    };
+    std::fs::create_dir_all(work).map_err(|e| Error::io(work, e))?;
+    let source = read_jsonl(&cfg.source, cfg.limit_source)?;
+    let targets: Vec<(String, Dataset)> = cfg
+        .targets
+        .iter()
+        .map(|(n, p)| Ok((n.clone(), read_jsonl(p, cfg.limit_targets)?)))
+        .collect::<Result<_>>()?;
+    let target_names: Vec<String> = targets.iter().map(|t| t.0.clone()).collect();
+    let params = TrainParams {
+        method: Method::Gold,
+        trainable: Trainable::Top(cfg.trainable_blocks),
+        epochs: cfg.epochs,
+        lr: cfg.lr,
+        batch_size: cfg.batch_size,
+        max_tokens: Some(cfg.max_tokens),
+        seed: cfg.seed,
+        checkpoint_every: 0,
+        ..Default::default()
+    };
+    let valid = params.clone().check()?;
+    let sp = train::split(
+        source.examples.len(),
+        params.test_fraction,
+        params.split_seed,
+    );
+
+    // 1. The weak teacher.
+    let teacher = crate::model::load(&cfg.teacher, device)?;
+    let labels = train::fit_teacher(
+        teacher.as_ref(),
+        &source,
+        &sp,
+        &targets,
+        params.max_tokens,
+        params.split_seed,
+        params.test_fraction,
+        device,
+    )?;
+    drop(teacher);
+    crate::io::write_atomic(
+        &work.join("weak_labels.json"),
+        &crate::io::json_bytes(&labels),
+    )?;
+    st.done("weak teacher (MiniLM + BT head) fitted on half 1, labels for half 2");
+
+    // 2. Cache the base's frozen bottom; train gold and naive.
+    let base = crate::model::load_llama(&cfg.base, device)?;
+    let mut quiet = train::NoTrainProgress;
+    let prep = train::prepare(&base, &source, &targets, &valid, device, &mut quiet)?;
+    st.done("base bottom blocks cached (half 2, test split, targets)");
+    let mut accuracy: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    let mut weak = BTreeMap::new();
+    for (k, v) in &labels.accuracy {
+        if k == "source_test" || target_names.contains(k) {
+            weak.insert(k.clone(), *v);
+        }
+    }
+    accuracy.insert("weak".into(), weak);
+    let train_one = |method: Method,
+                     layers: Vec<usize>,
+                     weights: Vec<f64>,
+                     name: &str,
+                     progress: &mut dyn TrainProgress|
+     -> Result<BTreeMap<String, f64>> {
+        let p = TrainParams {
+            method,
+            anchor_layers: layers,
+            anchor_weight: if weights.is_empty() {
+                vec![0.1]
+            } else {
+                weights
+            },
+            ..params.clone()
+        }
+        .check()?;
+        let job = TrainJob {
+            labels: method.needs_teacher().then_some(&labels),
+            out: &work.join(name),
+            resume: false,
+            force: true,
+            stop_after: None,
+        };
+        Ok(train::train_prepared(&prep, &p, &job, device, progress)?
+            .expect("runs to the end")
+            .accuracy)
+    };
+    let gold = train_one(Method::Gold, vec![], vec![], "gold", &mut quiet)?;
+    st.done("gold ceiling trained");
+    let naive = train_one(Method::Naive, vec![], vec![], "naive", &mut quiet)?;
+    st.done("naive student trained");
+
+    // 3. Capture base and naive on held-out source pairs and the targets.
+    let mut heldout: Vec<usize> = sp
+        .test
+        .iter()
+        .chain(&sp.half1)
+        .map(|&i| source.examples[i].line)
+        .collect();
+    heldout.sort_unstable();
+    let heldout_path = work.join("source_heldout.jsonl");
+    write_lines(&cfg.source, &heldout, &heldout_path)?;
+    let mut sets: Vec<(String, Dataset)> =
+        vec![("source".into(), read_jsonl(&heldout_path, None)?)];
+    sets.extend(targets.iter().cloned());
+    let mut stores: BTreeMap<String, BTreeMap<String, PathBuf>> = BTreeMap::new();
+    let capture_model = |name: &str,
+                         model: &dyn crate::model::HookedModel|
+     -> Result<(String, BTreeMap<String, PathBuf>)> {
+        let mut m = BTreeMap::new();
+        for (set, ds) in &sets {
+            let dir = work.join("stores").join(format!("{name}-{set}"));
+            capture_into(model, ds, &dir, cfg.max_tokens, device)?;
+            m.insert(set.clone(), dir);
+        }
+        Ok((name.to_string(), m))
+    };
+    stores.extend([capture_model("base", &base)?]);
+    st.done("base captured (held-out source, targets)");
+    let naive_model = crate::model::load(&work.join("naive"), device)?;
+    stores.extend([capture_model("naive", naive_model.as_ref())?]);
+    drop(naive_model);
+    st.done("naive captured");
+
+    // 4. Compare, probe, recommend.
+    let cmp_params = CompareParams::default().check()?;
+    fn open_students(
+        stores: &BTreeMap<String, BTreeMap<String, PathBuf>>,
+        names: &[&str],
+    ) -> Result<Vec<(String, Store)>> {
+        names
+            .iter()
+            .map(|n| Ok((n.to_string(), Store::open(&stores[*n]["source"])?)))
+            .collect()
+    }
+    let base_store = Store::open(&stores["base"]["source"])?;
+    let c = compare::compare(
+        &base_store,
+        &open_students(&stores, &["naive"])?,
+        &cmp_params,
+        &mut |_| {},
+    )?;
+    let mut probes = vec![
+        probe_model("base", &stores["base"], &target_names, cfg.seed)?,
+        probe_model("naive", &stores["naive"], &target_names, cfg.seed)?,
+    ];
+    st.done("naive compared and probed");
+    let n_layers = base.blocks().len();
+    let mut rec = recommend::recommend(
+        &c.report,
+        &probes,
+        &RecommendParams {
+            student: Some("naive".into()),
+            base_model: "base".into(),
+            budget: cfg.budget,
+            min_layer: n_layers - cfg.trainable_blocks + 1,
+            fraction: cfg.fraction,
+        },
+    )?;
+    st.done("anchors recommended");
+
+    // 5. The anchored student with the recommendation; the validation grid.
+    let anchor = train_one(
+        Method::Anchor,
+        rec.proposal.layers.clone(),
+        rec.proposal.weights.clone(),
+        "anchor",
+        &mut quiet,
+    )?;
+    st.done("anchored student trained (recommended layers and λ)");
+    let known = vec![
+        ("naive (λ = 0)".to_string(), naive.clone()),
+        ("recommended".to_string(), anchor.clone()),
+    ];
+    let proposals = if cfg.validate {
+        recommend::grid(&rec, false)
+    } else {
+        recommend::grid(&rec, false)
+            .into_iter()
+            .filter(|p| known.iter().any(|(l, _)| *l == p.label))
+            .collect()
+    };
+    rec.validation = Some(recommend::validate(
+        &prep,
+        &proposals,
+        &params,
+        &labels,
+        &target_names,
+        &known,
+        &work.join("grid"),
+        device,
+        &mut quiet,
+    )?);
+    st.done(if cfg.validate {
+        "validation grid trained"
+    } else {
+        "validation (recommended vs naive only, --quick)"
+    });
+    drop(prep);
+    let anchor_model = crate::model::load(&work.join("anchor"), device)?;
+    stores.extend([capture_model("anchor", anchor_model.as_ref())?]);
+    drop(anchor_model);
+    st.done("anchored student captured");
+
+    // 6. Compare and probe both students; transfer metrics; the report.
+    let c = compare::compare(
+        &base_store,
+        &open_students(&stores, &["naive", "anchor"])?,
+        &CompareParams {
+            cross_layer: true,
+            ..Default::default()
+        }
+        .check()?,
+        &mut |_| {},
+    )?;
+    probes.push(probe_model(
+        "anchor",
+        &stores["anchor"],
+        &target_names,
+        cfg.seed,
+    )?);
+    let metrics_dir = work.join("metrics");
+    crate::io::write_atomic(
+        &metrics_dir.join("metrics.json"),
+        &compare::render_json(&c.report),
+    )?;
+    crate::io::write_atomic(
+        &metrics_dir.join("metrics.csv"),
+        &compare::render_csv(&c.report),
+    )?;
+    crate::io::write_atomic(
+        &metrics_dir.join("cross_layer_cka.json"),
+        &compare::render_cross_layer(&c.report),
+    )?;
+    let mut probe_dirs = Vec::new();
+    for p in &probes {
+        let d = work.join(format!("probe-{}", p.model));
+        crate::io::write_atomic(&d.join("probe.json"), &crate::probe::run::render_json(p))?;
+        probe_dirs.push(d);
+    }
+    accuracy.insert("gold".into(), gold);
+    accuracy.insert("naive".into(), naive);
+    accuracy.insert("anchor".into(), anchor);
+    let scores = Scores {
+        source: "source_test".into(),
+        targets: target_names.clone(),
+        weak: "weak".into(),
+        ceiling: Some("gold".into()),
+        accuracy: accuracy.clone(),
+    };
+    let transfer = summarise(&scores)?;
+    let transfer_path = work.join("transfer.json");
+    crate::io::write_atomic(
+        &transfer_path,
+        &crate::probe::transfer::render_json(&transfer),
+    )?;
+    let rec_path = work.join("recommend.json");
+    crate::io::write_atomic(&rec_path, &crate::io::json_bytes(&rec))?;
+    st.done("students compared and probed, transfer metrics");
+    let inputs = crate::report::read_inputs(
+        &metrics_dir,
+        &probe_dirs,
+        Some(&transfer_path),
+        Some(&rec_path),
+        "repdrift demo: SmolLM2-135M-Instruct, weak-to-strong reward models on repdrift's own harmlessness pairs",
+        "base",
+    )?;
+    let r = crate::report::build(&inputs, &crate::report::diagnosis::Rules::default());
+    let plots = crate::report::plots::render_all(&r)?;
+    crate::report::write(out, &r, &plots)?;
+    st.done("report written");
+    let summary = DemoSummary {
+        format: "repdrift-demo".into(),
+        config: cfg.clone(),
+        total_seconds: t0.elapsed().as_secs_f64(),
+        stages: st.list,
+        accuracy,
+        recommended_layers: rec.proposal.layers.clone(),
+        recommended_weights: rec.proposal.weights.clone(),
+    };
+    crate::io::write_atomic(&out.join("demo.json"), &crate::io::json_bytes(&summary))?;
+    Ok(summary)
+}

@@ -1,0 +1,110 @@
+//! Qwen2, Qwen3 and Mistral checkpoints in HF layout (tiny, random; Qwen2 in bf16 shards with
+//! `model.safetensors.index.json`, Mistral in f16 with a sliding window shorter than the
+//! sequences, Qwen3 with q/k norms and head_dim ≠ hidden/heads) give HF transformers' hidden
+//! states at every layer and real token. Truth: tests/reference/tiny/{arch}.json, written by
+//! tests/reference/make_arch_reference.py (transformers 5.23, torch 2.15, float32 from the stored
+//! weights, one right-padded batch with an attention mask). Also: batch and padding invariance.
+
+use candle_core::Device;
+use repdrift::capture::CollectSink;
+use repdrift::model::{HookPoint, HookRequest, HookedModel, TokenBatch};
+
+use super::common::*;
+
+/// Every hidden state (layer, row, token, dim) for `seqs` run as one padded batch.
+fn hidden(model: &dyn HookedModel, seqs: &[Vec<u32>]) -> Vec<Vec<Vec<Vec<f32>>>> {
+    let n = model.info().n_layers;
+    let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
+    let batch = TokenBatch::new(&refs, model.pad_id(), &Device::Cpu).unwrap();
+    let mut sink = CollectSink::default();
+    let req = HookRequest::all_layers(&[HookPoint::ResidPost], n);
+    model.forward_hooked(&batch, &req, &mut sink).unwrap();
+    sink.tensors
+        .iter()
+        .map(|(_, _, t)| {
+            let v: Vec<Vec<Vec<f32>>> = t.to_vec3().unwrap();
+            v.into_iter()
+                .zip(seqs)
+                .map(|(rows, s)| rows.into_iter().take(s.len()).collect())
+                .collect()
+        })
+        .collect()
+}
+
+fn check(arch: &str) {
+    let dir = root().join("tests/reference/tiny").join(arch);
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join(format!("tests/reference/tiny/{arch}.json"))).unwrap(),
+    )
+    .unwrap();
+    let seqs: Vec<Vec<u32>> = serde_json::from_value(reference["ids"].clone()).unwrap();
+    let want: Vec<Vec<Vec<Vec<f64>>>> =
+        serde_json::from_value(reference["hidden_states"].clone()).unwrap();
+    let model = load(&dir);
+    assert_eq!(model.info().architecture, arch);
+    let batched = hidden(model.as_ref(), &seqs);
+    assert_eq!(batched.len(), want.len(), "{arch}: number of hidden states");
+    let mut worst = 0f64;
+    for (l, (got_l, want_l)) in batched.iter().zip(&want).enumerate() {
+        for (b, (g, w)) in got_l.iter().zip(want_l).enumerate() {
+            for (t, (gv, wv)) in g.iter().zip(w).enumerate() {
+                let wf: Vec<f32> = wv.iter().map(|&x| x as f32).collect();
+                let e = rel_err(gv, &wf);
+                assert!(
+                    e < 1e-4,
+                    "{arch}: layer {l} row {b} token {t}: relative error {e}"
+                );
+                worst = worst.max(e);
+            }
+        }
+    }
+    // One sequence at a time gives the same states (padding invariance).
+    for (b, s) in seqs.iter().enumerate() {
+        let single = hidden(model.as_ref(), std::slice::from_ref(s));
+        for (l, layer) in single.iter().enumerate() {
+            for (t, v) in layer[0].iter().enumerate() {
+                let e = rel_err(v, &batched[l][b][t]);
+                assert!(
+                    e < 1e-5,
+                    "{arch}: row {b} alone differs at layer {l} token {t}: {e}"
+                );
+            }
+        }
+    }
+    eprintln!("{arch}: worst relative error vs HF {worst:.2e}");
+}
+
+#[test]
+fn qwen2_bf16_shards_equal_hf() {
+    check("qwen2");
+}
+
+#[test]
+fn qwen3_qk_norm_equals_hf() {
+    check("qwen3");
+}
+
+#[test]
+fn mistral_sliding_window_equals_hf() {
+    check("mistral");
+}
+
+#[test]
+fn a_missing_shard_is_named() {
+    let src = root().join("tests/reference/tiny/qwen2");
+    let dir = scratch("archs-missing-shard");
+    for f in std::fs::read_dir(&src).unwrap() {
+        let f = f.unwrap().path();
+        if !f.file_name().unwrap().to_string_lossy().contains("00002") {
+            std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let err = match repdrift::model::load(&dir, &Device::Cpu) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("loaded with a shard missing"),
+    };
+    assert!(
+        err.contains("model-00002-of-00003.safetensors") && err.contains("missing"),
+        "{err}"
+    );
+}
