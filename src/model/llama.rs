@@ -23,6 +23,50 @@ pub struct RopeParameters {
     pub rope_theta: Option<f64>,
     #[serde(default)]
     pub rope_type: Option<String>,
+    /// Llama-3 scaling (`rope_type: llama3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_freq_factor: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_freq_factor: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_max_position_embeddings: Option<f64>,
+}
+
+/// Llama-3's RoPE frequency scaling (transformers' `_compute_llama3_parameters`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Llama3Rope {
+    pub factor: f64,
+    pub low_freq_factor: f64,
+    pub high_freq_factor: f64,
+    pub original_max_position_embeddings: f64,
+}
+
+impl Llama3Rope {
+    /// Rescale inverse frequencies in f32, as transformers does.
+    pub fn apply(&self, inv: &mut [f32]) {
+        let (factor, lo, hi) = (
+            self.factor as f32,
+            self.low_freq_factor as f32,
+            self.high_freq_factor as f32,
+        );
+        let old = self.original_max_position_embeddings as f32;
+        let low_wavelen = old / lo;
+        let high_wavelen = old / hi;
+        for f in inv.iter_mut() {
+            let wavelen = 2.0 * std::f32::consts::PI / *f;
+            let scaled = if wavelen > low_wavelen {
+                *f / factor
+            } else {
+                *f
+            };
+            let smooth = (old / wavelen - lo) / (hi - lo);
+            let smoothed = (1.0 - smooth) * scaled / factor + smooth * scaled;
+            let medium = wavelen >= high_wavelen && wavelen <= low_wavelen;
+            *f = if medium { smoothed } else { scaled };
+        }
+    }
 }
 
 /// The HF `config.json` of a Llama model (field names as HF writes them).
@@ -138,22 +182,63 @@ impl LlamaConfig {
                 self.head_dim()
             ));
         }
-        let scaled = self
+        self.llama3_rope(path)?;
+        Ok(())
+    }
+
+    /// The RoPE scaling: `None` for plain RoPE, Llama-3 scaling from `rope_parameters`
+    /// (transformers 5.x) or `rope_scaling` (older files); other types are refused.
+    pub fn llama3_rope(&self, path: &Path) -> Result<Option<Llama3Rope>> {
+        let from_old: Option<RopeParameters> = self
             .rope_scaling
             .as_ref()
             .filter(|v| !v.is_null())
-            .and_then(|v| v.get("rope_type").or_else(|| v.get("type")))
-            .and_then(|t| t.as_str())
-            .filter(|t| *t != "default");
-        let typed = self
-            .rope_parameters
-            .as_ref()
-            .and_then(|r| r.rope_type.as_deref())
-            .filter(|t| *t != "default");
-        if let Some(t) = scaled.or(typed) {
-            return bad(format!("RoPE scaling `{t}` is not supported yet"));
+            .map(|v| {
+                let mut v = v.clone();
+                if let Some(o) = v.as_object_mut() {
+                    if let Some(t) = o.remove("type") {
+                        o.entry("rope_type").or_insert(t);
+                    }
+                }
+                serde_json::from_value(v)
+                    .map_err(|e| Error::model(path, format!("cannot read `rope_scaling`: {e}")))
+            })
+            .transpose()?;
+        let r = from_old.or_else(|| self.rope_parameters.clone());
+        let Some(r) = r else { return Ok(None) };
+        match r.rope_type.as_deref() {
+            None | Some("default") => Ok(None),
+            Some("llama3") => {
+                let need = |v: Option<f64>, name: &str| {
+                    v.filter(|x| x.is_finite() && *x > 0.0).ok_or_else(|| {
+                        Error::model(
+                            path,
+                            format!("llama3 RoPE scaling needs a positive `{name}`"),
+                        )
+                    })
+                };
+                let l = Llama3Rope {
+                    factor: need(r.factor, "factor")?,
+                    low_freq_factor: need(r.low_freq_factor, "low_freq_factor")?,
+                    high_freq_factor: need(r.high_freq_factor, "high_freq_factor")?,
+                    original_max_position_embeddings: need(
+                        r.original_max_position_embeddings,
+                        "original_max_position_embeddings",
+                    )?,
+                };
+                if l.high_freq_factor <= l.low_freq_factor {
+                    return Err(Error::model(
+                        path,
+                        "llama3 RoPE scaling needs high_freq_factor > low_freq_factor",
+                    ));
+                }
+                Ok(Some(l))
+            }
+            Some(t) => Err(Error::model(
+                path,
+                format!("RoPE scaling `{t}` is not supported yet (supported: default, llama3)"),
+            )),
         }
-        Ok(())
     }
 }
 
@@ -252,6 +337,7 @@ pub struct Llama {
     /// `score.weight` `(1, hidden)` of a sequence-classification reward model.
     score: Option<Tensor>,
     variant: Variant,
+    rope3: Option<Llama3Rope>,
     device: Device,
 }
 
@@ -337,6 +423,7 @@ impl Llama {
         } else {
             None
         };
+        let rope3 = cfg.llama3_rope(weights.path())?;
         let score = if weights.contains("score.weight") {
             Some(weights.pp("score").get("weight", &[1, d])?)
         } else {
@@ -352,6 +439,7 @@ impl Llama {
             lm_head,
             score,
             variant,
+            rope3,
             device: device.clone(),
         })
     }
@@ -403,25 +491,13 @@ impl Llama {
 
     /// `(cos, sin)`, each `(seq, head_dim / 2)`, computed in f32 as HF transformers does.
     pub fn rope_tables(&self, seq: usize) -> Result<(Tensor, Tensor)> {
-        let hd = self.cfg.head_dim();
-        let theta = self.cfg.rope_theta() as f32;
-        let inv: Vec<f32> = (0..hd)
-            .step_by(2)
-            .map(|i| 1f32 / theta.powf(i as f32 / hd as f32))
-            .collect();
-        let mut cos = Vec::with_capacity(seq * hd / 2);
-        let mut sin = Vec::with_capacity(seq * hd / 2);
-        for p in 0..seq {
-            for &f in &inv {
-                let a = p as f32 * f;
-                cos.push(a.cos());
-                sin.push(a.sin());
-            }
-        }
-        Ok((
-            Tensor::from_vec(cos, (seq, hd / 2), &self.device)?,
-            Tensor::from_vec(sin, (seq, hd / 2), &self.device)?,
-        ))
+        rope_tables(
+            self.cfg.head_dim(),
+            self.cfg.rope_theta(),
+            self.rope3,
+            seq,
+            &self.device,
+        )
     }
 
     /// The blocks, bottom first.
@@ -657,4 +733,37 @@ pub fn read_config<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<T> {
         path: cfg_path.clone(),
         source: e,
     })
+}
+
+/// RoPE `(cos, sin)` tables, each `(seq, head_dim / 2)`, for the half-split (HF) layout,
+/// computed in f32 as transformers does; `rope3` rescales the frequencies (Llama 3).
+pub fn rope_tables(
+    head_dim: usize,
+    theta: f64,
+    rope3: Option<Llama3Rope>,
+    seq: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let theta = theta as f32;
+    let mut inv: Vec<f32> = (0..head_dim)
+        .step_by(2)
+        .map(|i| 1f32 / theta.powf(i as f32 / head_dim as f32))
+        .collect();
+    if let Some(l3) = rope3 {
+        l3.apply(&mut inv);
+    }
+    let half = head_dim / 2;
+    let mut cos = Vec::with_capacity(seq * half);
+    let mut sin = Vec::with_capacity(seq * half);
+    for p in 0..seq {
+        for &f in &inv {
+            let a = p as f32 * f;
+            cos.push(a.cos());
+            sin.push(a.sin());
+        }
+    }
+    Ok((
+        Tensor::from_vec(cos, (seq, half), device)?,
+        Tensor::from_vec(sin, (seq, half), device)?,
+    ))
 }

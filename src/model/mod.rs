@@ -13,6 +13,7 @@
 //! padded positions carry unspecified values and are never read by pooling.
 
 pub mod bert;
+pub mod gemma2;
 pub mod gguf;
 pub mod linear;
 pub mod llama;
@@ -298,7 +299,7 @@ pub fn load_llama(path: &Path, device: &Device) -> Result<llama::Llama> {
 }
 
 /// Load a model: a `.gguf` file (Llama family) or an HF directory (`config.json` with
-/// `model_type` `llama`, `mistral`, `qwen2`, `qwen3` or `bert`, `model.safetensors` or shards
+/// `model_type` `llama`, `mistral`, `qwen2`, `qwen3`, `gemma2` or `bert`, `model.safetensors` or shards
 /// with `model.safetensors.index.json`, `tokenizer.json`).
 ///
 /// ```no_run
@@ -339,9 +340,10 @@ pub fn load(path: &Path, device: &Device) -> Result<Box<dyn HookedModel>> {
             "qwen2" => Ok(Box::new(qwen2::load_dir(path, device)?)),
             "qwen3" => Ok(Box::new(qwen3::load_dir(path, device)?)),
             "mistral" => Ok(Box::new(mistral::load_dir(path, device)?)),
+            "gemma2" => Ok(Box::new(gemma2::Gemma2::load_dir(path, device)?)),
             other => Err(Error::model(
                 &cfg_path,
-                format!("model_type `{other}` is not supported (supported: llama, mistral, qwen2, qwen3, bert)"),
+                format!("model_type `{other}` is not supported (supported: llama, mistral, qwen2, qwen3, gemma2, bert)"),
             )),
         }
     }

@@ -1,4 +1,4 @@
-//! Qwen2, Qwen3 and Mistral checkpoints in HF layout (tiny, random; Qwen2 in bf16 shards with
+//! Qwen2, Qwen3, Mistral, Gemma 2 and Llama-3-RoPE checkpoints in HF layout (tiny, random; Qwen2 in bf16 shards with
 //! `model.safetensors.index.json`, Mistral in f16 with a sliding window shorter than the
 //! sequences, Qwen3 with q/k norms and head_dim ≠ hidden/heads) give HF transformers' hidden
 //! states at every layer and real token. Truth: tests/reference/tiny/{arch}.json, written by
@@ -107,4 +107,14 @@ fn a_missing_shard_is_named() {
         err.contains("model-00002-of-00003.safetensors") && err.contains("missing"),
         "{err}"
     );
+}
+
+#[test]
+fn gemma2_softcap_and_sandwich_norms_equal_hf() {
+    check("gemma2");
+}
+
+#[test]
+fn llama3_rope_scaling_equals_hf() {
+    check("llama");
 }

@@ -9,14 +9,17 @@ word-level tokenizer.json over w0..w31) and tests/reference/tiny/{arch}.json: to
 sequences and HF's `output_hidden_states` (all layers) at every real token, from one
 right-padded batch with an attention mask, in float64 lists. Seed 0; transformers 5.23,
 torch 2.15. The architectures exercise: qwen2 (QKV bias, bf16 shards), qwen3 (q/k norm,
-head_dim != hidden/heads), mistral (sliding window shorter than the sequences, f16).
+head_dim != hidden/heads), mistral (sliding window shorter than the sequences, f16), gemma2
+(soft-capping, (1 + w) norms, embedding scaling, pre/post norms, alternating sliding window,
+query_pre_attn_scalar), llama (Llama-3 RoPE scaling).
 """
 import json
 import os
 
 import torch
 import transformers
-from transformers import AutoModelForCausalLM, MistralConfig, Qwen2Config, Qwen3Config
+from transformers import (AutoModelForCausalLM, Gemma2Config, LlamaConfig, MistralConfig,
+                          Qwen2Config, Qwen3Config)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "tiny")
@@ -28,6 +31,14 @@ CASES = {
     "qwen2": (Qwen2Config(rope_theta=10000.0, **COMMON), torch.bfloat16, "100KB"),
     "qwen3": (Qwen3Config(rope_theta=10000.0, head_dim=24, **COMMON), torch.float32, None),
     "mistral": (MistralConfig(rope_theta=10000.0, sliding_window=4, **COMMON), torch.float16, None),
+    "gemma2": (Gemma2Config(rope_theta=10000.0, head_dim=16, query_pre_attn_scalar=24,
+                            attn_logit_softcapping=2.0, final_logit_softcapping=30.0,
+                            sliding_window=3, hidden_activation="gelu_pytorch_tanh",
+                            **{**COMMON, "tie_word_embeddings": True}), torch.float32, None),
+    "llama": (LlamaConfig(rope_parameters={"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0,
+                                           "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                           "original_max_position_embeddings": 16},
+                          **COMMON), torch.float32, None),
 }
 SEQS = [[3, 7, 9, 4, 12, 5, 6, 8], [5, 6, 1], [8, 1, 2, 30, 31, 17, 9, 11, 13, 2], [11]]
 vocab = {f"w{i}": i for i in range(32)}
