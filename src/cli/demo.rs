@@ -30,6 +30,21 @@ pub struct DemoArgs {
     /// Skip the validation grid's alternatives.
     #[arg(long)]
     pub no_grid: bool,
+    /// Run the story on other source pairs (JSONL, .gz allowed) instead of probes/data/source.jsonl.
+    #[arg(long)]
+    pub source: Option<PathBuf>,
+    /// Other target sets, NAME=FILE (repeatable), instead of probes/data's plain and reversed.
+    #[arg(long = "target", value_name = "NAME=FILE")]
+    pub targets: Vec<String>,
+    /// Use only the first N source pairs.
+    #[arg(long)]
+    pub limit_source: Option<usize>,
+    /// Use only the first N pairs of each target.
+    #[arg(long)]
+    pub limit_targets: Option<usize>,
+    /// Override: token limit per sequence.
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
 }
 
 pub fn run_demo(a: &DemoArgs) -> anyhow::Result<()> {
@@ -44,6 +59,15 @@ pub fn run_demo(a: &DemoArgs) -> anyhow::Result<()> {
     cfg.trainable_blocks = a.trainable_blocks.unwrap_or(cfg.trainable_blocks);
     cfg.budget = a.budget.unwrap_or(cfg.budget);
     cfg.validate &= !a.no_grid;
+    if let Some(s) = &a.source {
+        cfg.source = s.clone();
+    }
+    if !a.targets.is_empty() {
+        cfg.targets = super::train::named_paths(&a.targets, "target")?;
+    }
+    cfg.limit_source = a.limit_source.or(cfg.limit_source);
+    cfg.limit_targets = a.limit_targets.or(cfg.limit_targets);
+    cfg.max_tokens = a.max_tokens.unwrap_or(cfg.max_tokens);
     for p in [&cfg.base, &cfg.teacher] {
         if !p.exists() {
             return Err(crate::Error::model(

@@ -387,6 +387,10 @@ pub struct CaptureArgs {
     /// PKU-SafeRLHF rows: which label picks the chosen reply (`safer` or `better`).
     #[arg(long, default_value = "safer")]
     pub label: String,
+    /// How message lists (conversations, PKU rows) become text: hh, plain, or model (the
+    /// model's own chat template).
+    #[arg(long, default_value = "hh")]
+    pub template: String,
     /// Examples per store part (the unit of atomic write and resume).
     #[arg(long, default_value_t = 256)]
     pub part_size: usize,
@@ -445,14 +449,15 @@ impl Progress for Bar {
 fn run_capture(args: &CaptureArgs) -> anyhow::Result<()> {
     let params = args.params()?;
     let device = candle_core::Device::Cpu;
+    let model = crate::model::load(&args.model, &device)?;
     let data = crate::data::read_jsonl_with(
         &args.data,
         &crate::data::ReadOptions {
             limit: args.limit,
             label: crate::data::PairLabel::parse(&args.label)?,
+            template: train::template(&args.template, model.as_ref())?,
         },
     )?;
-    let model = crate::model::load(&args.model, &device)?;
     let mut progress: Box<dyn Progress> = if std::io::stderr().is_terminal() {
         let pb = indicatif::ProgressBar::new(0);
         pb.set_style(

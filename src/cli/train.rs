@@ -81,6 +81,9 @@ pub struct TrainArgs {
     /// PKU-SafeRLHF rows: `safer` or `better`.
     #[arg(long, default_value = "safer")]
     pub label: String,
+    /// How message lists become text: hh, plain, or model (the base's chat template).
+    #[arg(long, default_value = "hh")]
+    pub template: String,
     /// Continue from OUT/checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -182,12 +185,40 @@ fn progress() -> Box<dyn TrainProgress> {
     }
 }
 
-fn read_pairs(path: &Path, limit: Option<usize>, label: &str) -> crate::Result<Dataset> {
+/// Resolve `--template`: `hh`, `plain`, or `model` (the model's own chat template).
+pub fn template(
+    name: &str,
+    model: &dyn crate::model::HookedModel,
+) -> crate::Result<crate::data::chat::ChatTemplate> {
+    if let Some(t) = crate::data::chat::parse_builtin(name) {
+        return Ok(t);
+    }
+    if name != "model" {
+        return Err(crate::Error::param(
+            "template",
+            format!("`{name}`: expected hh, plain or model"),
+        ));
+    }
+    model.tokenizer().chat_template.clone().ok_or_else(|| {
+        crate::Error::model(
+            &model.info().path,
+            "--template model: the model ships no chat template (tokenizer_config.json, chat_template.jinja or GGUF tokenizer.chat_template)",
+        )
+    })
+}
+
+fn read_pairs(
+    path: &Path,
+    limit: Option<usize>,
+    label: &str,
+    template: &crate::data::chat::ChatTemplate,
+) -> crate::Result<Dataset> {
     crate::data::read_jsonl_with(
         path,
         &ReadOptions {
             limit,
             label: PairLabel::parse(label)?,
+            template: template.clone(),
         },
     )
 }
@@ -216,12 +247,13 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<()> {
         );
     }
     let device = candle_core::Device::Cpu;
-    let data = read_pairs(&a.data, a.limit, &a.label)?;
+    let base = crate::model::load_llama(&a.base, &device)?;
+    let tpl = template(&a.template, &base)?;
+    let data = read_pairs(&a.data, a.limit, &a.label, &tpl)?;
     let evals: Vec<(String, Dataset)> = named_paths(&a.evals, "eval")?
         .into_iter()
-        .map(|(n, p)| Ok((n, read_pairs(&p, None, &a.label)?)))
+        .map(|(n, p)| Ok((n, read_pairs(&p, None, &a.label, &tpl)?)))
         .collect::<crate::Result<_>>()?;
-    let base = crate::model::load_llama(&a.base, &device)?;
     let labels = match (&a.teacher, &a.teacher_labels) {
         (_, Some(p)) => Some(read_labels(p)?),
         (Some(t), None) if params.method.needs_teacher() => {
@@ -301,6 +333,9 @@ pub struct TeacherArgs {
     pub limit: Option<usize>,
     #[arg(long, default_value = "safer")]
     pub label: String,
+    /// How message lists become text: hh, plain, or model (the teacher's chat template).
+    #[arg(long, default_value = "hh")]
+    pub template: String,
 }
 
 pub fn run_teacher(a: &TeacherArgs) -> anyhow::Result<()> {
@@ -308,12 +343,13 @@ pub fn run_teacher(a: &TeacherArgs) -> anyhow::Result<()> {
         return Err(crate::Error::param("test-fraction", "must lie in [0, 0.9)").into());
     }
     let device = candle_core::Device::Cpu;
-    let data = read_pairs(&a.data, a.limit, &a.label)?;
+    let model = crate::model::load(&a.model, &device)?;
+    let tpl = template(&a.template, model.as_ref())?;
+    let data = read_pairs(&a.data, a.limit, &a.label, &tpl)?;
     let evals: Vec<(String, Dataset)> = named_paths(&a.evals, "eval")?
         .into_iter()
-        .map(|(n, p)| Ok((n, read_pairs(&p, None, &a.label)?)))
+        .map(|(n, p)| Ok((n, read_pairs(&p, None, &a.label, &tpl)?)))
         .collect::<crate::Result<_>>()?;
-    let model = crate::model::load(&a.model, &device)?;
     let sp = train::split(data.examples.len(), a.test_fraction, a.split_seed);
     let labels = train::fit_teacher(
         model.as_ref(),

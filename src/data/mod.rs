@@ -8,8 +8,13 @@
 //!   response is the text after the last `"\n\nAssistant:"`.
 //! - PKU-SafeRLHF rows `{"prompt", "response_0", "response_1", "safer_response_id",
 //!   "better_response_id", …}` ([`DataFormat::PkuPair`]): the chosen reply is the one the
-//!   [`PairLabel`] names; both are rendered in the HH template
-//!   `"\n\nHuman: {prompt}\n\nAssistant: {response}"` (chat templates are not implemented yet).
+//!   [`PairLabel`] names; prompt and reply are rendered as a user and an assistant message with
+//!   the [`chat::ChatTemplate`] of the [`ReadOptions`] (default `hh`:
+//!   `"\n\nHuman: {prompt}\n\nAssistant: {response}"`);
+//! - conversations `{"messages": [{"role", "content"}, …]}` → one sequence
+//!   ([`DataFormat::Conversation`]), rendered with the chat template;
+//! - conversational pairs as TRL writes them: `{"chosen": [messages], "rejected": [messages]}`,
+//!   optionally with `"prompt": [messages]` before both ([`DataFormat::ConversationPair`]).
 //!
 //! Other fields (`label`, `id`, …) are kept per example in [`Example::extras`].
 //! Files ending in `.gz` are read through gzip (a truncated archive is reported as such).
@@ -23,6 +28,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
+pub mod chat;
+use chat::{ChatTemplate, Message};
+
 /// The shape of the lines of a data file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -35,6 +43,10 @@ pub enum DataFormat {
     Transcript,
     /// PKU-SafeRLHF rows (`response_0`, `response_1` and a `*_response_id` label)
     PkuPair,
+    /// `{"messages": [...]}`
+    Conversation,
+    /// `{"chosen": [...], "rejected": [...]}` message lists (optional `"prompt": [...]`)
+    ConversationPair,
 }
 
 /// Which PKU-SafeRLHF label picks the chosen reply.
@@ -70,22 +82,35 @@ impl PairLabel {
 }
 
 /// How to read a data file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReadOptions {
     /// Keep only the first N examples.
     pub limit: Option<usize>,
     /// The label that picks the chosen reply of PKU-SafeRLHF rows.
     pub label: PairLabel,
+    /// How message lists (conversations, PKU prompt + reply) become text.
+    pub template: ChatTemplate,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self {
+            limit: None,
+            label: PairLabel::Safer,
+            template: ChatTemplate::Hh,
+        }
+    }
 }
 
 impl DataFormat {
     /// The store fields (one activation matrix each) that examples of this format produce.
     pub fn fields(self) -> &'static [&'static str] {
         match self {
-            DataFormat::Text => &["text"],
-            DataFormat::PromptPair | DataFormat::Transcript | DataFormat::PkuPair => {
-                &["chosen", "rejected"]
-            }
+            DataFormat::Text | DataFormat::Conversation => &["text"],
+            DataFormat::PromptPair
+            | DataFormat::Transcript
+            | DataFormat::PkuPair
+            | DataFormat::ConversationPair => &["chosen", "rejected"],
         }
     }
 }
@@ -168,6 +193,12 @@ pub fn transcript_response_start(text: &str) -> Option<usize> {
 fn detect_format(obj: &serde_json::Map<String, serde_json::Value>) -> Option<DataFormat> {
     if obj.contains_key("response_0") && obj.contains_key("response_1") {
         Some(DataFormat::PkuPair)
+    } else if obj.contains_key("messages") {
+        Some(DataFormat::Conversation)
+    } else if obj.get("chosen").is_some_and(|v| v.is_array())
+        || obj.get("rejected").is_some_and(|v| v.is_array())
+    {
+        Some(DataFormat::ConversationPair)
     } else if obj.contains_key("chosen") || obj.contains_key("rejected") {
         if obj.contains_key("prompt") {
             Some(DataFormat::PromptPair)
@@ -189,6 +220,7 @@ fn parse_line(
     line: usize,
     format: Option<DataFormat>,
     label: PairLabel,
+    template: &ChatTemplate,
 ) -> Result<(DataFormat, Example)> {
     let value: serde_json::Value = serde_json::from_str(raw).map_err(|e| Error::MalformedLine {
         path: path.to_path_buf(),
@@ -206,7 +238,7 @@ fn parse_line(
         path: path.to_path_buf(),
         line,
         reason:
-            "no text field: expected `text`, or `chosen` and `rejected` (with optional `prompt`)"
+            "no text field: expected `text`, `messages`, or `chosen` and `rejected` (with optional `prompt`)"
                 .into(),
     })?;
     let format = match format {
@@ -278,14 +310,49 @@ fn parse_line(
                     })
                 }
             };
-            let head = format!("\n\nHuman: {prompt}{ASSISTANT_MARKER} ");
             let mut seqs = Vec::with_capacity(2);
             for k in [id, 1 - id] {
                 let resp = text_field(&obj, &format!("response_{k}"), path, line)?;
-                seqs.push(Sequence {
-                    text: format!("{head}{resp}"),
-                    response_start: Some(head.len()),
-                });
+                let msgs = [
+                    Message {
+                        role: "user".into(),
+                        content: prompt.clone(),
+                    },
+                    Message {
+                        role: "assistant".into(),
+                        content: resp,
+                    },
+                ];
+                seqs.push(rendered(template, &msgs, path, line)?);
+            }
+            seqs
+        }
+        DataFormat::Conversation => {
+            let msgs = messages_field(&obj, "messages", path, line)?;
+            let mut seq = rendered(template, &msgs, path, line)?;
+            if msgs.last().is_some_and(|m| m.role != "assistant") {
+                seq.response_start = None;
+            }
+            vec![seq]
+        }
+        DataFormat::ConversationPair => {
+            let prompt = if obj.contains_key("prompt") {
+                messages_field(&obj, "prompt", path, line)?
+            } else {
+                Vec::new()
+            };
+            let mut seqs = Vec::with_capacity(2);
+            for key in ["chosen", "rejected"] {
+                let mut msgs = prompt.clone();
+                msgs.extend(messages_field(&obj, key, path, line)?);
+                if msgs.last().is_none_or(|m| m.role != "assistant") {
+                    return Err(Error::MalformedLine {
+                        path: path.to_path_buf(),
+                        line,
+                        reason: format!("`{key}` must end with an assistant message"),
+                    });
+                }
+                seqs.push(rendered(template, &msgs, path, line)?);
             }
             seqs
         }
@@ -297,6 +364,7 @@ fn parse_line(
         "rejected",
         "response_0",
         "response_1",
+        "messages",
     ] {
         obj.remove(key);
     }
@@ -308,6 +376,52 @@ fn parse_line(
             extras: obj,
         },
     ))
+}
+
+/// A message list field: an array of `{"role", "content"}` objects.
+fn messages_field(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    path: &Path,
+    line: usize,
+) -> Result<Vec<Message>> {
+    let bad = |reason: String| Error::MalformedLine {
+        path: path.to_path_buf(),
+        line,
+        reason,
+    };
+    let v = obj
+        .get(key)
+        .ok_or_else(|| bad(format!("missing field `{key}`")))?;
+    let msgs: Vec<Message> = serde_json::from_value(v.clone()).map_err(|e| {
+        bad(format!(
+            "field `{key}` must be a list of {{\"role\", \"content\"}} messages ({e})"
+        ))
+    })?;
+    if msgs.is_empty() {
+        return Err(bad(format!("field `{key}` is an empty message list")));
+    }
+    Ok(msgs)
+}
+
+/// Render messages into a sequence, placing template errors at the file and line.
+fn rendered(
+    template: &ChatTemplate,
+    msgs: &[Message],
+    path: &Path,
+    line: usize,
+) -> Result<Sequence> {
+    let (text, start) = template
+        .render(msgs)
+        .map_err(|reason| Error::MalformedLine {
+            path: path.to_path_buf(),
+            line,
+            reason: format!("chat template `{}`: {reason}", template.name()),
+        })?;
+    Ok(Sequence {
+        text,
+        response_start: Some(start),
+    })
 }
 
 /// Hex-encoded sha256 of a file's bytes.
@@ -346,17 +460,22 @@ pub fn read_jsonl(path: &Path, limit: Option<usize>) -> Result<Dataset> {
     )
 }
 
+/// A buffered reader of `path`, through gzip when the name ends in `.gz`.
+pub fn open_lines(path: &Path) -> Result<Box<dyn BufRead>> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    Ok(if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(f)))
+    } else {
+        Box::new(BufReader::new(f))
+    })
+}
+
 /// Read a JSONL data file with explicit [`ReadOptions`].
 pub fn read_jsonl_with(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
     let limit = opts.limit;
     let sha256 = sha256_file(path)?;
-    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let gz = path.extension().is_some_and(|e| e == "gz");
-    let reader: Box<dyn BufRead> = if gz {
-        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(f)))
-    } else {
-        Box::new(BufReader::new(f))
-    };
+    let reader = open_lines(path)?;
     let mut format = None;
     let mut examples = Vec::new();
     for (i, line) in reader.lines().enumerate() {
@@ -379,7 +498,7 @@ pub fn read_jsonl_with(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
         if limit.is_some_and(|l| examples.len() >= l) {
             break;
         }
-        let (f, ex) = parse_line(&line, path, lineno, format, opts.label)?;
+        let (f, ex) = parse_line(&line, path, lineno, format, opts.label, &opts.template)?;
         format = Some(f);
         examples.push(ex);
     }
@@ -399,7 +518,14 @@ mod tests {
     use super::*;
 
     fn parse(s: &str) -> Result<(DataFormat, Example)> {
-        parse_line(s, Path::new("x.jsonl"), 7, None, PairLabel::Safer)
+        parse_line(
+            s,
+            Path::new("x.jsonl"),
+            7,
+            None,
+            PairLabel::Safer,
+            &ChatTemplate::Hh,
+        )
     }
 
     #[test]
@@ -417,7 +543,15 @@ mod tests {
         assert!(
             ex.extras.contains_key("is_response_0_safe") && !ex.extras.contains_key("response_0")
         );
-        let (_, ex) = parse_line(row, Path::new("x.jsonl"), 2, None, PairLabel::Better).unwrap();
+        let (_, ex) = parse_line(
+            row,
+            Path::new("x.jsonl"),
+            2,
+            None,
+            PairLabel::Better,
+            &ChatTemplate::Hh,
+        )
+        .unwrap();
         assert!(ex.sequences[0].text.ends_with("Like this."));
         let bad = r#"{"prompt":"p","response_0":"a","response_1":"b","safer_response_id":2}"#;
         let e = parse(bad).unwrap_err().to_string();
@@ -498,6 +632,7 @@ mod tests {
             3,
             Some(DataFormat::Transcript),
             PairLabel::Safer,
+            &ChatTemplate::Hh,
         )
         .unwrap_err()
         .to_string();

@@ -131,15 +131,16 @@ impl Stages<'_> {
     }
 }
 
-/// Write the listed (1-based) lines of `src` to `dst`, in file order.
+/// Write the listed (1-based) lines of `src` (plain or gzip JSONL) to `dst`, in file order.
 fn write_lines(src: &Path, lines: &[usize], dst: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(src).map_err(|e| Error::io(src, e))?;
+    use std::io::BufRead;
     let mut want: Vec<usize> = lines.to_vec();
     want.sort_unstable();
     let mut out = String::new();
-    for (i, l) in text.lines().enumerate() {
+    for (i, l) in crate::data::open_lines(src)?.lines().enumerate() {
+        let l = l.map_err(|e| Error::io(src, e))?;
         if want.binary_search(&(i + 1)).is_ok() {
-            out.push_str(l);
+            out.push_str(&l);
             out.push('\n');
         }
     }

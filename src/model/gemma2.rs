@@ -16,7 +16,7 @@ use candle_core::{Device, Module, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::linear::{attention_matmul, Linear};
-use super::llama::{last_token_rewards, read_config, rope_tables, LlamaConfig};
+use super::llama::{read_config, rope_tables, LlamaConfig, RewardHead};
 use super::qwen2::windows;
 use super::tokenizer::ModelTokenizer;
 use super::weights::Weights;
@@ -75,7 +75,7 @@ pub struct Gemma2 {
     embed_tokens: Tensor,
     layers: Vec<Block>,
     norm: Tensor,
-    score: Option<Tensor>,
+    score: Option<RewardHead>,
     device: Device,
 }
 
@@ -157,11 +157,7 @@ impl Gemma2 {
             });
         }
         let norm = norm_w(&m.pp("norm"))?;
-        let score = if weights.contains("score.weight") {
-            Some(weights.pp("score").get("weight", &[1, d])?)
-        } else {
-            None
-        };
+        let score = RewardHead::load(&weights, d)?;
         let info = ModelInfo {
             path: dir.to_path_buf(),
             architecture: "gemma2".into(),
@@ -297,8 +293,8 @@ impl HookedModel for Gemma2 {
             if hooks.wants(HookPoint::ResidPost, n) {
                 sink.layer(HookPoint::ResidPost, n, &y)?;
             }
-            if let (Some(score), true) = (&self.score, hooks.reward()) {
-                sink.reward(&last_token_rewards(&y, &batch.lens, score)?)?;
+            if let (Some(head), true) = (&self.score, hooks.reward()) {
+                sink.reward(&head.rewards(&y, &batch.lens)?)?;
             }
         }
         Ok(())

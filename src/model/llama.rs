@@ -334,8 +334,9 @@ pub struct Llama {
     layers: Vec<Block>,
     norm: Tensor,
     lm_head: Option<Tensor>,
-    /// `score.weight` `(1, hidden)` of a sequence-classification reward model.
-    score: Option<Tensor>,
+    /// The scalar reward head: `score.weight` `(1, hidden)` of a sequence-classification
+    /// reward model, or TRL's value head `v_head.summary.{weight, bias}`.
+    score: Option<RewardHead>,
     variant: Variant,
     rope3: Option<Llama3Rope>,
     device: Device,
@@ -424,11 +425,7 @@ impl Llama {
             None
         };
         let rope3 = cfg.llama3_rope(weights.path())?;
-        let score = if weights.contains("score.weight") {
-            Some(weights.pp("score").get("weight", &[1, d])?)
-        } else {
-            None
-        };
+        let score = RewardHead::load(weights, d)?;
         Ok(Self {
             cfg,
             info,
@@ -517,7 +514,7 @@ impl Llama {
 
     /// `score.weight` `(1, hidden)` when the checkpoint is a sequence-classification RM.
     pub fn score(&self) -> Option<&Tensor> {
-        self.score.as_ref()
+        self.score.as_ref().map(|h| &h.weight)
     }
 
     /// The tokenizer (also through [`HookedModel::tokenizer`]).
@@ -666,11 +663,54 @@ impl HookedModel for Llama {
             if hooks.wants(HookPoint::ResidPost, n) {
                 sink.layer(HookPoint::ResidPost, n, &y)?;
             }
-            if let (Some(score), true) = (&self.score, hooks.reward()) {
-                sink.reward(&last_token_rewards(&y, &batch.lens, score)?)?;
+            if let (Some(head), true) = (&self.score, hooks.reward()) {
+                sink.reward(&head.rewards(&y, &batch.lens)?)?;
             }
         }
         Ok(())
+    }
+}
+
+/// A scalar reward head read at the last real token.
+#[derive(Debug, Clone)]
+pub struct RewardHead {
+    /// `(1, hidden)`.
+    pub weight: Tensor,
+    pub bias: Option<f32>,
+}
+
+impl RewardHead {
+    /// `score.weight` (HF `*ForSequenceClassification`, one label), else TRL's value head
+    /// `v_head.summary.weight` (+ `bias`), else `None`.
+    pub fn load(weights: &Weights, hidden: usize) -> Result<Option<Self>> {
+        if weights.contains("score.weight") {
+            return Ok(Some(Self {
+                weight: weights.pp("score").get("weight", &[1, hidden])?,
+                bias: None,
+            }));
+        }
+        let v = weights.pp("v_head").pp("summary");
+        if v.contains("weight") {
+            let bias = if v.contains("bias") {
+                Some(v.get("bias", &[1])?.to_vec1::<f32>()?[0])
+            } else {
+                None
+            };
+            return Ok(Some(Self {
+                weight: v.get("weight", &[1, hidden])?,
+                bias,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// One reward per row of `y (batch, seq, hidden)` at each row's last real token.
+    pub fn rewards(&self, y: &Tensor, lens: &[usize]) -> Result<Vec<f32>> {
+        let mut r = last_token_rewards(y, lens, &self.weight)?;
+        if let Some(b) = self.bias {
+            r.iter_mut().for_each(|x| *x += b);
+        }
+        Ok(r)
     }
 }
 

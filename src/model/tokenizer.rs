@@ -26,6 +26,58 @@ pub struct ModelTokenizer {
     inner: Tokenizer,
     /// Whether `encode` adds special tokens (BOS, CLS/SEP) as the model's tokenizer does by default.
     pub add_special_tokens: bool,
+    /// The model's chat template (`--template model`), when it ships one.
+    pub chat_template: Option<crate::data::chat::ChatTemplate>,
+}
+
+/// A special token in `tokenizer_config.json`: a string or `{"content": …}`.
+fn token_string(v: Option<&serde_json::Value>) -> String {
+    match v {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(o) => o
+            .get("content")
+            .and_then(|c| c.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        None => String::new(),
+    }
+}
+
+/// The chat template beside an HF `tokenizer.json`: `chat_template.jinja`, or
+/// `tokenizer_config.json`'s `chat_template` (a string, or a list of `{name, template}` whose
+/// `default` entry is used).
+fn hf_chat_template(dir: &Path) -> Result<Option<crate::data::chat::ChatTemplate>> {
+    let cfg_path = dir.join("tokenizer_config.json");
+    let cfg: serde_json::Value = if cfg_path.exists() {
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::Json {
+            path: cfg_path.clone(),
+            source: e,
+        })?
+    } else {
+        serde_json::Value::Null
+    };
+    let jinja = dir.join("chat_template.jinja");
+    let source = if jinja.exists() {
+        Some(std::fs::read_to_string(&jinja).map_err(|e| Error::io(&jinja, e))?)
+    } else {
+        match cfg.get("chat_template") {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Array(list)) => list
+                .iter()
+                .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+                .or_else(|| list.first())
+                .and_then(|t| t.get("template"))
+                .and_then(|t| t.as_str())
+                .map(str::to_string),
+            _ => None,
+        }
+    };
+    Ok(source.map(|source| crate::data::chat::ChatTemplate::Jinja {
+        source,
+        bos_token: token_string(cfg.get("bos_token")),
+        eos_token: token_string(cfg.get("eos_token")),
+    }))
 }
 
 /// One tokenized sequence: ids and the byte span of each token in the source text.
@@ -45,9 +97,14 @@ impl ModelTokenizer {
         inner
             .with_truncation(None)
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let chat_template = match path.parent() {
+            Some(dir) => hf_chat_template(dir)?,
+            None => None,
+        };
         Ok(Self {
             inner,
             add_special_tokens: true,
+            chat_template,
         })
     }
 
@@ -150,9 +207,24 @@ impl ModelTokenizer {
                 "GGUF tokenizers that add a BOS token are not supported yet",
             ));
         }
+        let token_str = |key: &str| -> String {
+            md.get(key)
+                .and_then(|v| v.to_u32().ok())
+                .and_then(|id| tokens.get(id as usize).cloned())
+                .unwrap_or_default()
+        };
+        let chat_template = md
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.to_string().ok().cloned())
+            .map(|source| crate::data::chat::ChatTemplate::Jinja {
+                source,
+                bos_token: token_str("tokenizer.ggml.bos_token_id"),
+                eos_token: token_str("tokenizer.ggml.eos_token_id"),
+            });
         Ok(Self {
             inner,
             add_special_tokens: true,
+            chat_template,
         })
     }
 

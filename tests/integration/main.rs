@@ -4,6 +4,7 @@
 //! command runs it); they fail, not skip, when the models are missing.
 
 mod archs;
+mod chat;
 mod common;
 mod metrics;
 mod parity;

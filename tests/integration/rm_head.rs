@@ -56,3 +56,44 @@ fn score_head_rewards_equal_hf_sequence_classification() {
         }
     }
 }
+
+#[test]
+fn trl_value_head_is_read_as_the_reward_head() {
+    // The HF reference RM with its head renamed to TRL's `v_head.summary` and a bias of 0.5:
+    // every reward moves by exactly the bias.
+    let src = root().join("tests/reference/hf_rm_tiny");
+    let dir = scratch("rm-v-head");
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let mut w =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let score = w.remove("score.weight").unwrap();
+    w.insert("v_head.summary.weight".into(), score);
+    w.insert(
+        "v_head.summary.bias".into(),
+        Tensor::new(&[0.5f32], &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&w, dir.join("model.safetensors")).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/reference/rm_reference.json")).unwrap(),
+    )
+    .unwrap();
+    let seqs: Vec<Vec<u32>> = serde_json::from_value(reference["ids"].clone()).unwrap();
+    let want: Vec<f64> = serde_json::from_value(reference["rewards"].clone()).unwrap();
+    let model = load(&dir);
+    assert!(model.has_reward_head());
+    let req = HookRequest::new(&[HookPoint::ResidPost], &[0], 2)
+        .unwrap()
+        .with_reward(2);
+    let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
+    let batch = TokenBatch::new(&refs, model.pad_id(), &Device::Cpu).unwrap();
+    let mut got = Rewards::default();
+    model.forward_hooked(&batch, &req, &mut got).unwrap();
+    for (g, w) in got.0.iter().zip(&want) {
+        assert!(
+            (*g as f64 - (w + 0.5)).abs() < 1e-4 * (1.0 + w.abs()),
+            "{g} vs {w} + 0.5"
+        );
+    }
+}

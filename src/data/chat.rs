@@ -1,0 +1,200 @@
+//! Chat rendering: message lists (`[{"role", "content"}, …]`) → one text, with the byte offset
+//! where the last message's content starts (the response, for `response-mean` pooling).
+//!
+//! Templates (`--template`):
+//! - `hh`: Anthropic HH-RLHF transcripts, `"\n\nHuman: {user}\n\nAssistant: {assistant}"` (a
+//!   system message becomes a leading `"{system}"` paragraph);
+//! - `plain`: `"{Role}: {content}\n"` per message;
+//! - `model`: the model's own chat template (Jinja, from `tokenizer_config.json` or the GGUF
+//!   metadata `tokenizer.chat_template`), rendered with minijinja plus Python string methods
+//!   (`minijinja-contrib`'s pycompat), `raise_exception`, `bos_token` / `eos_token`, and
+//!   `add_generation_prompt = false` — what transformers' `apply_chat_template(…,
+//!   tokenize=False)` returns. The response starts where the rendering of the messages before
+//!   the last one with `add_generation_prompt = true` ends, when that is a prefix; else at the
+//!   last message's content found from the end.
+
+use serde::{Deserialize, Serialize};
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+/// How message lists become text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatTemplate {
+    Hh,
+    Plain,
+    /// A Jinja chat template with the special tokens it may use.
+    Jinja {
+        source: String,
+        bos_token: String,
+        eos_token: String,
+    },
+}
+
+impl ChatTemplate {
+    /// `hh` or `plain` (`model` needs the model: see [`crate::model::HookedModel::chat_template`]).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChatTemplate::Hh => "hh",
+            ChatTemplate::Plain => "plain",
+            ChatTemplate::Jinja { .. } => "model",
+        }
+    }
+
+    /// Render `messages`; returns the text and the byte offset where the last message's
+    /// content starts. Errors are messages for the caller to place (file, line).
+    pub fn render(&self, messages: &[Message]) -> Result<(String, usize), String> {
+        let last = messages.last().ok_or("an empty message list")?;
+        for m in messages {
+            if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
+                return Err(format!(
+                    "role `{}` is not one of system, user, assistant",
+                    m.role
+                ));
+            }
+        }
+        match self {
+            ChatTemplate::Hh | ChatTemplate::Plain => {
+                let mut out = String::new();
+                let mut start = 0;
+                for m in messages {
+                    let head = match (self, m.role.as_str()) {
+                        (ChatTemplate::Hh, "user") => "\n\nHuman: ",
+                        (ChatTemplate::Hh, "assistant") => "\n\nAssistant: ",
+                        (ChatTemplate::Hh, _) => "",
+                        (_, "user") => "User: ",
+                        (_, "assistant") => "Assistant: ",
+                        _ => "System: ",
+                    };
+                    out.push_str(head);
+                    start = out.len();
+                    out.push_str(&m.content);
+                    if matches!(self, ChatTemplate::Plain) {
+                        out.push('\n');
+                    }
+                }
+                Ok((out, start))
+            }
+            ChatTemplate::Jinja { .. } => {
+                let full = self.jinja(messages, false)?;
+                let prefix = self.jinja(&messages[..messages.len() - 1], true)?;
+                let start =
+                    if full.starts_with(&prefix) && full[prefix.len()..].contains(&last.content) {
+                        prefix.len()
+                            + full[prefix.len()..]
+                                .find(&last.content)
+                                .expect("checked above")
+                    } else {
+                        full.rfind(&last.content)
+                            .ok_or("the template does not reproduce the last message's content")?
+                    };
+                Ok((full, start))
+            }
+        }
+    }
+
+    fn jinja(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String, String> {
+        let ChatTemplate::Jinja {
+            source,
+            bos_token,
+            eos_token,
+        } = self
+        else {
+            unreachable!("only called for Jinja templates")
+        };
+        let mut env = minijinja::Environment::new();
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
+        env.add_template("chat", source)
+            .map_err(|e| format!("the chat template does not parse: {e}"))?;
+        let t = env.get_template("chat").expect("just added");
+        t.render(minijinja::context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => bos_token,
+            eos_token => eos_token,
+        })
+        .map_err(|e| format!("the chat template failed: {e}"))
+    }
+}
+
+/// Parse `hh` or `plain` (`model` is resolved by the caller, who has the model).
+pub fn parse_builtin(s: &str) -> Option<ChatTemplate> {
+    match s {
+        "hh" => Some(ChatTemplate::Hh),
+        "plain" => Some(ChatTemplate::Plain),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msgs(v: &[(&str, &str)]) -> Vec<Message> {
+        v.iter()
+            .map(|(r, c)| Message {
+                role: r.to_string(),
+                content: c.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hh_and_plain_render_and_locate_the_response() {
+        let m = msgs(&[
+            ("user", "Hi?"),
+            ("assistant", "Hello."),
+            ("user", "Bye?"),
+            ("assistant", "Bye."),
+        ]);
+        let (t, s) = ChatTemplate::Hh.render(&m).unwrap();
+        assert_eq!(
+            t,
+            "\n\nHuman: Hi?\n\nAssistant: Hello.\n\nHuman: Bye?\n\nAssistant: Bye."
+        );
+        assert_eq!(&t[s..], "Bye.");
+        let (t, s) = ChatTemplate::Plain.render(&m).unwrap();
+        assert_eq!(&t[s..], "Bye.\n");
+        assert!(ChatTemplate::Hh.render(&msgs(&[("robot", "x")])).is_err());
+    }
+
+    #[test]
+    fn jinja_chatml_renders_like_transformers() {
+        // SmolLM2's ChatML template (abridged to its message loop).
+        let t = ChatTemplate::Jinja {
+            source: "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}".into(),
+            bos_token: "<|im_start|>".into(),
+            eos_token: "<|im_end|>".into(),
+        };
+        let (text, s) = t
+            .render(&msgs(&[("user", "Hi"), ("assistant", "Yo")]))
+            .unwrap();
+        assert_eq!(
+            text,
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nYo<|im_end|>\n"
+        );
+        assert_eq!(&text[s..s + 2], "Yo");
+        let bad = ChatTemplate::Jinja {
+            source: "{{ raise_exception('no system role') }}".into(),
+            bos_token: String::new(),
+            eos_token: String::new(),
+        };
+        assert!(bad
+            .render(&msgs(&[("user", "x")]))
+            .unwrap_err()
+            .contains("no system role"));
+    }
+}
