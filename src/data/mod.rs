@@ -336,10 +336,12 @@ fn parse_line(
             vec![seq]
         }
         DataFormat::ConversationPair => {
-            let prompt = if obj.contains_key("prompt") {
-                messages_field(&obj, "prompt", path, line)?
-            } else {
-                Vec::new()
+            // An absent or empty `prompt` list: the prompt is inside chosen/rejected (TRL's
+            // implicit-prompt form).
+            let prompt = match obj.get("prompt") {
+                Some(serde_json::Value::Array(a)) if a.is_empty() => Vec::new(),
+                Some(_) => messages_field(&obj, "prompt", path, line)?,
+                None => Vec::new(),
             };
             let mut seqs = Vec::with_capacity(2);
             for key in ["chosen", "rejected"] {
@@ -470,10 +472,50 @@ pub fn open_lines(path: &Path) -> Result<Box<dyn BufRead>> {
     })
 }
 
-/// Read a JSONL data file with explicit [`ReadOptions`].
+/// The rows of a Parquet file as JSON objects (Parquet lists and structs become JSON arrays
+/// and objects, so `messages` columns read as message lists). A file whose footer or pages
+/// cannot be read is reported as truncated.
+fn parquet_rows(path: &Path, limit: Option<usize>) -> Result<Vec<String>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let bad = |e: parquet::errors::ParquetError| Error::Truncated {
+        path: path.to_path_buf(),
+        detail: format!("not a readable Parquet file ({e})"),
+    };
+    let reader = SerializedFileReader::new(f).map_err(bad)?;
+    let mut rows = Vec::new();
+    for row in reader.get_row_iter(None).map_err(bad)? {
+        if limit.is_some_and(|l| rows.len() >= l) {
+            break;
+        }
+        rows.push(row.map_err(bad)?.to_json_value().to_string());
+    }
+    Ok(rows)
+}
+
+/// Read a data file with explicit [`ReadOptions`]: JSONL (gzip when the name ends in `.gz`),
+/// or Parquet when it ends in `.parquet` (errors then name the 1-based row as the line).
 pub fn read_jsonl_with(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
     let limit = opts.limit;
     let sha256 = sha256_file(path)?;
+    if path.extension().is_some_and(|e| e == "parquet") {
+        let mut format = None;
+        let mut examples = Vec::new();
+        for (i, row) in parquet_rows(path, limit)?.iter().enumerate() {
+            let (f, ex) = parse_line(row, path, i + 1, format, opts.label, &opts.template)?;
+            format = Some(f);
+            examples.push(ex);
+        }
+        let format = format.ok_or_else(|| Error::EmptyData {
+            path: path.to_path_buf(),
+        })?;
+        return Ok(Dataset {
+            path: path.to_path_buf(),
+            sha256,
+            format,
+            examples,
+        });
+    }
     let gz = path.extension().is_some_and(|e| e == "gz");
     let reader = open_lines(path)?;
     let mut format = None;

@@ -115,3 +115,46 @@ fn conversational_records_load_with_builtin_templates_and_errors_name_the_line()
         "{err}"
     );
 }
+
+#[test]
+fn parquet_rows_load_like_jsonl_and_a_cut_file_is_reported_truncated() {
+    let d = root().join("tests/fixtures/data");
+    let p = read_jsonl_with(&d.join("pairs.parquet"), &ReadOptions::default()).unwrap();
+    assert_eq!(p.examples.len(), 2);
+    assert_eq!(p.format.fields(), ["chosen", "rejected"]);
+    assert_eq!(
+        p.examples[0].sequences[0].text,
+        "User: how do I hurt someone?\nBot: I won't help with that."
+    );
+    assert_eq!(p.examples[1].extras["label"], 0);
+    let from_parquet =
+        read_jsonl_with(&d.join("trl_pairs.parquet"), &ReadOptions::default()).unwrap();
+    let from_jsonl = read_jsonl_with(&d.join("trl_pairs.jsonl"), &ReadOptions::default()).unwrap();
+    let texts = |ds: &repdrift::data::Dataset| -> Vec<String> {
+        ds.examples
+            .iter()
+            .flat_map(|e| e.sequences.iter().map(|s| s.text.clone()))
+            .collect()
+    };
+    assert_eq!(texts(&from_parquet), texts(&from_jsonl));
+    let err = read_jsonl_with(&d.join("truncated.parquet"), &ReadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("truncated.parquet") && err.contains("truncated"),
+        "{err}"
+    );
+    // Through the CLI: exit code 2, the file named.
+    let out = scratch("parquet-cli").join("store");
+    expect_user_error(
+        bin()
+            .args(["capture", "--model"])
+            .arg(root().join("tests/reference/hf_rm_tiny"))
+            .arg("--data")
+            .arg(d.join("truncated.parquet"))
+            .arg("--out")
+            .arg(&out),
+        &["truncated.parquet", "truncated"],
+    );
+    assert!(!out.exists());
+}
