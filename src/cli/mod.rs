@@ -391,6 +391,9 @@ pub struct CaptureArgs {
     /// model's own chat template).
     #[arg(long, default_value = "hh")]
     pub template: String,
+    /// cpu or cuda:N (build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Examples per store part (the unit of atomic write and resume).
     #[arg(long, default_value_t = 256)]
     pub part_size: usize,
@@ -448,7 +451,7 @@ impl Progress for Bar {
 
 fn run_capture(args: &CaptureArgs) -> anyhow::Result<()> {
     let params = args.params()?;
-    let device = candle_core::Device::Cpu;
+    let device = parse_device(&args.device)?;
     let model = crate::model::load(&args.model, &device)?;
     let data = crate::data::read_jsonl_with(
         &args.data,
@@ -491,6 +494,24 @@ fn run_capture(args: &CaptureArgs) -> anyhow::Result<()> {
         s.tokens as f64 / secs.max(1e-9)
     );
     Ok(())
+}
+
+/// `cpu` or `cuda:N` (the latter needs a build with `--features cuda`).
+pub fn parse_device(s: &str) -> crate::Result<candle_core::Device> {
+    if s == "cpu" {
+        return Ok(candle_core::Device::Cpu);
+    }
+    let n = s
+        .strip_prefix("cuda:")
+        .or_else(|| (s == "cuda").then_some("0"))
+        .and_then(|n| n.parse::<usize>().ok())
+        .ok_or_else(|| crate::Error::param("device", format!("`{s}`: expected cpu or cuda:N")))?;
+    candle_core::Device::new_cuda(n).map_err(|e| {
+        crate::Error::param(
+            "device",
+            format!("{s}: {e} (CUDA needs a build with `cargo build --release --features cuda` and an NVIDIA driver)"),
+        )
+    })
 }
 
 /// Run the parsed command line. User errors are returned as `anyhow` errors wrapping

@@ -84,6 +84,9 @@ pub struct TrainArgs {
     /// How message lists become text: hh, plain, or model (the base's chat template).
     #[arg(long, default_value = "hh")]
     pub template: String,
+    /// cpu or cuda:N (build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Continue from OUT/checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -246,7 +249,7 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<()> {
             crate::Error::param("teacher", "give --teacher or --teacher-labels, not both").into(),
         );
     }
-    let device = candle_core::Device::Cpu;
+    let device = super::parse_device(&a.device)?;
     let base = crate::model::load_llama(&a.base, &device)?;
     let tpl = template(&a.template, &base)?;
     let data = read_pairs(&a.data, a.limit, &a.label, &tpl)?;
