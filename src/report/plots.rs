@@ -269,13 +269,34 @@ pub fn render_all(r: &Report) -> Result<Vec<Plot>> {
             bands.push((band, i));
         }
         let yr = range_of(&series, 0.08, None, Some(1.02));
+        // When every CKA is high the axis is zoomed (and the title says so), else drift of a
+        // few thousandths would be invisible.
+        let min = series
+            .iter()
+            .flat_map(|s| s.1.iter().map(|p| p.1))
+            .fold(f64::INFINITY, f64::min);
+        let lo = if min.is_finite() && min >= 0.8 {
+            ((min - 0.2 * (1.0 - min) - 0.005) * 100.0).floor() / 100.0
+        } else {
+            yr.0.min(0.0)
+        };
+        let zoom = if lo > 0.0 {
+            format!("; y axis from {lo:.2}")
+        } else {
+            String::new()
+        };
+        let hi = if lo > 0.0 {
+            1.0 + (1.0 - lo) * 0.05
+        } else {
+            yr.1.max(1.02)
+        };
         let l = Lines {
             title: format!(
-                "CKA to the base, field `{}` (95 % bootstrap band when computed)",
+                "CKA to the base, field `{}` (95 % bootstrap band when computed{zoom})",
                 r.students[0].field
             ),
             y_desc: "CKA".into(),
-            y_range: (yr.0.min(0.0), yr.1.max(1.02)),
+            y_range: (lo, hi),
             x_max: xm,
             series,
             bands,
