@@ -204,7 +204,10 @@ impl ActivationSink for PoolingSink {
                 right: vec![b, s, d],
             });
         }
-        let flat: Vec<f32> = states.flatten_all()?.to_vec1()?;
+        let flat: Vec<f32> = states
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
         let (rows, hidden) = (self.rows, self.hidden);
         let buf = self
             .buffers

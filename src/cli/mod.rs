@@ -394,6 +394,9 @@ pub struct CaptureArgs {
     /// cpu or cuda:N (build with --features cuda).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Compute dtype: auto (f32 on CPU; the checkpoint's bf16/f16 on a GPU), f32, bf16, f16.
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
     /// Examples per store part (the unit of atomic write and resume).
     #[arg(long, default_value_t = 256)]
     pub part_size: usize,
@@ -452,7 +455,8 @@ impl Progress for Bar {
 fn run_capture(args: &CaptureArgs) -> anyhow::Result<()> {
     let params = args.params()?;
     let device = parse_device(&args.device)?;
-    let model = crate::model::load(&args.model, &device)?;
+    let dtype = crate::model::resolve_dtype(&args.dtype, &args.model, &device)?;
+    let model = crate::model::load_with(&args.model, &device, dtype)?;
     let data = crate::data::read_jsonl_with(
         &args.data,
         &crate::data::ReadOptions {

@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use candle_core::{Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::linear::{attention_matmul, Linear};
@@ -81,7 +81,7 @@ pub struct Gemma2 {
 
 impl Gemma2 {
     /// Load an HF directory (`config.json`, safetensors — one file or shards —, `tokenizer.json`).
-    pub fn load_dir(dir: &Path, device: &Device) -> Result<Self> {
+    pub fn load_dir(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
         let cfg: Gemma2Config = read_config(dir)?;
         let cfg_path = dir.join("config.json");
         if cfg.hidden_activation != "gelu_pytorch_tanh" && cfg.hidden_activation != "gelu" {
@@ -116,6 +116,7 @@ impl Gemma2 {
             None,
         )?;
         let (weights, sha) = Weights::from_hf_dir(dir, device)?;
+        let weights = weights.with_dtype(dtype);
         let tokenizer = ModelTokenizer::from_json_file(&dir.join("tokenizer.json"))?;
         let (d, hd, nh, nkv) = (
             c.hidden_size,
@@ -253,14 +254,16 @@ impl HookedModel for Gemma2 {
         if blocks == 0 {
             return Ok(());
         }
-        let full = batch.attention_mask(true)?;
+        let dtype = x.dtype();
+        let full = batch.attention_mask(true)?.to_dtype(dtype)?;
         let mut windowed: Vec<(usize, Tensor)> = Vec::new();
         for w in self.layers.iter().filter_map(|l| l.window) {
             if !windowed.iter().any(|(x, _)| *x == w) {
-                windowed.push((w, batch.attention_mask_window(w)?));
+                windowed.push((w, batch.attention_mask_window(w)?.to_dtype(dtype)?));
             }
         }
-        let rope = rope_tables(c.head_dim(), c.rope_theta(), None, s, &self.device)?;
+        let (cos, sin) = rope_tables(c.head_dim(), c.rope_theta(), None, s, &self.device)?;
+        let rope = (cos.to_dtype(dtype)?, sin.to_dtype(dtype)?);
         for (i, blk) in self.layers.iter().take(blocks).enumerate() {
             let l = i + 1;
             let mask = blk

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use candle_core::{Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::linear::{attention_matmul, Linear};
@@ -444,9 +444,14 @@ impl Llama {
     /// Load an HF directory: `config.json`, `model.safetensors` (or shards with
     /// `model.safetensors.index.json`), `tokenizer.json`.
     pub fn load_dir(dir: &Path, device: &Device) -> Result<Self> {
+        Self::load_dir_dtype(dir, device, DType::F32)
+    }
+
+    /// [`Llama::load_dir`] computing in `dtype` (f32, or bf16/f16 — for GPUs).
+    pub fn load_dir_dtype(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
         let cfg: LlamaConfig = read_config(dir)?;
         let v = Variant::llama(&cfg);
-        Self::load_dir_as(dir, cfg, v, device)
+        Self::load_dir_as(dir, cfg, v, device, dtype)
     }
 
     /// Load an HF directory with an already-read config and variant (the other architectures'
@@ -456,8 +461,10 @@ impl Llama {
         cfg: LlamaConfig,
         variant: Variant,
         device: &Device,
+        dtype: DType,
     ) -> Result<Self> {
         let (weights, sha) = Weights::from_hf_dir(dir, device)?;
+        let weights = weights.with_dtype(dtype);
         let tokenizer = ModelTokenizer::from_json_file(&dir.join("tokenizer.json"))?;
         let info = ModelInfo {
             path: dir.to_path_buf(),
@@ -642,8 +649,10 @@ impl HookedModel for Llama {
         if blocks == 0 {
             return Ok(());
         }
-        let masks = Masks::new(batch, &self.layers)?;
-        let rope = self.rope_tables(s)?;
+        let dtype = x.dtype();
+        let masks = Masks::new(batch, &self.layers, dtype)?;
+        let (cos, sin) = self.rope_tables(s)?;
+        let rope = (cos.to_dtype(dtype)?, sin.to_dtype(dtype)?);
         for (i, blk) in self.layers.iter().take(blocks).enumerate() {
             let l = i + 1;
             let out = self.block_forward(blk, &x, &rope, masks.get(blk.window), false)?;
@@ -692,7 +701,11 @@ impl RewardHead {
         let v = weights.pp("v_head").pp("summary");
         if v.contains("weight") {
             let bias = if v.contains("bias") {
-                Some(v.get("bias", &[1])?.to_vec1::<f32>()?[0])
+                Some(
+                    v.get("bias", &[1])?
+                        .to_dtype(DType::F32)?
+                        .to_vec1::<f32>()?[0],
+                )
             } else {
                 None
             };
@@ -721,6 +734,7 @@ pub fn last_token_rewards(y: &Tensor, lens: &[usize], score: &Tensor) -> Result<
     Ok(last_token_states(y, lens)?
         .matmul(&score.t()?)?
         .flatten_all()?
+        .to_dtype(DType::F32)?
         .to_vec1()?)
 }
 
@@ -744,15 +758,16 @@ pub struct Masks {
 }
 
 impl Masks {
-    pub fn new(batch: &TokenBatch, blocks: &[Block]) -> Result<Self> {
+    /// The masks for `blocks`, in the activations' `dtype`.
+    pub fn new(batch: &TokenBatch, blocks: &[Block], dtype: DType) -> Result<Self> {
         let mut windowed: Vec<(usize, Tensor)> = Vec::new();
         for w in blocks.iter().filter_map(|b| b.window) {
             if !windowed.iter().any(|(x, _)| *x == w) {
-                windowed.push((w, batch.attention_mask_window(w)?));
+                windowed.push((w, batch.attention_mask_window(w)?.to_dtype(dtype)?));
             }
         }
         Ok(Self {
-            full: batch.attention_mask(true)?,
+            full: batch.attention_mask(true)?.to_dtype(dtype)?,
             windowed,
         })
     }

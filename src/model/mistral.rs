@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use candle_core::Device;
+use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
 use super::llama::{read_config, Llama, LlamaConfig, Variant};
@@ -40,8 +40,8 @@ impl MistralConfig {
 }
 
 /// Load a Mistral HF directory.
-pub fn load_dir(dir: &Path, device: &Device) -> Result<Llama> {
+pub fn load_dir(dir: &Path, device: &Device, dtype: DType) -> Result<Llama> {
     let c: MistralConfig = read_config(dir)?;
     let (cfg, v) = c.split(&dir.join("config.json"))?;
-    Llama::load_dir_as(dir, cfg, v, device)
+    Llama::load_dir_as(dir, cfg, v, device, dtype)
 }

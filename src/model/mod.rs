@@ -26,7 +26,7 @@ pub mod weights;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::capture::ActivationSink;
@@ -308,6 +308,42 @@ pub fn load_llama(path: &Path, device: &Device) -> Result<llama::Llama> {
 /// assert_eq!(model.info().n_layers, 30);
 /// ```
 pub fn load(path: &Path, device: &Device) -> Result<Box<dyn HookedModel>> {
+    load_with(path, device, DType::F32)
+}
+
+/// The compute dtype for a model on a device: `auto` is f32 on CPU and, on a GPU, the
+/// checkpoint's own dtype (`config.json` `dtype` / `torch_dtype`) when it is bf16 or f16.
+pub fn resolve_dtype(name: &str, path: &Path, device: &Device) -> Result<DType> {
+    match name {
+        "f32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        "f16" => Ok(DType::F16),
+        "auto" => {
+            if matches!(device, Device::Cpu) || !path.is_dir() {
+                return Ok(DType::F32);
+            }
+            let v: serde_json::Value = llama::read_config(path)?;
+            let d = v
+                .get("dtype")
+                .or_else(|| v.get("torch_dtype"))
+                .and_then(|d| d.as_str())
+                .unwrap_or("float32");
+            Ok(match d {
+                "bfloat16" => DType::BF16,
+                "float16" => DType::F16,
+                _ => DType::F32,
+            })
+        }
+        other => Err(Error::param(
+            "dtype",
+            format!("`{other}`: expected auto, f32, bf16 or f16"),
+        )),
+    }
+}
+
+/// [`load`] computing in `dtype` (Llama-family and Gemma 2 models; BERT and GGUF models
+/// compute in f32 whatever is asked, GGUF weights being dequantized to f32 first).
+pub fn load_with(path: &Path, device: &Device, dtype: DType) -> Result<Box<dyn HookedModel>> {
     if !path.exists() {
         return Err(Error::model(path, "no such file or directory"));
     }
@@ -336,11 +372,11 @@ pub fn load(path: &Path, device: &Device) -> Result<Box<dyn HookedModel>> {
             .unwrap_or("");
         match model_type {
             "bert" => Ok(Box::new(bert::Bert::load_dir(path, device)?)),
-            "llama" => Ok(Box::new(llama::Llama::load_dir(path, device)?)),
-            "qwen2" => Ok(Box::new(qwen2::load_dir(path, device)?)),
-            "qwen3" => Ok(Box::new(qwen3::load_dir(path, device)?)),
-            "mistral" => Ok(Box::new(mistral::load_dir(path, device)?)),
-            "gemma2" => Ok(Box::new(gemma2::Gemma2::load_dir(path, device)?)),
+            "llama" => Ok(Box::new(llama::Llama::load_dir_dtype(path, device, dtype)?)),
+            "qwen2" => Ok(Box::new(qwen2::load_dir(path, device, dtype)?)),
+            "qwen3" => Ok(Box::new(qwen3::load_dir(path, device, dtype)?)),
+            "mistral" => Ok(Box::new(mistral::load_dir(path, device, dtype)?)),
+            "gemma2" => Ok(Box::new(gemma2::Gemma2::load_dir(path, device, dtype)?)),
             other => Err(Error::model(
                 &cfg_path,
                 format!("model_type `{other}` is not supported (supported: llama, mistral, qwen2, qwen3, gemma2, bert)"),

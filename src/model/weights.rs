@@ -30,6 +30,8 @@ struct Store {
 pub struct Weights {
     store: Arc<Store>,
     prefix: String,
+    /// The dtype `get` returns (f32 unless [`Weights::with_dtype`] says otherwise).
+    dtype: DType,
 }
 
 impl Weights {
@@ -42,6 +44,7 @@ impl Weights {
                 device: device.clone(),
             }),
             prefix: String::new(),
+            dtype: DType::F32,
         }
     }
 
@@ -59,6 +62,7 @@ impl Weights {
                 device: device.clone(),
             }),
             prefix: String::new(),
+            dtype: DType::F32,
         })
     }
 
@@ -125,9 +129,16 @@ impl Weights {
                     device: device.clone(),
                 }),
                 prefix: String::new(),
+                dtype: DType::F32,
             },
             sha,
         ))
+    }
+
+    /// The same weights, returned by `get` in `dtype` (f32, bf16 or f16).
+    pub fn with_dtype(mut self, dtype: DType) -> Self {
+        self.dtype = dtype;
+        self
     }
 
     /// The view under `prefix` (joined with a dot).
@@ -140,6 +151,7 @@ impl Weights {
         Self {
             store: self.store.clone(),
             prefix,
+            dtype: self.dtype,
         }
     }
 
@@ -160,7 +172,7 @@ impl Weights {
         }
     }
 
-    /// The weight `name`, checked to have `shape`, as f32.
+    /// The weight `name`, checked to have `shape`, in this view's dtype (f32 by default).
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let full = self.full(name);
         let t = match &self.store.source {
@@ -180,7 +192,7 @@ impl Weights {
                 actual: t.dims().to_vec(),
             });
         }
-        Ok(t.to_dtype(DType::F32)?.to_device(&self.store.device)?)
+        Ok(t.to_dtype(self.dtype)?.to_device(&self.store.device)?)
     }
 
     /// The file the weights come from.

@@ -22,7 +22,11 @@ fn hidden(model: &dyn HookedModel, seqs: &[Vec<u32>]) -> Vec<Vec<Vec<Vec<f32>>>>
     sink.tensors
         .iter()
         .map(|(_, _, t)| {
-            let v: Vec<Vec<Vec<f32>>> = t.to_vec3().unwrap();
+            let v: Vec<Vec<Vec<f32>>> = t
+                .to_dtype(candle_core::DType::F32)
+                .unwrap()
+                .to_vec3()
+                .unwrap();
             v.into_iter()
                 .zip(seqs)
                 .map(|(rows, s)| rows.into_iter().take(s.len()).collect())
@@ -117,4 +121,36 @@ fn gemma2_softcap_and_sandwich_norms_equal_hf() {
 #[test]
 fn llama3_rope_scaling_equals_hf() {
     check("llama");
+}
+
+#[test]
+fn native_bf16_compute_stays_close_to_hf_float32() {
+    // What `--dtype bf16` (the default on GPUs for a bf16 checkpoint) computes, run on CPU:
+    // every hidden state within bf16's precision of HF's float32 reference.
+    for arch in ["qwen2", "gemma2"] {
+        let dir = root().join("tests/reference/tiny").join(arch);
+        let reference: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root().join(format!("tests/reference/tiny/{arch}.json")))
+                .unwrap(),
+        )
+        .unwrap();
+        let seqs: Vec<Vec<u32>> = serde_json::from_value(reference["ids"].clone()).unwrap();
+        let want: Vec<Vec<Vec<Vec<f64>>>> =
+            serde_json::from_value(reference["hidden_states"].clone()).unwrap();
+        let model =
+            repdrift::model::load_with(&dir, &Device::Cpu, candle_core::DType::BF16).unwrap();
+        let got = hidden(model.as_ref(), &seqs);
+        let mut worst = 0f64;
+        for (g_l, w_l) in got.iter().zip(&want) {
+            for (g, w) in g_l.iter().zip(w_l) {
+                for (gv, wv) in g.iter().zip(w) {
+                    let wf: Vec<f32> = wv.iter().map(|&x| x as f32).collect();
+                    worst = worst.max(rel_err(gv, &wf));
+                }
+            }
+        }
+        eprintln!("{arch} in bf16: worst relative error vs HF float32 {worst:.2e}");
+        // bf16 keeps ~2–3 significant digits; a wrong mask, cast or norm would be O(1) off.
+        assert!(worst < 1e-1 && worst > 1e-5, "{arch}: bf16 error {worst}");
+    }
 }
