@@ -265,6 +265,15 @@ pub trait HookedModel: Send + Sync {
     ) -> Result<()>;
 }
 
+/// The `model_type` an HF directory's `config.json` names (empty when it names none).
+fn model_type(dir: &Path) -> Result<String> {
+    let v: serde_json::Value = llama::read_config(dir)?;
+    Ok(v.get("model_type")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string())
+}
+
 /// Load a Llama-family model as the concrete type (training needs its blocks): a `.gguf` file
 /// or an HF directory whose `config.json` says `model_type: llama`.
 pub fn load_llama(path: &Path, device: &Device) -> Result<llama::Llama> {
@@ -272,21 +281,12 @@ pub fn load_llama(path: &Path, device: &Device) -> Result<llama::Llama> {
         return gguf::load_llama(path, device);
     }
     if path.is_dir() {
-        let cfg_path = path.join("config.json");
-        let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Json {
-            path: cfg_path.clone(),
-            source: e,
-        })?;
-        let mt = value
-            .get("model_type")
-            .and_then(|v| v.as_str())
-            .unwrap_or("");
+        let mt = model_type(path)?;
         if mt == "llama" {
             return llama::Llama::load_dir(path, device);
         }
         return Err(Error::model(
-            &cfg_path,
+            path.join("config.json"),
             format!("model_type `{mt}`: training needs a Llama-family base (a .gguf file or an HF llama directory)"),
         ));
     }
@@ -361,16 +361,7 @@ pub fn load_with(path: &Path, device: &Device, dtype: DType) -> Result<Box<dyn H
         }
     } else {
         let cfg_path = path.join("config.json");
-        let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Json {
-            path: cfg_path.clone(),
-            source: e,
-        })?;
-        let model_type = value
-            .get("model_type")
-            .and_then(|v| v.as_str())
-            .unwrap_or("");
-        match model_type {
+        match model_type(path)?.as_str() {
             "bert" => Ok(Box::new(bert::Bert::load_dir(path, device)?)),
             "llama" => Ok(Box::new(llama::Llama::load_dir_dtype(path, device, dtype)?)),
             "qwen2" => Ok(Box::new(qwen2::load_dir(path, device, dtype)?)),

@@ -436,51 +436,125 @@ fn fmt_layers(p: &Proposal) -> String {
         .join(", ")
 }
 
+const SCORE_HEAD: [&str; 7] = [
+    "layer",
+    "linear CKA",
+    "drift",
+    "base target-probe acc.",
+    "score",
+    "anchor distance",
+    "λ",
+];
+const GRID_HEAD: [&str; 8] = [
+    "configuration",
+    "layers (λ)",
+    "source test",
+    "mean target",
+    "IDG",
+    "AOG",
+    "NTS",
+    "Pareto",
+];
+
+/// The per-layer score table's cells (plain text, unescaped).
+fn score_rows(r: &Recommendation) -> Vec<Vec<String>> {
+    let opt = |v: Option<f64>, p: usize| v.map(|v| format!("{v:.p$}")).unwrap_or("–".into());
+    r.scores
+        .iter()
+        .map(|s| {
+            vec![
+                s.layer.to_string(),
+                crate::report::f3(s.linear_cka),
+                format!("{:.3}", s.drift),
+                crate::report::f3(s.base_target_accuracy),
+                format!("{:.4}", s.score),
+                opt(s.anchor_distance, 4),
+                opt(s.lambda, 3),
+            ]
+        })
+        .collect()
+}
+
+/// The validation grid's cells (plain text, unescaped).
+fn grid_rows(v: &Validation) -> Vec<Vec<String>> {
+    v.candidates
+        .iter()
+        .map(|c| {
+            vec![
+                c.proposal.label.clone(),
+                fmt_layers(&c.proposal),
+                format!("{:.3}", c.accuracy["source_test"]),
+                format!("{:.3}", c.mean_target),
+                format!("{:.1}", c.idg),
+                format!("{:.1}", c.aog),
+                format!("{:.1}", c.nts),
+                if c.pareto { "yes" } else { "" }.into(),
+            ]
+        })
+        .collect()
+}
+
+fn md_table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let md = crate::report::md;
+    let mut o = format!("| {} |\n|{}\n", head.join(" | "), "---|".repeat(head.len()));
+    for r in rows {
+        let cells: Vec<String> = r.iter().map(|c| md(c)).collect();
+        o.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    o
+}
+
+fn html_table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let esc = crate::report::esc;
+    let th: String = head
+        .iter()
+        .map(|h| format!("<th>{}</th>", esc(h)))
+        .collect();
+    let mut o = format!("<table><tr>{th}</tr>\n");
+    for r in rows {
+        let td: String = r.iter().map(|c| format!("<td>{}</td>", esc(c))).collect();
+        o.push_str(&format!("<tr>{td}</tr>\n"));
+    }
+    o.push_str("</table>\n");
+    o
+}
+
+fn headline(r: &Recommendation) -> String {
+    format!(
+        "anchor layers {} — λ calibrated so that, at the drift this student reached, each anchored layer adds {} × ln 2 (the BT loss of an untrained RM).",
+        fmt_layers(&r.proposal),
+        r.fraction
+    )
+}
+
+fn validation_line(v: &Validation) -> String {
+    format!(
+        "({}, {} epochs, lr {}, seed {}): {}",
+        v.trainable, v.epochs, v.lr, v.seed, v.verdict
+    )
+}
+
 /// The report's recommendation section, Markdown.
 pub fn render_markdown(r: &Recommendation) -> String {
     let md = crate::report::md;
     let mut o = format!(
-        "\n### Recommendation (`repdrift recommend`)\n\nFor student `{}`: anchor layers {} — λ calibrated so that, at the drift this student reached, each anchored layer adds {} × ln 2 (the BT loss of an untrained RM).\n\n",
+        "\n### Recommendation (`repdrift recommend`)\n\nFor student `{}`: {}\n\n",
         md(&r.student),
-        fmt_layers(&r.proposal),
-        r.fraction
+        md(&headline(r))
     );
     for n in &r.notes {
         o.push_str(&format!("- {}\n", md(n)));
     }
-    o.push_str("\n| layer | linear CKA | drift | base target-probe acc. | score | anchor distance | λ |\n|---|---|---|---|---|---|---|\n");
-    for s in &r.scores {
-        o.push_str(&format!(
-            "| {} | {} | {:.3} | {} | {:.4} | {} | {} |\n",
-            s.layer,
-            crate::report::f3(s.linear_cka),
-            s.drift,
-            crate::report::f3(s.base_target_accuracy),
-            s.score,
-            s.anchor_distance
-                .map(|v| format!("{v:.4}"))
-                .unwrap_or("–".into()),
-            s.lambda.map(|v| format!("{v:.3}")).unwrap_or("–".into())
-        ));
+    if !r.notes.is_empty() {
+        o.push('\n');
     }
+    o.push_str(&md_table(&SCORE_HEAD, &score_rows(r)));
     if let Some(v) = &r.validation {
         o.push_str(&format!(
-            "\n**Validation by training** ({}, {} epochs, lr {}, seed {}): {}\n\n| configuration | layers (λ) | source test | mean target | IDG | AOG | NTS | Pareto |\n|---|---|---|---|---|---|---|---|\n",
-            md(&v.trainable), v.epochs, v.lr, v.seed, md(&v.verdict)
+            "\n**Validation by training** {}\n\n",
+            md(&validation_line(v))
         ));
-        for c in &v.candidates {
-            o.push_str(&format!(
-                "| {} | {} | {:.3} | {:.3} | {:.1} | {:.1} | {:.1} | {} |\n",
-                md(&c.proposal.label),
-                fmt_layers(&c.proposal),
-                c.accuracy["source_test"],
-                c.mean_target,
-                c.idg,
-                c.aog,
-                c.nts,
-                if c.pareto { "yes" } else { "" }
-            ));
-        }
+        o.push_str(&md_table(&GRID_HEAD, &grid_rows(v)));
     }
     o
 }
@@ -489,47 +563,22 @@ pub fn render_markdown(r: &Recommendation) -> String {
 pub fn render_html(r: &Recommendation) -> String {
     let esc = crate::report::esc;
     let mut o = format!(
-        "<h3>Recommendation (<code>repdrift recommend</code>)</h3>\n<p>For student <code>{}</code>: anchor layers {} — λ calibrated so that, at the drift this student reached, each anchored layer adds {} × ln 2 (the BT loss of an untrained RM).</p>\n",
+        "<h3>Recommendation (<code>repdrift recommend</code>)</h3>\n<p>For student <code>{}</code>: {}</p>\n",
         esc(&r.student),
-        esc(&fmt_layers(&r.proposal)),
-        r.fraction
+        esc(&headline(r))
     );
     for n in &r.notes {
         o.push_str(&format!("<p class=\"note\">{}</p>\n", esc(n)));
     }
-    o.push_str("<details><summary>Per-layer scores</summary><table><tr><th>layer</th><th>linear CKA</th><th>drift</th><th>base target-probe acc.</th><th>score</th><th>anchor distance</th><th>λ</th></tr>\n");
-    for s in &r.scores {
-        o.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{:.4}</td><td>{}</td><td>{}</td></tr>\n",
-            s.layer,
-            crate::report::f3(s.linear_cka),
-            s.drift,
-            crate::report::f3(s.base_target_accuracy),
-            s.score,
-            s.anchor_distance.map(|v| format!("{v:.4}")).unwrap_or("–".into()),
-            s.lambda.map(|v| format!("{v:.3}")).unwrap_or("–".into())
-        ));
-    }
-    o.push_str("</table></details>\n");
+    o.push_str("<details><summary>Per-layer scores</summary>");
+    o.push_str(&html_table(&SCORE_HEAD, &score_rows(r)));
+    o.push_str("</details>\n");
     if let Some(v) = &r.validation {
         o.push_str(&format!(
-            "<p><b>Validation by training</b> ({}, {} epochs, lr {}, seed {}): {}</p>\n<table><tr><th>configuration</th><th>layers (λ)</th><th>source test</th><th>mean target</th><th>IDG</th><th>AOG</th><th>NTS</th><th>Pareto</th></tr>\n",
-            esc(&v.trainable), v.epochs, v.lr, v.seed, esc(&v.verdict)
+            "<p><b>Validation by training</b> {}</p>\n",
+            esc(&validation_line(v))
         ));
-        for c in &v.candidates {
-            o.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>\n",
-                esc(&c.proposal.label),
-                esc(&fmt_layers(&c.proposal)),
-                c.accuracy["source_test"],
-                c.mean_target,
-                c.idg,
-                c.aog,
-                c.nts,
-                if c.pareto { "yes" } else { "" }
-            ));
-        }
-        o.push_str("</table>\n");
+        o.push_str(&html_table(&GRID_HEAD, &grid_rows(v)));
     }
     o
 }
