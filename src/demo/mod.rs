@@ -68,7 +68,7 @@ impl DemoConfig {
                 ),
             ],
             limit_source: None,
-            limit_targets: Some(120),
+            limit_targets: Some(100),
             trainable_blocks: 4,
             epochs: 2,
             lr: 2e-5,

@@ -6,7 +6,8 @@
 //! - in-distribution gain IDG = G_source;
 //! - absolute OOD gain AOG = mean of G_D over the target datasets;
 //! - performance gap recovered PGR_D = (acc_D(S) − acc_D(W)) / (acc_D(C) − acc_D(W)), null when
-//!   no ceiling is given or acc_D(C) = acc_D(W);
+//!   no ceiling is given or acc_D(C) ≤ acc_D(W) (no gap to recover: the ratio's sign would
+//!   invert its meaning);
 //! - Net Transfer Score NTS = AOG − max(0, −IDG): OOD gain, penalised by any in-distribution loss.
 
 use std::collections::BTreeMap;
@@ -37,7 +38,7 @@ pub struct StudentTransfer {
     pub gains: BTreeMap<String, f64>,
     pub idg: f64,
     pub aog: f64,
-    /// dataset → PGR_D (null without ceiling or with a zero gap).
+    /// dataset → PGR_D (null without ceiling or without a positive gap).
     pub pgr: BTreeMap<String, Option<f64>>,
     pub nts: f64,
 }
@@ -101,7 +102,7 @@ pub fn summarise(s: &Scores) -> Result<TransferReport> {
             let p = match &s.ceiling {
                 Some(c) => {
                     let gap = acc(s, c, ds)? - a_w;
-                    (gap != 0.0).then(|| (a_s - a_w) / gap)
+                    (gap > 0.0).then(|| (a_s - a_w) / gap)
                 }
                 None => None,
             };
@@ -132,4 +133,37 @@ pub fn summarise(s: &Scores) -> Result<TransferReport> {
 /// `transfer.json` bytes.
 pub fn render_json(r: &TransferReport) -> Vec<u8> {
     crate::io::json_bytes(r)
+}
+
+#[cfg(test)]
+mod regression {
+    use super::*;
+
+    /// Regression (repdrift demo, plain target): the weak teacher beat the gold ceiling
+    /// (1.00 vs 0.92) and PGR came out as 1.5 for a student *below* both.
+    #[test]
+    fn pgr_is_null_when_the_ceiling_does_not_beat_the_weak_teacher() {
+        let acc = |v: [f64; 2]| -> BTreeMap<String, f64> {
+            [("src".to_string(), v[0]), ("t".to_string(), v[1])]
+                .into_iter()
+                .collect()
+        };
+        let s = Scores {
+            source: "src".into(),
+            targets: vec!["t".into()],
+            weak: "w".into(),
+            ceiling: Some("gold".into()),
+            accuracy: [
+                ("w".to_string(), acc([0.6, 1.0])),
+                ("gold".to_string(), acc([0.9, 0.92])),
+                ("s".to_string(), acc([0.8, 0.88])),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let r = summarise(&s).unwrap();
+        let st = &r.students[0];
+        assert_eq!(st.pgr["t"], None);
+        assert!((st.pgr["src"].unwrap() - 2.0 / 3.0).abs() < 1e-12);
+    }
 }
