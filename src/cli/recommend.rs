@@ -52,20 +52,8 @@ pub struct RecommendArgs {
     /// Where the candidates' checkpoints go.
     #[arg(long, default_value = "runs/recommend")]
     pub runs: PathBuf,
-    #[arg(long, default_value_t = 2)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 2e-5)]
-    pub lr: f64,
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = 256)]
-    pub max_tokens: usize,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    #[arg(long, default_value_t = 0)]
-    pub split_seed: u64,
-    #[arg(long, default_value_t = 0.2)]
-    pub test_fraction: f64,
+    #[command(flatten)]
+    pub run: super::train::RunFlags,
 }
 
 pub fn run_recommend(a: &RecommendArgs) -> anyhow::Result<()> {
@@ -118,17 +106,10 @@ pub fn run_recommend(a: &RecommendArgs) -> anyhow::Result<()> {
                 .collect::<crate::Result<_>>()?;
         let labels = super::train::read_labels(&labels_path)?;
         let base = crate::model::load_llama(&base_path, &device)?;
-        let params = TrainParams {
+        let params = a.run.apply(TrainParams {
             trainable,
-            epochs: a.epochs,
-            lr: a.lr,
-            batch_size: a.batch_size,
-            max_tokens: (a.max_tokens > 0).then_some(a.max_tokens),
-            seed: a.seed,
-            split_seed: a.split_seed,
-            test_fraction: a.test_fraction,
             ..Default::default()
-        };
+        });
         let valid = params.clone().check()?;
         let mut progress = train::NoTrainProgress;
         let prep = train::prepare(&base, &data, &evals, &valid, &device, &mut progress)?;

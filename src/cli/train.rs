@@ -45,23 +45,8 @@ pub struct TrainArgs {
     /// top:K (top K blocks + final norm + head) or all (also embeddings).
     #[arg(long, default_value = "top:4")]
     pub trainable: String,
-    #[arg(long, default_value_t = 2)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 2e-5)]
-    pub lr: f64,
-    /// Pairs per step.
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
-    /// Keep at most this many tokens per sequence, dropping from the left (0 = no limit).
-    #[arg(long, default_value_t = 256)]
-    pub max_tokens: usize,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Seeds the test / half 1 / half 2 split; keep it equal across a run's models.
-    #[arg(long, default_value_t = 0)]
-    pub split_seed: u64,
-    #[arg(long, default_value_t = 0.2)]
-    pub test_fraction: f64,
+    #[command(flatten)]
+    pub run: RunFlags,
     #[arg(long, default_value_t = 0.1)]
     pub warmup: f64,
     #[arg(long, default_value_t = 0.0)]
@@ -95,6 +80,44 @@ pub struct TrainArgs {
     pub force: bool,
 }
 
+/// The training flags `train` and `recommend --validate` share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunFlags {
+    #[arg(long, default_value_t = 2)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 2e-5)]
+    pub lr: f64,
+    /// Pairs per step.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Keep at most this many tokens per sequence, dropping from the left (0 = no limit).
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Seeds the test / half 1 / half 2 split; keep it equal across a run's models.
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f64,
+}
+
+impl RunFlags {
+    /// `p` with these flags' values.
+    pub fn apply(&self, p: TrainParams) -> TrainParams {
+        TrainParams {
+            epochs: self.epochs,
+            lr: self.lr,
+            batch_size: self.batch_size,
+            max_tokens: (self.max_tokens > 0).then_some(self.max_tokens),
+            seed: self.seed,
+            split_seed: self.split_seed,
+            test_fraction: self.test_fraction,
+            ..p
+        }
+    }
+}
+
 fn list<T: std::str::FromStr>(s: &str, name: &str) -> crate::Result<Vec<T>> {
     s.split(',')
         .map(str::trim)
@@ -122,25 +145,20 @@ pub fn named_paths(items: &[String], flag: &str) -> crate::Result<Vec<(String, P
 impl TrainArgs {
     /// The validated library parameters.
     pub fn params(&self) -> crate::Result<train::ValidTrainParams> {
-        TrainParams {
-            method: Method::parse(&self.method)?,
-            anchor_layers: list(&self.anchor_layers, "anchor-layers")?,
-            anchor_weight: list(&self.anchor_weight, "anchor-weight")?,
-            anchor_distance: AnchorDistance::parse(&self.anchor_distance)?,
-            trainable: Trainable::parse(&self.trainable)?,
-            epochs: self.epochs,
-            lr: self.lr,
-            batch_size: self.batch_size,
-            max_tokens: (self.max_tokens > 0).then_some(self.max_tokens),
-            seed: self.seed,
-            split_seed: self.split_seed,
-            test_fraction: self.test_fraction,
-            warmup: self.warmup,
-            weight_decay: self.weight_decay,
-            max_grad_norm: self.max_grad_norm,
-            checkpoint_every: self.checkpoint_every,
-        }
-        .check()
+        self.run
+            .apply(TrainParams {
+                method: Method::parse(&self.method)?,
+                anchor_layers: list(&self.anchor_layers, "anchor-layers")?,
+                anchor_weight: list(&self.anchor_weight, "anchor-weight")?,
+                anchor_distance: AnchorDistance::parse(&self.anchor_distance)?,
+                trainable: Trainable::parse(&self.trainable)?,
+                warmup: self.warmup,
+                weight_decay: self.weight_decay,
+                max_grad_norm: self.max_grad_norm,
+                checkpoint_every: self.checkpoint_every,
+                ..Default::default()
+            })
+            .check()
     }
 }
 

@@ -16,7 +16,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::linear::{attention_matmul, Linear};
-use super::llama::{read_config, rope_tables, LlamaConfig, RewardHead};
+use super::llama::{read_config, rope_tables, LlamaConfig, Masks, RewardHead};
 use super::qwen2::windows;
 use super::tokenizer::ModelTokenizer;
 use super::weights::Weights;
@@ -255,21 +255,12 @@ impl HookedModel for Gemma2 {
             return Ok(());
         }
         let dtype = x.dtype();
-        let full = batch.attention_mask(true)?.to_dtype(dtype)?;
-        let mut windowed: Vec<(usize, Tensor)> = Vec::new();
-        for w in self.layers.iter().filter_map(|l| l.window) {
-            if !windowed.iter().any(|(x, _)| *x == w) {
-                windowed.push((w, batch.attention_mask_window(w)?.to_dtype(dtype)?));
-            }
-        }
+        let masks = Masks::new(batch, self.layers.iter().map(|l| l.window), dtype)?;
         let (cos, sin) = rope_tables(c.head_dim(), c.rope_theta(), None, s, &self.device)?;
         let rope = (cos.to_dtype(dtype)?, sin.to_dtype(dtype)?);
         for (i, blk) in self.layers.iter().take(blocks).enumerate() {
             let l = i + 1;
-            let mask = blk
-                .window
-                .and_then(|w| windowed.iter().find(|(x, _)| *x == w).map(|(_, m)| m))
-                .unwrap_or(&full);
+            let mask = masks.get(blk.window);
             let h = self.rms(&x, &blk.input_layernorm)?;
             let a = self.rms(
                 &self.attention(blk, &h, &rope, mask)?,

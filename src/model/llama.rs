@@ -650,7 +650,7 @@ impl HookedModel for Llama {
             return Ok(());
         }
         let dtype = x.dtype();
-        let masks = Masks::new(batch, &self.layers, dtype)?;
+        let masks = Masks::new(batch, self.layers.iter().map(|b| b.window), dtype)?;
         let (cos, sin) = self.rope_tables(s)?;
         let rope = (cos.to_dtype(dtype)?, sin.to_dtype(dtype)?);
         for (i, blk) in self.layers.iter().take(blocks).enumerate() {
@@ -758,10 +758,14 @@ pub struct Masks {
 }
 
 impl Masks {
-    /// The masks for `blocks`, in the activations' `dtype`.
-    pub fn new(batch: &TokenBatch, blocks: &[Block], dtype: DType) -> Result<Self> {
+    /// The masks for blocks with these sliding windows, in the activations' `dtype`.
+    pub fn new(
+        batch: &TokenBatch,
+        windows: impl IntoIterator<Item = Option<usize>>,
+        dtype: DType,
+    ) -> Result<Self> {
         let mut windowed: Vec<(usize, Tensor)> = Vec::new();
-        for w in blocks.iter().filter_map(|b| b.window) {
+        for w in windows.into_iter().flatten() {
             if !windowed.iter().any(|(x, _)| *x == w) {
                 windowed.push((w, batch.attention_mask_window(w)?.to_dtype(dtype)?));
             }

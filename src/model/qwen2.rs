@@ -17,6 +17,14 @@ pub struct Qwen2Config {
     /// The fields it shares with Llama's config (same HF names).
     #[serde(flatten)]
     pub decoder: LlamaConfig,
+    /// Which layers use sliding-window attention.
+    #[serde(flatten)]
+    pub attention: SlidingWindows,
+}
+
+/// The sliding-window fields of Qwen configs (HF names).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SlidingWindows {
     #[serde(default)]
     pub use_sliding_window: bool,
     #[serde(default)]
@@ -25,6 +33,20 @@ pub struct Qwen2Config {
     pub max_window_layers: Option<usize>,
     #[serde(default)]
     pub layer_types: Option<Vec<String>>,
+}
+
+impl SlidingWindows {
+    /// Per-layer windows for `n` layers (see [`windows`]).
+    pub fn per_layer(&self, path: &Path, n: usize) -> Result<Vec<Option<usize>>> {
+        windows(
+            path,
+            n,
+            self.layer_types.as_deref(),
+            self.use_sliding_window,
+            self.sliding_window,
+            self.max_window_layers,
+        )
+    }
 }
 
 /// Per-layer sliding windows from HF's `layer_types` (or, without it, `use_sliding_window` and
@@ -87,14 +109,9 @@ impl Qwen2Config {
             o_bias: false,
             mlp_bias: false,
             qk_norm: false,
-            sliding_window: windows(
-                path,
-                self.decoder.num_hidden_layers,
-                self.layer_types.as_deref(),
-                self.use_sliding_window,
-                self.sliding_window,
-                self.max_window_layers,
-            )?,
+            sliding_window: self
+                .attention
+                .per_layer(path, self.decoder.num_hidden_layers)?,
         };
         Ok((cfg, variant))
     }

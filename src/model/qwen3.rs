@@ -9,7 +9,7 @@ use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
 use super::llama::{read_config, Llama, LlamaConfig, Variant};
-use super::qwen2::windows;
+use super::qwen2::SlidingWindows;
 use crate::error::Result;
 
 /// `config.json` of a Qwen3 model (HF field names).
@@ -18,14 +18,9 @@ pub struct Qwen3Config {
     /// The fields it shares with Llama's config (same HF names).
     #[serde(flatten)]
     pub decoder: LlamaConfig,
-    #[serde(default)]
-    pub use_sliding_window: bool,
-    #[serde(default)]
-    pub sliding_window: Option<usize>,
-    #[serde(default)]
-    pub max_window_layers: Option<usize>,
-    #[serde(default)]
-    pub layer_types: Option<Vec<String>>,
+    /// Which layers use sliding-window attention.
+    #[serde(flatten)]
+    pub attention: SlidingWindows,
 }
 
 impl Qwen3Config {
@@ -38,14 +33,9 @@ impl Qwen3Config {
             o_bias: self.decoder.attention_bias,
             mlp_bias: false,
             qk_norm: true,
-            sliding_window: windows(
-                path,
-                self.decoder.num_hidden_layers,
-                self.layer_types.as_deref(),
-                self.use_sliding_window,
-                self.sliding_window,
-                self.max_window_layers,
-            )?,
+            sliding_window: self
+                .attention
+                .per_layer(path, self.decoder.num_hidden_layers)?,
         };
         Ok((cfg, variant))
     }

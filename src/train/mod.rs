@@ -689,14 +689,13 @@ pub fn train(
     device: &Device,
     progress: &mut dyn TrainProgress,
 ) -> Result<Option<TrainSummary>> {
-    check_out(params, job)?;
+    check_out(job)?;
     let prepared = prepare(base, data, evals, params, device, progress)?;
     train_prepared(&prepared, params, job, device, progress)
 }
 
 /// Refuse to overwrite a finished or unfinished run unless asked (before any work is done).
-fn check_out(params: &ValidTrainParams, job: &TrainJob<'_>) -> Result<()> {
-    let _ = params;
+fn check_out(job: &TrainJob<'_>) -> Result<()> {
     let ckpt = checkpoint_dir(job.out);
     let finished = job.out.join("model.safetensors").exists();
     if job.out.exists() && !job.force {
@@ -759,7 +758,7 @@ pub fn train_prepared(
             });
         }
     }
-    check_out(params, job)?;
+    check_out(job)?;
     let ckpt = checkpoint_dir(job.out);
     if job.force && job.out.exists() {
         std::fs::remove_dir_all(job.out).map_err(|e| Error::io(job.out, e))?;
@@ -848,16 +847,23 @@ pub fn train_prepared(
     let t_start = Instant::now();
     let stop = job.stop_after.unwrap_or(usize::MAX).min(total);
     let mut step = step0;
+    // The pair order of the current epoch (a seeded shuffle per epoch, so a resumed run
+    // sees the same batches).
+    let mut order: (usize, Vec<usize>) = (usize::MAX, Vec::new());
     while step < stop {
         let epoch = step / steps_per_epoch;
         let j = step % steps_per_epoch;
-        let mut order: Vec<usize> = (0..n_pairs).collect();
-        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
-            params
-                .seed
-                .wrapping_mul(1_000_003)
-                .wrapping_add(epoch as u64),
-        ));
+        if order.0 != epoch {
+            let mut o: Vec<usize> = (0..n_pairs).collect();
+            o.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
+                params
+                    .seed
+                    .wrapping_mul(1_000_003)
+                    .wrapping_add(epoch as u64),
+            ));
+            order = (epoch, o);
+        }
+        let order = &order.1;
         let pairs = &order[j * params.batch_size..((j + 1) * params.batch_size).min(n_pairs)];
         let t0 = Instant::now();
         let seqs: Vec<&CachedSeq> = pairs

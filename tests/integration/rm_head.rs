@@ -22,15 +22,22 @@ impl ActivationSink for Rewards {
     }
 }
 
-#[test]
-fn score_head_rewards_equal_hf_sequence_classification() {
-    let dir = root().join("tests/reference/hf_rm_tiny");
+/// The reference token ids and HF's rewards for them.
+fn reference() -> (Vec<Vec<u32>>, Vec<f64>) {
     let reference: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(root().join("tests/reference/rm_reference.json")).unwrap(),
     )
     .unwrap();
-    let seqs: Vec<Vec<u32>> = serde_json::from_value(reference["ids"].clone()).unwrap();
-    let want: Vec<f64> = serde_json::from_value(reference["rewards"].clone()).unwrap();
+    (
+        serde_json::from_value(reference["ids"].clone()).unwrap(),
+        serde_json::from_value(reference["rewards"].clone()).unwrap(),
+    )
+}
+
+#[test]
+fn score_head_rewards_equal_hf_sequence_classification() {
+    let dir = root().join("tests/reference/hf_rm_tiny");
+    let (seqs, want) = reference();
     let model = load(&dir);
     assert!(model.has_reward_head());
     let req = HookRequest::new(&[HookPoint::ResidPost], &[0], 2)
@@ -75,12 +82,7 @@ fn trl_value_head_is_read_as_the_reward_head() {
         Tensor::new(&[0.5f32], &Device::Cpu).unwrap(),
     );
     candle_core::safetensors::save(&w, dir.join("model.safetensors")).unwrap();
-    let reference: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("tests/reference/rm_reference.json")).unwrap(),
-    )
-    .unwrap();
-    let seqs: Vec<Vec<u32>> = serde_json::from_value(reference["ids"].clone()).unwrap();
-    let want: Vec<f64> = serde_json::from_value(reference["rewards"].clone()).unwrap();
+    let (seqs, want) = reference();
     let model = load(&dir);
     assert!(model.has_reward_head());
     let req = HookRequest::new(&[HookPoint::ResidPost], &[0], 2)
