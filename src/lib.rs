@@ -34,6 +34,7 @@ pub mod parallel;
 pub mod probe;
 pub mod recommend;
 pub mod report;
+pub mod study;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -4,7 +4,45 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// OpenBLAS 0.3.21 (Debian 12) picks its kernels from `cpuid` when the library loads, and on
+/// the virtual machines repdrift is developed on that detection is unstable: the same binary
+/// came up as "Cooperlake" (≈ 550 tok/s capture) in one run and "Prescott" — the SSE3 fallback,
+/// ≈ 140 tok/s — in the next (`OPENBLAS_VERBOSE=2` prints the choice). When the CPU has the
+/// AVX-512 subsets OpenBLAS's SkylakeX kernels use and the user has not chosen a core type, the
+/// binary re-executes itself once with `OPENBLAS_CORETYPE=SKYLAKEX` (the variable must be set
+/// before the library loads). Results are checked against HF transformers by the parity tests
+/// under that setting too (README, "Speed and OpenBLAS"). `REPDRIFT_BLAS_PIN=0` turns it off.
+#[cfg(all(target_arch = "x86_64", unix))]
+fn pin_openblas_kernels() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("OPENBLAS_CORETYPE").is_some()
+        || std::env::var_os("REPDRIFT_BLAS_PIN").is_some()
+    {
+        return;
+    }
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512vl");
+    if !avx512 {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    // Only returns on failure; then run as we are.
+    let _ = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("OPENBLAS_CORETYPE", "SKYLAKEX")
+        .env("REPDRIFT_BLAS_PIN", "1")
+        .exec();
+}
+
+#[cfg(not(all(target_arch = "x86_64", unix)))]
+fn pin_openblas_kernels() {}
+
 fn main() -> ExitCode {
+    pin_openblas_kernels();
     // Capture parallelises over sequences itself (one single-threaded BLAS per core); candle's
     // own per-op thread pool would only contend with it (measured: 526 → 647 tok/s on 2
     // cores, benches/capture.rs). A user's explicit setting wins.

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 pub mod demo;
 pub mod recommend;
+pub mod study;
 pub mod train;
 
 use crate::capture::{self, CaptureParams, LayerSelection, Pooling, Progress};
@@ -43,6 +44,9 @@ pub enum Command {
     /// The whole story on the embedded default (SmolLM2-135M): train, capture, compare,
     /// probe, recommend, report into reports/demo/.
     Demo(demo::DemoArgs),
+    /// A grid of weak-to-strong trainings (methods × regimes × seeds): accuracy table with
+    /// error bars, drift against transfer, trajectories, drift or head (resumable).
+    Study(study::StudyArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -531,6 +535,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Teacher(a) => train::run_teacher(a)?,
         Command::Recommend(a) => recommend::run_recommend(a)?,
         Command::Demo(a) => demo::run_demo(a)?,
+        Command::Study(a) => study::run_study(a)?,
     }
     Ok(ExitCode::SUCCESS)
 }

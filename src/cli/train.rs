@@ -45,6 +45,9 @@ pub struct TrainArgs {
     /// top:K (top K blocks + final norm + head) or all (also embeddings).
     #[arg(long, default_value = "top:4")]
     pub trainable: String,
+    /// random, or probe (LP-FT: fit the head on the frozen base's states first).
+    #[arg(long, default_value = "random")]
+    pub head_init: String,
     #[command(flatten)]
     pub run: RunFlags,
     #[arg(long, default_value_t = 0.1)]
@@ -156,6 +159,7 @@ impl TrainArgs {
                 weight_decay: self.weight_decay,
                 max_grad_norm: self.max_grad_norm,
                 checkpoint_every: self.checkpoint_every,
+                head_init: train::HeadInit::parse(&self.head_init)?,
                 ..Default::default()
             })
             .check()

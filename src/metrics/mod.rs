@@ -88,7 +88,11 @@ pub fn nuclear_norm(m: &Array2<f64>) -> Result<f64, MetricError> {
     Ok(s.sum())
 }
 
-fn one_pass(x: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>) -> Result<PairMetrics, MetricError> {
+/// Every accumulator measure of `x (n, d₁)` against `y (n, d₂)` in one pass.
+pub fn pair_metrics(
+    x: ArrayView2<'_, f32>,
+    y: ArrayView2<'_, f32>,
+) -> Result<PairMetrics, MetricError> {
     if x.nrows() != y.nrows() {
         return Err(MetricError::Shape {
             x: x.shape().to_vec(),
@@ -103,7 +107,7 @@ fn one_pass(x: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>) -> Result<PairMetric
 
 /// Linear CKA of `x (n, d₁)` and `y (n, d₂)`.
 pub fn linear_cka(x: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>) -> Result<Nullable, MetricError> {
-    Ok(one_pass(x, y)?.linear_cka)
+    Ok(pair_metrics(x, y)?.linear_cka)
 }
 
 /// Debiased (unbiased-HSIC) linear CKA of `x (n, d₁)` and `y (n, d₂)`; needs n ≥ 4.
@@ -111,7 +115,7 @@ pub fn debiased_cka(
     x: ArrayView2<'_, f32>,
     y: ArrayView2<'_, f32>,
 ) -> Result<Nullable, MetricError> {
-    Ok(one_pass(x, y)?.debiased_cka)
+    Ok(pair_metrics(x, y)?.debiased_cka)
 }
 
 /// Mean and standard deviation of 1 − cos(xᵢ, yᵢ) for `x, y (n, d)`.
@@ -119,7 +123,7 @@ pub fn cosine_distance(
     x: ArrayView2<'_, f32>,
     y: ArrayView2<'_, f32>,
 ) -> Result<(Nullable, Nullable), MetricError> {
-    let m = one_pass(x, y)?;
+    let m = pair_metrics(x, y)?;
     Ok((m.cosine_distance, m.cosine_distance_std))
 }
 
@@ -128,10 +132,10 @@ pub fn procrustes_distance(
     x: ArrayView2<'_, f32>,
     y: ArrayView2<'_, f32>,
 ) -> Result<Nullable, MetricError> {
-    Ok(one_pass(x, y)?.procrustes_distance)
+    Ok(pair_metrics(x, y)?.procrustes_distance)
 }
 
 /// Mean ‖yᵢ‖ / ‖xᵢ‖.
 pub fn norm_ratio(x: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>) -> Result<Nullable, MetricError> {
-    Ok(one_pass(x, y)?.norm_ratio)
+    Ok(pair_metrics(x, y)?.norm_ratio)
 }

@@ -21,7 +21,7 @@ pub struct Plot {
 
 const W: u32 = 960;
 const H: u32 = 480;
-const COLORS: [RGBColor; 8] = [
+pub(crate) const COLORS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -34,7 +34,7 @@ const COLORS: [RGBColor; 8] = [
 
 static FONT: std::sync::Once = std::sync::Once::new();
 
-fn register_font() {
+pub(crate) fn register_font() {
     FONT.call_once(|| {
         let bytes: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
         // The bundled font is known to be valid; a failure would show up in every plot test.
@@ -42,13 +42,13 @@ fn register_font() {
     });
 }
 
-type Area<'a, DB> = DrawingArea<DB, Shift>;
+pub(crate) type Area<'a, DB> = DrawingArea<DB, Shift>;
 
-fn perr<E: std::fmt::Display>(e: E) -> Error {
+pub(crate) fn perr<E: std::fmt::Display>(e: E) -> Error {
     Error::param("plot", e.to_string())
 }
 
-fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>> {
+pub(crate) fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut out, w, h);
@@ -98,6 +98,8 @@ macro_rules! render {
         }
     }};
 }
+
+pub(crate) use render;
 
 /// One line: (label, points, dashed, colour index).
 type Series = (String, Vec<(f64, f64)>, bool, usize);

@@ -162,6 +162,35 @@ pub struct TrainParams {
     pub max_grad_norm: f64,
     /// Write a checkpoint every this many steps (0 = only at the end).
     pub checkpoint_every: usize,
+    /// How the scalar head starts: random, or fitted on the frozen base (LP-FT).
+    #[serde(default)]
+    pub head_init: HeadInit,
+}
+
+/// The head's initialisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadInit {
+    /// N(0, 0.02²), seeded.
+    #[default]
+    Random,
+    /// LP-FT (Kumar et al. 2022): a Bradley–Terry linear probe (L2, C = 1) fitted on the frozen
+    /// base's final normed last-token states of the training pairs, on the labels the method
+    /// trains on (weak labels hardened at 0.5 for weak-to-strong students), then fine-tuned.
+    Probe,
+}
+
+impl HeadInit {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "random" => Ok(HeadInit::Random),
+            "probe" => Ok(HeadInit::Probe),
+            _ => Err(Error::param(
+                "head-init",
+                format!("expected `random` or `probe`, got `{s}`"),
+            )),
+        }
+    }
 }
 
 impl Default for TrainParams {
@@ -183,6 +212,7 @@ impl Default for TrainParams {
             weight_decay: 0.0,
             max_grad_norm: 1.0,
             checkpoint_every: 20,
+            head_init: HeadInit::Random,
         }
     }
 }
@@ -440,7 +470,11 @@ fn cache_pairs(
         let req = HookRequest::new(&[HookPoint::ResidPost], &[first], n)?;
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| (ids[i].len(), i));
-        for chunk in order.chunks(16) {
+        // Length-sorted chunks spread over the cores (one single-threaded BLAS per worker), as
+        // capture does.
+        let chunks: Vec<&[usize]> = order.chunks(16).collect();
+        let rows = crate::parallel::map_indexed(chunks.len(), |c| {
+            let chunk = chunks[c];
             let seqs: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
             let batch = TokenBatch::new(&seqs, base.pad_id(), device)?;
             let mut sink = TokenStateSink {
@@ -450,7 +484,10 @@ fn cache_pairs(
             };
             crate::capture::ActivationSink::begin(&mut sink, &batch)?;
             base.forward_hooked(&batch, &req, &mut sink)?;
-            for (&i, row) in chunk.iter().zip(sink.rows) {
+            Ok(sink.rows)
+        })?;
+        for (chunk, rows) in chunks.iter().zip(rows) {
+            for (&i, row) in chunk.iter().zip(rows) {
                 states[i] = row;
             }
         }
@@ -523,12 +560,28 @@ fn rewards(
     batch_pairs: usize,
     device: &Device,
 ) -> Result<Vec<f32>> {
+    Ok(forward_seqs(rm, seqs, &[], batch_pairs, device)?.0)
+}
+
+/// Rewards and last-token states at `pool_layers` of `seqs` under `rm` (no gradient), in
+/// `seqs` order: `(rewards (n,), per layer a row-major (n, hidden) buffer)`.
+fn forward_seqs(
+    rm: &TrainableRm<'_>,
+    seqs: &[CachedSeq],
+    pool_layers: &[usize],
+    batch_pairs: usize,
+    device: &Device,
+) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
     let hidden = rm.base().config().hidden_size;
     let mut out = vec![0f32; seqs.len()];
+    let mut states = vec![vec![0f32; seqs.len() * hidden]; pool_layers.len()];
     let mut order: Vec<usize> = (0..seqs.len()).collect();
     order.sort_by_key(|&i| (seqs[i].ids.len(), i));
-    for chunk in order.chunks(2 * batch_pairs.max(1)) {
-        let refs: Vec<&CachedSeq> = chunk.iter().map(|&i| &seqs[i]).collect();
+    let chunks: Vec<&[usize]> = order.chunks(2 * batch_pairs.max(1)).collect();
+    // Chunks spread over the cores; each result is placed by index, so the output does not
+    // depend on the number of workers.
+    let results = crate::parallel::map_indexed(chunks.len(), |c| {
+        let refs: Vec<&CachedSeq> = chunks[c].iter().map(|&i| &seqs[i]).collect();
         let (batch, x) = make_batch(
             &refs,
             rm.base().pad_id(),
@@ -536,15 +589,114 @@ fn rewards(
             !rm.trains_embeddings(),
             device,
         )?;
-        let r: Vec<f32> = rm
-            .forward(x.as_ref(), &batch, &[], false)?
-            .rewards
-            .to_vec1()?;
+        let o = rm.forward(x.as_ref(), &batch, pool_layers, false)?;
+        let r: Vec<f32> = o.rewards.to_vec1()?;
+        let pooled = o
+            .pooled
+            .iter()
+            .map(|t| Ok(t.flatten_all()?.to_vec1::<f32>()?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((r, pooled))
+    })?;
+    for (chunk, (r, pooled)) in chunks.iter().zip(results) {
         for (&i, v) in chunk.iter().zip(r) {
             out[i] = v;
         }
+        for (l, rows) in pooled.iter().enumerate() {
+            for (b, &i) in chunk.iter().enumerate() {
+                states[l][i * hidden..(i + 1) * hidden]
+                    .copy_from_slice(&rows[b * hidden..(b + 1) * hidden]);
+            }
+        }
     }
-    Ok(out)
+    Ok((out, states))
+}
+
+/// LP-FT's first stage: set `rm`'s head to a BT probe fitted on the (untrained, i.e. base)
+/// final states of the training pairs, each pair oriented by its label (`p ≥ 0.5`: chosen
+/// preferred).
+fn fit_head_on_base(
+    rm: &TrainableRm<'_>,
+    seqs: &[CachedSeq],
+    labels: &[f64],
+    batch_pairs: usize,
+    device: &Device,
+) -> Result<()> {
+    let n_layers = rm.base().blocks().len();
+    let hidden = rm.base().config().hidden_size;
+    let (_, states) = forward_seqs(rm, seqs, &[n_layers], batch_pairs, device)?;
+    let h = &states[0];
+    let n = seqs.len() / 2;
+    let mut delta = ndarray::Array2::<f64>::zeros((n, hidden));
+    for i in 0..n {
+        let sign = if labels[i] >= 0.5 { 1.0 } else { -1.0 };
+        for j in 0..hidden {
+            delta[[i, j]] =
+                sign * (h[2 * i * hidden + j] as f64 - h[(2 * i + 1) * hidden + j] as f64);
+        }
+    }
+    let probe = crate::probe::fit_pairwise(delta.view(), 1.0, crate::probe::Solver::default())?;
+    let w: Vec<f32> = probe.direction().iter().map(|&v| v as f32).collect();
+    rm.set_head(&w)
+}
+
+/// Which cached pairs of a [`Prepared`] to evaluate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairSet {
+    /// The student's training pairs (source half 2).
+    Train,
+    /// The source test part.
+    SourceTest,
+    /// The `i`-th evaluation set.
+    Eval(usize),
+}
+
+impl Prepared<'_> {
+    /// Names of the evaluation sets, in order.
+    pub fn eval_names(&self) -> Vec<&str> {
+        self.evals.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// The residual layer the trainable part starts from (states below it never change).
+    pub fn first_trainable_layer(&self) -> usize {
+        if self.all {
+            0
+        } else {
+            self.first
+        }
+    }
+
+    fn seqs(&self, set: PairSet) -> &[CachedSeq] {
+        match set {
+            PairSet::Train => &self.half2,
+            PairSet::SourceTest => &self.test,
+            PairSet::Eval(i) => &self.evals[i].1,
+        }
+    }
+
+    /// Number of pairs in `set`.
+    pub fn n_pairs(&self, set: PairSet) -> usize {
+        self.seqs(set).len() / 2
+    }
+
+    /// Rewards `(2 · pairs,)` (chosen, rejected, chosen, …) and last-token states
+    /// `(2 · pairs, hidden)` per layer of `pool_layers` (layers ≥ [`first_trainable_layer`])
+    /// of the first `limit` pairs of `set` under `rm`, without gradient.
+    ///
+    /// [`first_trainable_layer`]: Self::first_trainable_layer
+    pub fn evaluate(
+        &self,
+        rm: &TrainableRm<'_>,
+        set: PairSet,
+        pool_layers: &[usize],
+        limit: Option<usize>,
+        batch_pairs: usize,
+        device: &Device,
+    ) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
+        let seqs = self.seqs(set);
+        let n = limit.map_or(seqs.len(), |l| (2 * l).min(seqs.len()));
+        forward_seqs(rm, &seqs[..n], pool_layers, batch_pairs, device)
+    }
 }
 
 /// Pairwise accuracy of rewards laid out chosen, rejected, chosen, … (a tie is wrong).
@@ -725,6 +877,29 @@ pub fn train_prepared(
     device: &Device,
     progress: &mut dyn TrainProgress,
 ) -> Result<Option<TrainSummary>> {
+    train_observed(prep, params, job, device, progress, None, true)
+}
+
+/// Looks at the model while it trains (the study's trajectories), without checkpoints.
+pub trait Observer {
+    /// Observe every this many steps (0: only before the first and after the last step).
+    fn every(&self) -> usize;
+    /// Called at step 0 (the untrained model), every [`every`](Self::every) steps, and after
+    /// the last step (`step == total`).
+    fn observe(&mut self, step: usize, rm: &TrainableRm<'_>, prep: &Prepared<'_>) -> Result<()>;
+}
+
+/// [`train_prepared`] with an optional [`Observer`]; `save_model = false` writes no model
+/// directory (the caller evaluates the model in memory through the observer).
+pub fn train_observed(
+    prep: &Prepared<'_>,
+    params: &ValidTrainParams,
+    job: &TrainJob<'_>,
+    device: &Device,
+    progress: &mut dyn TrainProgress,
+    mut observer: Option<&mut dyn Observer>,
+    save_model: bool,
+) -> Result<Option<TrainSummary>> {
     let key = (
         params.trainable,
         params.max_tokens,
@@ -798,6 +973,9 @@ pub fn train_prepared(
 
     let train_seqs = &prep.half2;
     let rm = TrainableRm::new(base, k, all, params.seed)?;
+    if params.head_init == HeadInit::Probe {
+        fit_head_on_base(&rm, train_seqs, &targets, params.batch_size, device)?;
+    }
     let vars = rm.vars();
     let trainable_parameters: usize = vars.iter().map(|v| v.elem_count()).sum();
 
@@ -841,6 +1019,11 @@ pub fn train_prepared(
     let mut step0 = 0;
     if job.resume && ckpt.join("state.json").exists() {
         step0 = load_checkpoint(&ckpt, params, data, base, &rm, &mut opt, &mut log)?;
+    }
+    if let Some(ref mut o) = observer {
+        if step0 == 0 {
+            o.observe(0, &rm, prep)?;
+        }
     }
     progress.phase("training");
     progress.start(total, step0);
@@ -945,6 +1128,12 @@ pub fn train_prepared(
         progress.step(&rec);
         log.push(rec);
         step += 1;
+        if let Some(ref mut o) = observer {
+            let every = o.every();
+            if step == total || (every > 0 && step % every == 0) {
+                o.observe(step, &rm, prep)?;
+            }
+        }
         let every = params.checkpoint_every;
         if step < total && ((every > 0 && step % every == 0) || step == stop) {
             save_checkpoint(&ckpt, params, data, base, &rm, &opt, step, &log)?;
@@ -994,6 +1183,13 @@ pub fn train_prepared(
         accuracy,
         teacher_accuracy: job.labels.map(|l| l.accuracy.clone()),
     };
+    if !save_model {
+        if ckpt.exists() {
+            std::fs::remove_dir_all(&ckpt).map_err(|e| Error::io(&ckpt, e))?;
+        }
+        progress.finish();
+        return Ok(Some(summary));
+    }
     progress.phase("saving");
     let log_bytes: Vec<u8> = log
         .iter()

@@ -139,6 +139,18 @@ impl<'a> TrainableRm<'a> {
         self.vars.iter().map(|(_, v)| v.clone()).collect()
     }
 
+    /// The scalar head's weights `(hidden,)`: reward = head · final normed last-token state.
+    pub fn head(&self) -> Result<Vec<f32>> {
+        Ok(self.score.as_tensor().flatten_all()?.to_vec1()?)
+    }
+
+    /// Replace the head's weights (LP-FT: a head fitted on the frozen base's states).
+    pub fn set_head(&self, w: &[f32]) -> Result<()> {
+        let t = Tensor::from_vec(w.to_vec(), self.score.dims(), self.score.device())?;
+        self.score.set(&t)?;
+        Ok(())
+    }
+
     /// The frozen base model.
     pub fn base(&self) -> &Llama {
         self.base

@@ -12,5 +12,6 @@ mod probe;
 mod report;
 mod rm_head;
 mod store;
+mod study;
 mod tiny_llama;
 mod train;

@@ -1,0 +1,99 @@
+//! `repdrift study`: parse, check the grid against the base, run it, render after every run.
+
+use std::path::PathBuf;
+
+use crate::study::{self, render, StudyJob, StudyProgress};
+
+#[derive(Debug, clap::Args)]
+pub struct StudyArgs {
+    /// The grid (TOML; see the README's "repdrift study").
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Output directory (runs/, labels/, study.json, study.md, index.html, plots/).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue: skip runs whose result exists (the grid may have grown).
+    #[arg(long)]
+    pub resume: bool,
+    /// Replace OUT.
+    #[arg(long)]
+    pub force: bool,
+    /// Only re-render the tables and plots from the finished runs.
+    #[arg(long)]
+    pub render_only: bool,
+    /// Run at most N runs now, then stop (resume later with --resume).
+    #[arg(long)]
+    pub max_runs: Option<usize>,
+    #[arg(long, default_value = "repdrift study")]
+    pub title: String,
+    /// cpu or cuda:N (build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// Plain progress lines with the elapsed time (a job log shows where the study is).
+struct Lines(std::time::Instant);
+
+impl StudyProgress for Lines {
+    fn line(&mut self, msg: &str) {
+        eprintln!("[{:>7.1} s] {msg}", self.0.elapsed().as_secs_f64());
+    }
+}
+
+fn render_all(s: &study::ValidStudy, a: &StudyArgs) -> crate::Result<study::Summary> {
+    let runs = study::finished_runs(s, &a.out)?;
+    let targets: Vec<String> = s.config.targets.keys().cloned().collect();
+    let summary = study::summarise(&runs, &targets);
+    render::write(&a.out, &a.title, &runs, &summary)?;
+    Ok(summary)
+}
+
+pub fn run_study(a: &StudyArgs) -> anyhow::Result<()> {
+    let cfg = study::read_config(&a.config)?;
+    let device = super::parse_device(&a.device)?;
+    let base = crate::model::load_llama(&cfg.base, &device)?;
+    let n_layers = base.blocks().len();
+    let mut s = cfg.check(n_layers)?;
+    if a.render_only {
+        let summary = render_all(&s, a)?;
+        eprintln!(
+            "repdrift: rendered {} finished runs into {}",
+            summary.n_runs,
+            a.out.display()
+        );
+        return Ok(());
+    }
+    if let Some(m) = a.max_runs {
+        let out = a.out.clone();
+        let mut left = m;
+        s.runs.retain(|r| {
+            let done = study::run::run_path(&out, &r.id).exists();
+            if done {
+                return true;
+            }
+            if left > 0 {
+                left -= 1;
+                true
+            } else {
+                false
+            }
+        });
+    }
+    let job = StudyJob {
+        out: &a.out,
+        resume: a.resume,
+        force: a.force,
+    };
+    let mut progress = Lines(std::time::Instant::now());
+    let full = study::read_config(&a.config)?.check(n_layers)?;
+    let mut after = || render_all(&full, a).map(|_| ());
+    study::run_study(&s, &base, &job, &device, &mut progress, &mut after)?;
+    let summary = render_all(&full, a)?;
+    eprintln!(
+        "repdrift: {} runs finished of {}; outputs in {}",
+        summary.n_runs,
+        full.runs.len(),
+        a.out.display()
+    );
+    Ok(())
+}

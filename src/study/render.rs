@@ -1,0 +1,719 @@
+//! The study's outputs as bytes (one place, [`write`], puts them on disk): `study.json`
+//! (every run and the summary), `runs.csv`, `table.csv`, `study.md` and a self-contained
+//! `index.html` with the plots inline (SVG).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+use serde::Serialize;
+
+use super::analysis::{Stat, Summary};
+use super::run::RunResult;
+use crate::error::Result;
+use crate::io::{csv_field, csv_num, json_bytes, write_atomic};
+use crate::report::plots::{encode_png, perr, register_font, render, Plot, COLORS};
+use crate::report::{esc, md};
+
+/// `study.json`.
+#[derive(Debug, Serialize)]
+pub struct StudyFile<'a> {
+    pub format: &'static str,
+    pub version: u32,
+    pub summary: &'a Summary,
+    pub runs: &'a [RunResult],
+}
+
+fn pm(s: Option<&Stat>) -> String {
+    match s {
+        None => "–".into(),
+        Some(s) => match s.sd {
+            Some(sd) => format!("{:.1} ± {:.1}", s.mean, sd),
+            None => format!("{:.1}", s.mean),
+        },
+    }
+}
+
+fn pm2(s: Option<&Stat>) -> String {
+    match s {
+        None => "–".into(),
+        Some(s) => match s.sd {
+            Some(sd) => format!("{:.2} ± {:.2}", s.mean, sd),
+            None => format!("{:.2}", s.mean),
+        },
+    }
+}
+
+fn n_of(cell: &super::analysis::Cell) -> usize {
+    cell.metrics.get("acc:source_test").map_or(0, |s| s.n)
+}
+
+/// The diagnosis in words, from the numbers only.
+pub fn diagnosis(s: &Summary) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.n_runs == 0 {
+        out.push("No run has finished yet.".into());
+        return out;
+    }
+    if let Some((lo, hi)) = s.target_accuracy_range {
+        let spread = hi - lo;
+        out.push(format!(
+            "Mean target accuracy across the {} runs spans {:.1}–{:.1} % ({:.1} points){}.",
+            s.n_runs,
+            lo,
+            hi,
+            spread,
+            if spread >= 15.0 {
+                ": the grid holds runs that transfer and runs that do not"
+            } else {
+                ": less than 15 points, so the grid has little transfer failure to explain"
+            }
+        ));
+    }
+    if let (Some(t), Some(b)) = (
+        s.references.teacher.get("mean_target"),
+        s.references.base_probe.get("mean_target"),
+    ) {
+        out.push(format!(
+            "References (mean over seeds): the weak teacher reaches {} % on the source test part and {} % on the targets; the base's own probe {} % and {} %; the weak labels agree with gold on {} % of the training pairs.",
+            pm(s.references.teacher.get("source_test")),
+            pm(Some(t)),
+            pm(s.references.base_probe.get("source_test")),
+            pm(Some(b)),
+            pm(s.references.weak_label_accuracy.as_ref()),
+        ));
+    }
+    for reg in &s.regimes {
+        let cell = |m: &str| s.table.iter().find(|c| c.regime == *reg && c.method == m);
+        if let (Some(n), Some(g)) = (cell("naive"), cell("gold")) {
+            let get = |c: &super::analysis::Cell, k: &str| c.metrics.get(k).map(|v| v.mean);
+            if let (Some(nt), Some(gt), Some(nc)) = (
+                get(n, "acc:mean_target"),
+                get(g, "acc:mean_target"),
+                get(n, "transfer_change"),
+            ) {
+                let mut line = format!(
+                    "Regime {reg}: the naive student reaches {:.1} % on the targets (gold {:.1} %), {:+.1} points against the base probe",
+                    nt, gt, nc
+                );
+                let anchors: Vec<&super::analysis::Cell> = s
+                    .table
+                    .iter()
+                    .filter(|c| {
+                        c.regime == *reg
+                            && !["gold", "naive", "confidence", "lpft"].contains(&c.method.as_str())
+                    })
+                    .collect();
+                for a in anchors {
+                    if let (Some(at), Some(na), Some(aa)) = (
+                        get(a, "acc:mean_target"),
+                        n.metrics.get("acc:mean_target"),
+                        a.metrics.get("acc:mean_target"),
+                    ) {
+                        let overlap = match (na.sd, aa.sd) {
+                            (Some(x), Some(y)) => (at - nt).abs() < x + y,
+                            _ => true,
+                        };
+                        let _ = write!(
+                            line,
+                            "; {} {:.1} % ({:+.1} points vs naive{})",
+                            a.method,
+                            at,
+                            at - nt,
+                            if overlap {
+                                ", within one sd of each other"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                }
+                let outcomes: Vec<String> =
+                    n.outcomes.iter().map(|(k, v)| format!("{v} {k}")).collect();
+                let _ = write!(line, ". Naive runs: {}.", outcomes.join(", "));
+                out.push(line);
+            }
+        }
+    }
+    match &s.best_layer {
+        Some(b) => {
+            let ci = b
+                .ci
+                .map(|(lo, hi)| format!("95 % CI {lo:.2} to {hi:.2}"))
+                .unwrap_or_else(|| "no CI".into());
+            let verdict = match b.ci {
+                Some((_, hi)) if hi < 0.0 => {
+                    "more drift goes with worse transfer, and the interval excludes zero"
+                }
+                Some((lo, _)) if lo > 0.0 => {
+                    "more drift goes with *better* transfer here, and the interval excludes zero"
+                }
+                _ => "the interval includes zero: across these runs drift does not predict transfer",
+            };
+            out.push(format!(
+                "Drift against transfer over {} runs: the layer whose drift (1 − linear CKA) tracks the transfer change best is {} (Spearman ρ = {:.2}, {}, permutation p = {}); {}. The best layer is chosen after looking, so its interval is optimistic.",
+                b.n,
+                b.layer,
+                b.rho.unwrap_or(f64::NAN),
+                ci,
+                b.p.map_or("–".into(), |p| format!("{p:.3}")),
+                verdict
+            ));
+        }
+        None => out.push(
+            "Drift against transfer: no layer's drift varies across runs, so there is no correlation to test.".into(),
+        ),
+    }
+    let (mut d, mut h, mut t) = (0, 0, 0);
+    for p in &s.points {
+        match p.outcome.as_str() {
+            "drift" => d += 1,
+            "head" => h += 1,
+            "transferred" => t += 1,
+            _ => {}
+        }
+    }
+    out.push(format!(
+        "Drift or head: of {} runs, {t} kept the base probe's target accuracy (within 5 points); {d} lost it with the states (the base probe on the student's states lost ≥ 5 points too: drift); {h} lost it with the states still carrying it (head).",
+        s.points.len()
+    ));
+    out
+}
+
+fn cols(s: &Summary) -> Vec<(String, String)> {
+    let mut c = vec![("acc:source_test".to_string(), "source test".to_string())];
+    for t in &s.targets {
+        c.push((format!("acc:{t}"), t.clone()));
+    }
+    c.push(("gain:source_test".into(), "IDG".into()));
+    for t in &s.targets {
+        c.push((format!("gain:{t}"), format!("gain {t}")));
+    }
+    c.push(("nts".into(), "NTS".into()));
+    c.push(("transfer_change".into(), "vs base probe".into()));
+    c.push(("start:mean_target".into(), "targets at step 0".into()));
+    c.push(("head_on_base:mean_target".into(), "head on base".into()));
+    c.push((
+        "base_probe_on_student:mean_target".into(),
+        "base probe on student".into(),
+    ));
+    c.push(("drift:final".into(), "1 − CKA final".into()));
+    c
+}
+
+/// `study.md`.
+pub fn render_markdown(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
+    let mut o = String::new();
+    let _ = writeln!(o, "# {}\n", md(title));
+    let _ = writeln!(o, "## Diagnosis\n");
+    for l in diagnosis(s) {
+        let _ = writeln!(o, "- {}", l);
+    }
+    let _ = writeln!(
+        o,
+        "\n## Table (mean ± sd over seeds; accuracies and gains in points)\n"
+    );
+    let c = cols(s);
+    let _ = write!(o, "| regime | method | n |");
+    for (_, name) in &c {
+        let _ = write!(o, " {} |", md(name));
+    }
+    let _ = write!(o, " outcomes |\n|---|---|---|");
+    for _ in &c {
+        let _ = write!(o, "---|");
+    }
+    let _ = writeln!(o, "---|");
+    for (label, refs) in [
+        ("weak teacher", &s.references.teacher),
+        ("base probe", &s.references.base_probe),
+    ] {
+        let _ = write!(
+            o,
+            "| – | {label} | {} |",
+            refs.get("source_test").map_or(0, |x| x.n)
+        );
+        for (k, _) in &c {
+            let v = k.strip_prefix("acc:").and_then(|set| refs.get(set));
+            let _ = write!(o, " {} |", pm(v));
+        }
+        let _ = writeln!(o, " |");
+    }
+    for cell in &s.table {
+        let _ = write!(
+            o,
+            "| {} | {} | {} |",
+            md(&cell.regime),
+            md(&cell.method),
+            n_of(cell)
+        );
+        for (k, _) in &c {
+            let v = cell.metrics.get(k);
+            let _ = write!(
+                o,
+                " {} |",
+                if k.starts_with("drift") {
+                    pm2(v)
+                } else {
+                    pm(v)
+                }
+            );
+        }
+        let outcomes: Vec<String> = cell
+            .outcomes
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        let _ = writeln!(o, " {} |", outcomes.join(", "));
+    }
+    let _ = writeln!(
+        o,
+        "\n## Drift against transfer (Spearman ρ over runs, 95 % bootstrap CI)\n"
+    );
+    let _ = writeln!(
+        o,
+        "| measure | layer | n | ρ | CI | p |\n|---|---|---|---|---|---|"
+    );
+    for r in &s.correlations {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.measure,
+            r.layer,
+            r.n,
+            r.rho.map_or("–".into(), |v| format!("{v:.2}")),
+            r.ci.map_or("–".into(), |(a, b)| format!("[{a:.2}, {b:.2}]")),
+            r.p.map_or("–".into(), |v| format!("{v:.3}"))
+        );
+    }
+    let _ = writeln!(o, "\n## Runs\n");
+    let _ = writeln!(
+        o,
+        "| run | mean target % | vs base probe | outcome |\n|---|---|---|---|"
+    );
+    for p in &s.points {
+        let _ = writeln!(
+            o,
+            "| {} | {:.1} | {:+.1} | {} |",
+            md(&p.id),
+            p.mean_target,
+            p.transfer_change,
+            p.outcome
+        );
+    }
+    if !plots.is_empty() {
+        let _ = writeln!(o, "\n## Plots\n");
+        for p in plots {
+            let _ = writeln!(o, "![{}](plots/{}.png)\n", md(&p.title), p.name);
+        }
+    }
+    o.into_bytes()
+}
+
+/// `index.html`: the Markdown's content as a page, plots inline.
+pub fn render_html(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>body{{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 12px;line-height:1.45}}table{{border-collapse:collapse;font-size:13px;display:block;overflow-x:auto}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}}th{{background:#f3f3f3}}td:first-child,td:nth-child(2){{text-align:left}}svg{{max-width:100%;height:auto}}</style></head><body><h1>{}</h1><h2>Diagnosis</h2><ul>",
+        esc(title),
+        esc(title)
+    );
+    for l in diagnosis(s) {
+        let _ = write!(o, "<li>{}</li>", esc(&l));
+    }
+    let _ = write!(o, "</ul><h2>Table (mean ± sd over seeds; points)</h2><table><tr><th>regime</th><th>method</th><th>n</th>");
+    let c = cols(s);
+    for (_, name) in &c {
+        let _ = write!(o, "<th>{}</th>", esc(name));
+    }
+    let _ = write!(o, "<th>outcomes</th></tr>");
+    for (label, refs) in [
+        ("weak teacher", &s.references.teacher),
+        ("base probe", &s.references.base_probe),
+    ] {
+        let _ = write!(
+            o,
+            "<tr><td>–</td><td>{label}</td><td>{}</td>",
+            refs.get("source_test").map_or(0, |x| x.n)
+        );
+        for (k, _) in &c {
+            let v = k.strip_prefix("acc:").and_then(|set| refs.get(set));
+            let _ = write!(o, "<td>{}</td>", pm(v));
+        }
+        let _ = write!(o, "<td></td></tr>");
+    }
+    for cell in &s.table {
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td>",
+            esc(&cell.regime),
+            esc(&cell.method),
+            n_of(cell)
+        );
+        for (k, _) in &c {
+            let v = cell.metrics.get(k);
+            let _ = write!(
+                o,
+                "<td>{}</td>",
+                if k.starts_with("drift") {
+                    pm2(v)
+                } else {
+                    pm(v)
+                }
+            );
+        }
+        let outcomes: Vec<String> = cell
+            .outcomes
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        let _ = write!(o, "<td>{}</td></tr>", esc(&outcomes.join(", ")));
+    }
+    let _ = write!(o, "</table>");
+    for p in plots {
+        let _ = write!(o, "<h2>{}</h2>{}", esc(&p.title), p.svg);
+    }
+    let _ = write!(o, "<h2>Drift against transfer per layer</h2><table><tr><th>measure</th><th>layer</th><th>n</th><th>ρ</th><th>95 % CI</th><th>p</th></tr>");
+    for r in &s.correlations {
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            r.measure,
+            r.layer,
+            r.n,
+            r.rho.map_or("–".into(), |v| format!("{v:.2}")),
+            r.ci.map_or("–".into(), |(a, b)| format!("[{a:.2}, {b:.2}]")),
+            r.p.map_or("–".into(), |v| format!("{v:.3}"))
+        );
+    }
+    let _ = write!(o, "</table></body></html>\n");
+    o.into_bytes()
+}
+
+/// `runs.csv`: one row per run.
+pub fn render_runs_csv(runs: &[RunResult], targets: &[String]) -> Vec<u8> {
+    let mut o = String::from("id,method,regime,seed,steps,steps_per_second,train_seconds,final_bt_loss,weak_label_accuracy");
+    let mut sets = vec!["source_test".to_string()];
+    sets.extend(targets.iter().cloned());
+    for k in [
+        "acc",
+        "start",
+        "teacher",
+        "base_probe",
+        "base_probe_on_student",
+        "head_on_base",
+    ] {
+        for s in &sets {
+            let _ = write!(o, ",{}", csv_field(&format!("{k}_{s}")));
+        }
+    }
+    o.push('\n');
+    for r in runs {
+        let _ = write!(
+            o,
+            "{},{},{},{},{},{},{},{},{}",
+            csv_field(&r.id),
+            csv_field(&r.method),
+            csv_field(&r.regime),
+            r.seed,
+            r.steps,
+            csv_num(Some(r.steps_per_second)),
+            csv_num(Some(r.train_seconds)),
+            csv_num(Some(r.final_bt_loss)),
+            csv_num(Some(r.weak_label_accuracy))
+        );
+        for m in [
+            &r.accuracy,
+            &r.start_accuracy,
+            &r.teacher_accuracy,
+            &r.base_probe,
+            &r.base_probe_on_student,
+            &r.head_on_base,
+        ] {
+            for s in &sets {
+                let _ = write!(o, ",{}", csv_num(m.get(s).copied()));
+            }
+        }
+        o.push('\n');
+    }
+    o.into_bytes()
+}
+
+/// `table.csv`: one row per (regime, method, metric).
+pub fn render_table_csv(s: &Summary) -> Vec<u8> {
+    let mut o = String::from("regime,method,metric,mean,sd,n\n");
+    for c in &s.table {
+        for (k, v) in &c.metrics {
+            let _ = writeln!(
+                o,
+                "{},{},{},{},{},{}",
+                csv_field(&c.regime),
+                csv_field(&c.method),
+                csv_field(k),
+                csv_num(Some(v.mean)),
+                csv_num(v.sd),
+                v.n
+            );
+        }
+    }
+    o.into_bytes()
+}
+
+fn method_color(methods: &[String], m: &str) -> RGBColor {
+    COLORS[methods.iter().position(|x| x == m).unwrap_or(0) % 8]
+}
+
+/// The plots: drift against transfer at the best layer, ρ per layer, and trajectories.
+pub fn render_plots(s: &Summary) -> Result<Vec<Plot>> {
+    let mut plots = Vec::new();
+    if let Some(best) = &s.best_layer {
+        let layer = best.layer;
+        let pts: Vec<(f64, f64, String)> = s
+            .points
+            .iter()
+            .filter_map(|p| {
+                p.drift
+                    .get(&layer)
+                    .map(|d| (*d, p.transfer_change, p.method.clone()))
+            })
+            .collect();
+        let (xmax, ylo, yhi) = pts.iter().fold((1e-6f64, 0f64, 0f64), |(a, b, c), p| {
+            (a.max(p.0), b.min(p.1), c.max(p.1))
+        });
+        let title = format!(
+            "Drift at layer {layer} (1 − linear CKA) vs transfer change (points vs base probe); ρ = {:.2}",
+            best.rho.unwrap_or(f64::NAN)
+        );
+        let methods = s.methods.clone();
+        plots.push(render!("scatter", title.clone(), 960u32, 520u32, |area| {
+            let mut chart = ChartBuilder::on(area)
+                .caption(&title, ("sans-serif", 16))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(56)
+                .build_cartesian_2d(0f64..xmax * 1.08, (ylo - 3.0)..(yhi + 3.0))
+                .map_err(perr)?;
+            chart
+                .configure_mesh()
+                .x_desc("1 − linear CKA (mean over targets)")
+                .y_desc("mean target accuracy − base probe (points)")
+                .label_style(("sans-serif", 13))
+                .draw()
+                .map_err(perr)?;
+            for m in &methods {
+                let color = method_color(&methods, m);
+                chart
+                    .draw_series(
+                        pts.iter()
+                            .filter(|p| &p.2 == m)
+                            .map(|p| Circle::new((p.0, p.1), 5, color.filled())),
+                    )
+                    .map_err(perr)?
+                    .label(m.clone())
+                    .legend(move |(x, y)| Circle::new((x + 8, y), 5, color.filled()));
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 13))
+                .draw()
+                .map_err(perr)?;
+            Ok(())
+        }));
+        // ρ per layer with its CI.
+        let rows: Vec<(usize, f64, f64, f64)> = s
+            .correlations
+            .iter()
+            .filter(|c| c.measure == "linear_cka")
+            .filter_map(|c| {
+                let (lo, hi) = c.ci?;
+                Some((c.layer, c.rho?, lo, hi))
+            })
+            .collect();
+        let lmax = rows.iter().map(|r| r.0).max().unwrap_or(1) as f64;
+        plots.push(render!(
+            "rho_per_layer",
+            "Spearman ρ (drift vs transfer) per layer, 95 % bootstrap CI",
+            960u32,
+            420u32,
+            |area| {
+                let mut chart = ChartBuilder::on(area)
+                    .caption(
+                        "Spearman ρ (drift vs transfer) per layer, 95 % bootstrap CI",
+                        ("sans-serif", 16),
+                    )
+                    .margin(12)
+                    .x_label_area_size(36)
+                    .y_label_area_size(56)
+                    .build_cartesian_2d(-0.5f64..lmax + 0.5, -1.05f64..1.05)
+                    .map_err(perr)?;
+                chart
+                    .configure_mesh()
+                    .x_desc("layer")
+                    .y_desc("ρ")
+                    .x_label_formatter(&|x| format!("{x:.0}"))
+                    .label_style(("sans-serif", 13))
+                    .draw()
+                    .map_err(perr)?;
+                chart
+                    .draw_series(rows.iter().map(|r| {
+                        PathElement::new(
+                            vec![(r.0 as f64, r.2), (r.0 as f64, r.3)],
+                            COLORS[0].stroke_width(2),
+                        )
+                    }))
+                    .map_err(perr)?;
+                chart
+                    .draw_series(
+                        rows.iter()
+                            .map(|r| Circle::new((r.0 as f64, r.1), 4, COLORS[1].filled())),
+                    )
+                    .map_err(perr)?;
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(-0.5, 0.0), (lmax + 0.5, 0.0)],
+                        RGBColor(140, 140, 140),
+                    )))
+                    .map_err(perr)?;
+                Ok(())
+            }
+        ));
+    }
+    // Trajectories: per regime, mean target accuracy and drift against step, one line per method.
+    for reg in &s.regimes {
+        let trs: Vec<&super::analysis::Trajectory> =
+            s.trajectories.iter().filter(|t| &t.regime == reg).collect();
+        if trs.iter().all(|t| t.steps.len() < 2) {
+            continue;
+        }
+        let smax = trs
+            .iter()
+            .flat_map(|t| t.steps.iter())
+            .max()
+            .copied()
+            .unwrap_or(1) as f64;
+        let dmax = trs
+            .iter()
+            .flat_map(|t| t.drift.iter().flatten().map(|d| d.mean))
+            .fold(1e-6f64, f64::max);
+        let methods = s.methods.clone();
+        let title = format!("Regime {reg}: mean target accuracy (left) and final-layer drift (right) against step, mean ± sd over seeds");
+        plots.push(render!(
+            format!(
+                "trajectory_{}",
+                reg.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+            ),
+            title.clone(),
+            1100u32,
+            440u32,
+            |area| {
+                let (l, r) = area.split_horizontally(550);
+                for (half, is_drift) in [(&l, false), (&r, true)] {
+                    let (ylo, yhi) = if is_drift {
+                        (0.0, dmax * 1.1)
+                    } else {
+                        (0.0, 100.0)
+                    };
+                    let mut chart = ChartBuilder::on(half)
+                        .caption(
+                            if is_drift {
+                                "1 − linear CKA, final layer"
+                            } else {
+                                "mean target accuracy %"
+                            },
+                            ("sans-serif", 14),
+                        )
+                        .margin(10)
+                        .x_label_area_size(32)
+                        .y_label_area_size(50)
+                        .build_cartesian_2d(0f64..smax.max(1.0), ylo..yhi)
+                        .map_err(perr)?;
+                    chart
+                        .configure_mesh()
+                        .x_desc("step")
+                        .x_label_formatter(&|x| format!("{x:.0}"))
+                        .label_style(("sans-serif", 12))
+                        .draw()
+                        .map_err(perr)?;
+                    for t in &trs {
+                        let color = method_color(&methods, &t.method);
+                        let series = if is_drift { &t.drift } else { &t.target };
+                        let pts: Vec<(f64, f64, f64)> = t
+                            .steps
+                            .iter()
+                            .zip(series)
+                            .filter_map(|(&st, v)| {
+                                v.map(|v| (st as f64, v.mean, v.sd.unwrap_or(0.0)))
+                            })
+                            .collect();
+                        if pts.len() >= 2 {
+                            let mut poly: Vec<(f64, f64)> =
+                                pts.iter().map(|p| (p.0, p.1 + p.2)).collect();
+                            poly.extend(pts.iter().rev().map(|p| (p.0, p.1 - p.2)));
+                            chart
+                                .draw_series(std::iter::once(Polygon::new(
+                                    poly,
+                                    color.mix(0.15).filled(),
+                                )))
+                                .map_err(perr)?;
+                        }
+                        chart
+                            .draw_series(LineSeries::new(
+                                pts.iter().map(|p| (p.0, p.1)),
+                                color.stroke_width(2),
+                            ))
+                            .map_err(perr)?
+                            .label(t.method.clone())
+                            .legend(move |(x, y)| {
+                                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                            });
+                    }
+                    if !is_drift {
+                        chart
+                            .configure_series_labels()
+                            .background_style(WHITE.mix(0.85))
+                            .border_style(BLACK)
+                            .label_font(("sans-serif", 12))
+                            .position(SeriesLabelPosition::LowerLeft)
+                            .draw()
+                            .map_err(perr)?;
+                    }
+                }
+                Ok(())
+            }
+        ));
+    }
+    Ok(plots)
+}
+
+/// Write every output of the study into `out` (atomically, file by file).
+pub fn write(out: &Path, title: &str, runs: &[RunResult], summary: &Summary) -> Result<()> {
+    let plots = render_plots(summary)?;
+    for p in &plots {
+        write_atomic(&out.join("plots").join(format!("{}.png", p.name)), &p.png)?;
+    }
+    write_atomic(
+        &out.join("study.json"),
+        &json_bytes(&StudyFile {
+            format: "repdrift-study",
+            version: 1,
+            summary,
+            runs,
+        }),
+    )?;
+    write_atomic(
+        &out.join("runs.csv"),
+        &render_runs_csv(runs, &summary.targets),
+    )?;
+    write_atomic(&out.join("table.csv"), &render_table_csv(summary))?;
+    write_atomic(
+        &out.join("study.md"),
+        &render_markdown(summary, title, &plots),
+    )?;
+    write_atomic(
+        &out.join("index.html"),
+        &render_html(summary, title, &plots),
+    )?;
+    Ok(())
+}

@@ -1,0 +1,618 @@
+//! Running the grid: weak labels per seed, one frozen-bottom cache per (seed, regime), every
+//! run trained and evaluated in memory (no model directory is written), its result written
+//! atomically to `runs/{id}.json`. `--resume` skips runs whose file exists; a kill loses at
+//! most the run in flight.
+//!
+//! Per run (all accuracies are pairwise accuracies of one scorer on one set):
+//! - `accuracy`: the student RM on the source test part and on every target;
+//! - `start_accuracy`: the same at step 0, on the first `trajectory_pairs` pairs of each set
+//!   (chance-level for a random head; the probe's for LP-FT);
+//! - `drift`: per drift layer and set, linear CKA, debiased CKA and mean cosine distance between
+//!   the base's and the student's last-token `diff` rows (chosen − rejected); layers below the
+//!   trainable blocks are frozen and recorded as such (CKA 1, cosine 0: their states are
+//!   bit-identical);
+//! - drift or head: `head_on_base` (the student's head on the base's final states) and
+//!   `base_probe_on_student` (the base's probe on the student's final states), beside
+//!   `base_probe` (the base's probe on the base's states);
+//! - `trajectory`: every `eval_every` steps, accuracies on the first `trajectory_pairs` pairs of
+//!   each set and 1 − linear CKA of the final layer against the base on the same rows.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Device;
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+
+use super::config::{RunSpec, ValidStudy};
+use crate::data::{read_jsonl, Dataset};
+use crate::error::{Error, Result};
+use crate::io::{json_bytes, write_atomic};
+use crate::model::llama::Llama;
+use crate::probe::{cross_validate, fit_pairwise, pair_accuracy, LinearProbe, ProbeData, Solver};
+use crate::train::{
+    self, fit_teacher, NoTrainProgress, Observer, PairSet, Prepared, TrainJob, TrainableRm,
+    WeakLabels,
+};
+
+/// The value of a run file's `format`.
+pub const RUN_FORMAT: &str = "repdrift-study-run";
+
+/// Drift between the base and a student at one layer on one set (`diff` rows).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftRow {
+    pub layer: usize,
+    pub set: String,
+    /// The layer is below the trainable blocks: its states are the base's, bit for bit.
+    pub frozen: bool,
+    pub linear_cka: Option<f64>,
+    pub debiased_cka: Option<f64>,
+    pub cosine_distance: Option<f64>,
+}
+
+/// One trajectory point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrajectoryPoint {
+    pub step: usize,
+    /// set → accuracy on its first `trajectory_pairs` pairs.
+    pub accuracy: BTreeMap<String, f64>,
+    /// target → 1 − linear CKA of the final layer's `diff` rows against the base.
+    pub drift: BTreeMap<String, Option<f64>>,
+}
+
+/// `runs/{id}.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub format: String,
+    pub version: u32,
+    pub id: String,
+    pub method: String,
+    pub regime: String,
+    pub seed: u64,
+    pub params: train::TrainParams,
+    pub steps: usize,
+    pub trainable_parameters: usize,
+    pub train_seconds: f64,
+    pub steps_per_second: f64,
+    pub final_bt_loss: f64,
+    pub accuracy: BTreeMap<String, f64>,
+    pub start_accuracy: BTreeMap<String, f64>,
+    /// The weak teacher of this seed (its labels file's accuracies).
+    pub teacher_accuracy: BTreeMap<String, f64>,
+    /// Agreement of the hardened weak labels with gold on the training pairs.
+    pub weak_label_accuracy: f64,
+    pub base_probe: BTreeMap<String, f64>,
+    pub base_probe_on_student: BTreeMap<String, f64>,
+    pub head_on_base: BTreeMap<String, f64>,
+    pub drift: Vec<DriftRow>,
+    pub trajectory: Vec<TrajectoryPoint>,
+}
+
+/// Reports what the study is doing (the library never prints).
+pub trait StudyProgress {
+    fn line(&mut self, _msg: &str) {}
+}
+
+/// A [`StudyProgress`] that ignores everything.
+pub struct NoStudyProgress;
+impl StudyProgress for NoStudyProgress {}
+
+/// Where the study writes and how it treats what is there.
+pub struct StudyJob<'a> {
+    pub out: &'a Path,
+    pub resume: bool,
+    pub force: bool,
+}
+
+/// The path of run `id`'s result.
+pub fn run_path(out: &Path, id: &str) -> PathBuf {
+    out.join("runs").join(format!("{id}.json"))
+}
+
+/// The base's side of one (seed, regime) cache: states, probe and the probe's accuracies.
+struct BaseRef {
+    /// set → per drift layer computed (≥ first trainable) `diff` rows `(pairs, hidden)`.
+    diffs: Vec<Vec<Array2<f32>>>,
+    /// set → final-layer `diff` rows.
+    final_diff: Vec<Array2<f32>>,
+    probe: LinearProbe,
+    probe_acc: BTreeMap<String, f64>,
+}
+
+fn diff_rows(flat: &[f32], hidden: usize) -> Array2<f32> {
+    let n = flat.len() / hidden / 2;
+    let mut out = Array2::<f32>::zeros((n, hidden));
+    for i in 0..n {
+        for j in 0..hidden {
+            out[[i, j]] = flat[2 * i * hidden + j] - flat[(2 * i + 1) * hidden + j];
+        }
+    }
+    out
+}
+
+fn to_f64(a: &Array2<f32>) -> Array2<f64> {
+    a.mapv(|v| v as f64)
+}
+
+fn rewards_accuracy(r: &[f32]) -> f64 {
+    train::pairwise_accuracy(r)
+}
+
+/// What the observer needs from the study.
+struct Ctx<'a> {
+    sets: Vec<(String, PairSet)>,
+    /// Drift layers the trainable part computes (≥ first trainable layer), then the final one.
+    layers: Vec<usize>,
+    n_layers: usize,
+    hidden: usize,
+    /// The configured drift layers.
+    drift_layers: Vec<usize>,
+    every: usize,
+    traj_pairs: usize,
+    batch: usize,
+    device: &'a Device,
+}
+
+impl Ctx<'_> {
+    fn eval(
+        &self,
+        rm: &TrainableRm<'_>,
+        prep: &Prepared<'_>,
+        set: PairSet,
+        layers: &[usize],
+        limit: Option<usize>,
+    ) -> Result<(Vec<f32>, Vec<Array2<f32>>)> {
+        let (r, states) = prep.evaluate(rm, set, layers, limit, self.batch, self.device)?;
+        Ok((
+            r,
+            states.iter().map(|s| diff_rows(s, self.hidden)).collect(),
+        ))
+    }
+
+    fn base_ref(&self, rm: &TrainableRm<'_>, prep: &Prepared<'_>) -> Result<BaseRef> {
+        let mut diffs = Vec::new();
+        let mut final_diff = Vec::new();
+        for (_, set) in &self.sets {
+            let (_, mut d) = self.eval(rm, prep, *set, &self.layers, None)?;
+            final_diff.push(d.pop().expect("final layer requested"));
+            diffs.push(d);
+        }
+        // The base's probe: gold labels on the training pairs' final states (C by 5-fold CV).
+        let (_, train_d) = self.eval(rm, prep, PairSet::Train, &[self.n_layers], None)?;
+        let data = ProbeData::Pairs(to_f64(&train_d[0]));
+        let cv = cross_validate(&data, &[0.01, 0.1, 1.0, 10.0], 5, 0, Solver::default())?;
+        let probe = fit_pairwise(
+            match &data {
+                ProbeData::Pairs(d) => d.view(),
+                ProbeData::Labels(..) => unreachable!(),
+            },
+            cv.c,
+            Solver::default(),
+        )?;
+        let mut probe_acc = BTreeMap::new();
+        for ((name, _), d) in self.sets.iter().zip(&final_diff) {
+            probe_acc.insert(
+                name.clone(),
+                pair_accuracy(probe.scores(to_f64(d).view()).view()),
+            );
+        }
+        Ok(BaseRef {
+            diffs,
+            final_diff,
+            probe,
+            probe_acc,
+        })
+    }
+}
+
+fn one_minus_cka(x: &Array2<f32>, y: &Array2<f32>) -> Option<f64> {
+    crate::metrics::linear_cka(x.view(), y.view())
+        .ok()
+        .and_then(|v| v.value)
+        .map(|v| 1.0 - v)
+}
+
+/// The observer of one run.
+struct RunObserver<'a, 'b> {
+    ctx: &'b Ctx<'a>,
+    base: &'b mut Option<BaseRef>,
+    total: usize,
+    start_accuracy: BTreeMap<String, f64>,
+    trajectory: Vec<TrajectoryPoint>,
+    end: Option<EndEval>,
+}
+
+struct EndEval {
+    accuracy: BTreeMap<String, f64>,
+    drift: Vec<DriftRow>,
+    base_probe_on_student: BTreeMap<String, f64>,
+    head_on_base: BTreeMap<String, f64>,
+}
+
+impl RunObserver<'_, '_> {
+    /// The full evaluation of the trained model (every pair of every set).
+    fn end_eval(&self, rm: &TrainableRm<'_>, prep: &Prepared<'_>) -> Result<EndEval> {
+        let ctx = self.ctx;
+        let base = self.base.as_ref().expect("set at step 0");
+        let head: Vec<f64> = rm.head()?.iter().map(|&v| v as f64).collect();
+        let head = Array1::from(head);
+        let mut out = EndEval {
+            accuracy: BTreeMap::new(),
+            drift: Vec::new(),
+            base_probe_on_student: BTreeMap::new(),
+            head_on_base: BTreeMap::new(),
+        };
+        let first = prep.first_trainable_layer();
+        for (k, (name, set)) in ctx.sets.iter().enumerate() {
+            let (r, mut d) = ctx.eval(rm, prep, *set, &ctx.layers, None)?;
+            out.accuracy.insert(name.clone(), rewards_accuracy(&r));
+            let fin = d.pop().expect("final layer requested");
+            out.base_probe_on_student.insert(
+                name.clone(),
+                pair_accuracy(base.probe.scores(to_f64(&fin).view()).view()),
+            );
+            let hb = to_f64(&base.final_diff[k]).dot(&head);
+            out.head_on_base
+                .insert(name.clone(), pair_accuracy(hb.view()));
+            let computed = &ctx.layers[..ctx.layers.len() - 1];
+            for &layer in &ctx.drift_layers {
+                if layer < first {
+                    out.drift.push(DriftRow {
+                        layer,
+                        set: name.clone(),
+                        frozen: true,
+                        linear_cka: Some(1.0),
+                        debiased_cka: Some(1.0),
+                        cosine_distance: Some(0.0),
+                    });
+                    continue;
+                }
+                let (x, y) = if layer == ctx.n_layers {
+                    (&base.final_diff[k], &fin)
+                } else {
+                    let j = computed.iter().position(|&l| l == layer).expect("computed");
+                    (&base.diffs[k][j], &d[j])
+                };
+                let m = crate::metrics::pair_metrics(x.view(), y.view()).ok();
+                out.drift.push(DriftRow {
+                    layer,
+                    set: name.clone(),
+                    frozen: false,
+                    linear_cka: m.as_ref().and_then(|m| m.linear_cka.value),
+                    debiased_cka: m.as_ref().and_then(|m| m.debiased_cka.value),
+                    cosine_distance: m.as_ref().and_then(|m| m.cosine_distance.value),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Observer for RunObserver<'_, '_> {
+    fn every(&self) -> usize {
+        self.ctx.every
+    }
+
+    fn observe(&mut self, step: usize, rm: &TrainableRm<'_>, prep: &Prepared<'_>) -> Result<()> {
+        let ctx = self.ctx;
+        if step == 0 && self.base.is_none() {
+            *self.base = Some(ctx.base_ref(rm, prep)?);
+        }
+        let n = ctx.n_layers;
+        // A trajectory point: the first `trajectory_pairs` pairs of each set, final layer.
+        let mut point = TrajectoryPoint {
+            step,
+            accuracy: BTreeMap::new(),
+            drift: BTreeMap::new(),
+        };
+        for (k, (name, set)) in ctx.sets.iter().enumerate() {
+            let (r, d) = ctx.eval(rm, prep, *set, &[n], Some(ctx.traj_pairs))?;
+            point.accuracy.insert(name.clone(), rewards_accuracy(&r));
+            if *set != PairSet::SourceTest {
+                let base = self.base.as_ref().expect("set at step 0");
+                let rows = d[0].nrows();
+                let b = base.final_diff[k].slice(ndarray::s![..rows, ..]).to_owned();
+                point.drift.insert(name.clone(), one_minus_cka(&b, &d[0]));
+            }
+        }
+        if step == 0 {
+            self.start_accuracy = point.accuracy.clone();
+        }
+        self.trajectory.push(point);
+        if step == self.total {
+            self.end = Some(self.end_eval(rm, prep)?);
+        }
+        Ok(())
+    }
+}
+
+/// Read `runs/{id}.json` (a run file from this study).
+pub fn read_run(path: &Path) -> Result<RunResult> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let r: RunResult = serde_json::from_str(&text).map_err(|e| Error::Json {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    if r.format != RUN_FORMAT {
+        return Err(Error::InvalidStore {
+            path: path.to_path_buf(),
+            reason: format!("`format` is `{}`, expected `{RUN_FORMAT}`", r.format),
+        });
+    }
+    Ok(r)
+}
+
+/// Every finished run of the study in `out`, in the study's order (missing ones skipped).
+pub fn finished_runs(study: &ValidStudy, out: &Path) -> Result<Vec<RunResult>> {
+    study
+        .runs
+        .iter()
+        .map(|r| run_path(out, &r.id))
+        .filter(|p| p.exists())
+        .map(|p| read_run(&p))
+        .collect()
+}
+
+fn check_out(study: &ValidStudy, job: &StudyJob<'_>) -> Result<()> {
+    let cfg_path = job.out.join("config.json");
+    if job.out.exists() {
+        if job.force {
+            std::fs::remove_dir_all(job.out).map_err(|e| Error::io(job.out, e))?;
+        } else if !job.resume {
+            if std::fs::read_dir(job.out)
+                .map_err(|e| Error::io(job.out, e))?
+                .next()
+                .is_some()
+            {
+                return Err(Error::param(
+                    "out",
+                    format!(
+                        "{} is not empty; continue the study with --resume or replace it with --force",
+                        job.out.display()
+                    ),
+                ));
+            }
+        } else if cfg_path.exists() {
+            let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
+            let old: super::config::StudyConfig =
+                serde_json::from_str(&text).map_err(|e| Error::Json {
+                    path: cfg_path.clone(),
+                    source: e,
+                })?;
+            // Runs already done keep their meaning only if the shared settings are unchanged;
+            // the grid itself may grow (more seeds, methods or regimes).
+            let same = old.base == study.config.base
+                && old.teacher == study.config.teacher
+                && old.source == study.config.source
+                && old.limit_source == study.config.limit_source
+                && old.targets == study.config.targets
+                && old.limit_targets == study.config.limit_targets
+                && old.max_tokens == study.config.max_tokens
+                && old.batch_size == study.config.batch_size
+                && old.test_fraction == study.config.test_fraction
+                && old.drift_layers == study.config.drift_layers
+                && old.eval_every == study.config.eval_every
+                && old.trajectory_pairs == study.config.trajectory_pairs;
+            if !same {
+                return Err(Error::param(
+                    "resume",
+                    format!(
+                        "{} was started with other data, models or evaluation settings (see its config.json); use another --out or --force",
+                        job.out.display()
+                    ),
+                ));
+            }
+        }
+    }
+    std::fs::create_dir_all(job.out.join("runs")).map_err(|e| Error::io(job.out, e))?;
+    write_atomic(&cfg_path, &json_bytes(&study.config))
+}
+
+fn labels_path(out: &Path, seed: u64) -> PathBuf {
+    out.join("labels").join(format!("seed_{seed}.json"))
+}
+
+/// Run every unfinished run of `study` on `base`, writing into `job.out`; `after_run` is called
+/// after each run is written (the CLI re-renders the tables there).
+pub fn run_study(
+    study: &ValidStudy,
+    base: &Llama,
+    job: &StudyJob<'_>,
+    device: &Device,
+    progress: &mut dyn StudyProgress,
+    after_run: &mut dyn FnMut() -> Result<()>,
+) -> Result<()> {
+    check_out(study, job)?;
+    let c = &study.config;
+    let source = read_jsonl(&c.source, c.limit_source)?;
+    let targets: Vec<(String, Dataset)> = c
+        .targets
+        .iter()
+        .map(|(n, p)| Ok((n.clone(), read_jsonl(p, c.limit_targets)?)))
+        .collect::<Result<_>>()?;
+    let pending: Vec<&RunSpec> = study
+        .runs
+        .iter()
+        .filter(|r| !run_path(job.out, &r.id).exists())
+        .collect();
+    progress.line(&format!(
+        "study: {} runs, {} done, {} to run",
+        study.runs.len(),
+        study.runs.len() - pending.len(),
+        pending.len()
+    ));
+    let mut teacher: Option<Box<dyn crate::model::HookedModel>> = None;
+    let hidden = base.config().hidden_size;
+    let n_layers = base.blocks().len();
+    let t0 = Instant::now();
+    let mut done = 0usize;
+    let mut labels_of: BTreeMap<u64, WeakLabels> = BTreeMap::new();
+    for regime in &c.regimes {
+        for &seed in &c.seeds {
+            let runs: Vec<&RunSpec> = pending
+                .iter()
+                .filter(|r| r.seed == seed && r.regime == regime.name)
+                .copied()
+                .collect();
+            if runs.is_empty() {
+                continue;
+            }
+            // The weak teacher's labels of this seed's split (shared by the seed's runs).
+            if !labels_of.contains_key(&seed) {
+                let lp = labels_path(job.out, seed);
+                let l: WeakLabels = if lp.exists() {
+                    let text = std::fs::read_to_string(&lp).map_err(|e| Error::io(&lp, e))?;
+                    serde_json::from_str(&text).map_err(|e| Error::Json {
+                        path: lp.clone(),
+                        source: e,
+                    })?
+                } else {
+                    progress.line(&format!("seed {seed}: fitting the weak teacher"));
+                    if teacher.is_none() {
+                        teacher = Some(crate::model::load(&c.teacher, device)?);
+                    }
+                    let sp = train::split(source.examples.len(), c.test_fraction, seed);
+                    let l = fit_teacher(
+                        teacher.as_deref().expect("loaded"),
+                        &source,
+                        &sp,
+                        &targets,
+                        (c.max_tokens > 0).then_some(c.max_tokens),
+                        seed,
+                        c.test_fraction,
+                        device,
+                    )?;
+                    write_atomic(&lp, &json_bytes(&l))?;
+                    l
+                };
+                labels_of.insert(seed, l);
+            }
+            let labels = &labels_of[&seed];
+            let weak_label_accuracy =
+                labels.p.iter().filter(|&&p| p > 0.5).count() as f64 / labels.p.len().max(1) as f64;
+            progress.line(&format!(
+                "seed {seed}, regime {}: caching the frozen bottom",
+                regime.name
+            ));
+            let prep = train::prepare(
+                base,
+                &source,
+                &targets,
+                &runs[0].params,
+                device,
+                &mut NoTrainProgress,
+            )?;
+            let first = prep.first_trainable_layer();
+            let mut layers: Vec<usize> = c
+                .drift_layers
+                .iter()
+                .copied()
+                .filter(|&l| l >= first && l < n_layers)
+                .collect();
+            layers.push(n_layers);
+            let mut sets = vec![("source_test".to_string(), PairSet::SourceTest)];
+            for (i, name) in prep.eval_names().iter().enumerate() {
+                sets.push((name.to_string(), PairSet::Eval(i)));
+            }
+            let ctx = Ctx {
+                sets,
+                layers,
+                n_layers,
+                hidden,
+                drift_layers: c.drift_layers.clone(),
+                every: c.eval_every,
+                traj_pairs: c.trajectory_pairs,
+                batch: c.batch_size,
+                device,
+            };
+            let mut base_ref: Option<BaseRef> = None;
+            for spec in runs {
+                progress.line(&format!(
+                    "run {} ({} of {} pending, {:.0} s so far)",
+                    spec.id,
+                    done + 1,
+                    pending.len(),
+                    t0.elapsed().as_secs_f64()
+                ));
+                let total =
+                    prep.n_pairs(PairSet::Train).div_ceil(c.batch_size) * spec.params.epochs;
+                let mut obs = RunObserver {
+                    ctx: &ctx,
+                    base: &mut base_ref,
+                    total,
+                    start_accuracy: BTreeMap::new(),
+                    trajectory: Vec::new(),
+                    end: None,
+                };
+                let work = job.out.join("work").join(&spec.id);
+                let tjob = TrainJob {
+                    labels: Some(labels),
+                    out: &work,
+                    resume: false,
+                    force: true,
+                    stop_after: None,
+                };
+                let summary = train::train_observed(
+                    &prep,
+                    &spec.params,
+                    &tjob,
+                    device,
+                    &mut NoTrainProgress,
+                    Some(&mut obs),
+                    false,
+                )?
+                .expect("no stop_after");
+                let _ = std::fs::remove_dir_all(&work);
+                let RunObserver {
+                    start_accuracy,
+                    trajectory,
+                    end,
+                    ..
+                } = obs;
+                let end = end.expect("observed after the last step");
+                let base = base_ref.as_ref().expect("set at step 0");
+                let result = RunResult {
+                    format: RUN_FORMAT.into(),
+                    version: 1,
+                    id: spec.id.clone(),
+                    method: spec.method.clone(),
+                    regime: spec.regime.clone(),
+                    seed,
+                    params: (*spec.params).clone(),
+                    steps: summary.steps,
+                    trainable_parameters: summary.trainable_parameters,
+                    train_seconds: summary.train_seconds,
+                    steps_per_second: summary.steps_per_second,
+                    final_bt_loss: summary.final_bt_loss,
+                    accuracy: end.accuracy,
+                    start_accuracy,
+                    teacher_accuracy: labels.accuracy.clone(),
+                    weak_label_accuracy,
+                    base_probe: base.probe_acc.clone(),
+                    base_probe_on_student: end.base_probe_on_student,
+                    head_on_base: end.head_on_base,
+                    drift: end.drift,
+                    trajectory,
+                };
+                write_atomic(&run_path(job.out, &spec.id), &json_bytes(&result))?;
+                done += 1;
+                progress.line(&format!(
+                    "run {} done: {:.1} s, {:.2} steps/s, accuracy {}",
+                    spec.id,
+                    result.train_seconds,
+                    result.steps_per_second,
+                    result
+                        .accuracy
+                        .iter()
+                        .map(|(k, v)| format!("{k} {:.1} %", 100.0 * v))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                after_run()?;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(job.out.join("work"));
+    Ok(())
+}
