@@ -386,7 +386,7 @@ pub fn render_html(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
             r.p.map_or("–".into(), |v| format!("{v:.3}"))
         );
     }
-    let _ = write!(o, "</table></body></html>\n");
+    let _ = writeln!(o, "</table></body></html>");
     o.into_bytes()
 }
 

@@ -243,7 +243,7 @@ impl RunObserver<'_, '_> {
             base_probe_on_student: BTreeMap::new(),
             head_on_base: BTreeMap::new(),
         };
-        let first = prep.first_trainable_layer();
+        let first = prep.first_changing_layer();
         for (k, (name, set)) in ctx.sets.iter().enumerate() {
             let (r, mut d) = ctx.eval(rm, prep, *set, &ctx.layers, None)?;
             out.accuracy.insert(name.clone(), rewards_accuracy(&r));
@@ -413,6 +413,47 @@ fn labels_path(out: &Path, seed: u64) -> PathBuf {
     out.join("labels").join(format!("seed_{seed}.json"))
 }
 
+/// The weak labels of `seed`'s split: read from `labels/seed_S.json`, or fitted (loading the
+/// teacher on first need) and written there.
+#[allow(clippy::too_many_arguments)]
+fn weak_labels(
+    study: &ValidStudy,
+    job: &StudyJob<'_>,
+    seed: u64,
+    source: &Dataset,
+    targets: &[(String, Dataset)],
+    teacher: &mut Option<Box<dyn crate::model::HookedModel>>,
+    device: &Device,
+    progress: &mut dyn StudyProgress,
+) -> Result<WeakLabels> {
+    let c = &study.config;
+    let lp = labels_path(job.out, seed);
+    if lp.exists() {
+        let text = std::fs::read_to_string(&lp).map_err(|e| Error::io(&lp, e))?;
+        return serde_json::from_str(&text).map_err(|e| Error::Json {
+            path: lp.clone(),
+            source: e,
+        });
+    }
+    progress.line(&format!("seed {seed}: fitting the weak teacher"));
+    if teacher.is_none() {
+        *teacher = Some(crate::model::load(&c.teacher, device)?);
+    }
+    let sp = train::split(source.examples.len(), c.test_fraction, seed);
+    let l = fit_teacher(
+        teacher.as_deref().expect("loaded"),
+        source,
+        &sp,
+        targets,
+        (c.max_tokens > 0).then_some(c.max_tokens),
+        seed,
+        c.test_fraction,
+        device,
+    )?;
+    write_atomic(&lp, &json_bytes(&l))?;
+    Ok(l)
+}
+
 /// Run every unfinished run of `study` on `base`, writing into `job.out`; `after_run` is called
 /// after each run is written (the CLI re-renders the tables there).
 pub fn run_study(
@@ -459,34 +500,17 @@ pub fn run_study(
                 continue;
             }
             // The weak teacher's labels of this seed's split (shared by the seed's runs).
-            if !labels_of.contains_key(&seed) {
-                let lp = labels_path(job.out, seed);
-                let l: WeakLabels = if lp.exists() {
-                    let text = std::fs::read_to_string(&lp).map_err(|e| Error::io(&lp, e))?;
-                    serde_json::from_str(&text).map_err(|e| Error::Json {
-                        path: lp.clone(),
-                        source: e,
-                    })?
-                } else {
-                    progress.line(&format!("seed {seed}: fitting the weak teacher"));
-                    if teacher.is_none() {
-                        teacher = Some(crate::model::load(&c.teacher, device)?);
-                    }
-                    let sp = train::split(source.examples.len(), c.test_fraction, seed);
-                    let l = fit_teacher(
-                        teacher.as_deref().expect("loaded"),
-                        &source,
-                        &sp,
-                        &targets,
-                        (c.max_tokens > 0).then_some(c.max_tokens),
-                        seed,
-                        c.test_fraction,
-                        device,
-                    )?;
-                    write_atomic(&lp, &json_bytes(&l))?;
-                    l
-                };
-                labels_of.insert(seed, l);
+            if let std::collections::btree_map::Entry::Vacant(v) = labels_of.entry(seed) {
+                v.insert(weak_labels(
+                    study,
+                    job,
+                    seed,
+                    &source,
+                    &targets,
+                    &mut teacher,
+                    device,
+                    progress,
+                )?);
             }
             let labels = &labels_of[&seed];
             let weak_label_accuracy =
@@ -503,7 +527,7 @@ pub fn run_study(
                 device,
                 &mut NoTrainProgress,
             )?;
-            let first = prep.first_trainable_layer();
+            let first = prep.first_changing_layer();
             let mut layers: Vec<usize> = c
                 .drift_layers
                 .iter()
