@@ -79,7 +79,7 @@ pub enum Error {
     Metric {
         what: String,
         #[source]
-        source: crate::metrics::MetricError,
+        source: MetricError,
     },
 
     /// Two stores (or shard states) that must describe the same examples do not.
@@ -141,3 +141,20 @@ impl Error {
 
 /// Result alias used throughout the library.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Errors of the pure metric functions.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MetricError {
+    #[error("row {row} of {side} holds NaN or Inf")]
+    NonFinite { side: &'static str, row: usize },
+    #[error("x has shape {x:?} and y has shape {y:?}; expected (n, {}) and (n, {}) with the same n", expected.0, expected.1)]
+    Shape {
+        x: Vec<usize>,
+        y: Vec<usize>,
+        expected: (usize, usize),
+    },
+    #[error("accumulators of different widths or shifts cannot be merged")]
+    Merge,
+    #[error("linear algebra: {0}")]
+    Linalg(String),
+}

@@ -27,6 +27,7 @@ pub mod cli;
 pub mod data;
 pub mod demo;
 pub mod error;
+pub mod fmt;
 pub mod io;
 pub mod metrics;
 pub mod model;

@@ -1,4 +1,5 @@
-//! Capturing pooled per-layer activations: the [`ActivationSink`] push interface, pooling, and
+//! Capturing pooled per-layer activations: sinks of the models' [`ActivationSink`] push
+//! interface (defined in `model`, below this module), pooling, and
 //! the [`capture`] driver that tokenizes, batches, runs a [`HookedModel`] and writes a
 //! [`store`].
 //!
@@ -17,29 +18,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+pub use crate::model::ActivationSink;
 use crate::model::{HookPoint, HookRequest, HookedModel, TokenBatch};
 pub use store::{Manifest, Store};
 
 /// Pooled activations: `(hook, layer)` → `rows × hidden` values, row-major.
 pub type Pooled = HashMap<(HookPoint, usize), Vec<f32>>;
-
-/// Receives activations from a forward pass, push-style (like ripgrep's `Sink`).
-pub trait ActivationSink {
-    /// Called before the forward pass of each batch.
-    fn begin(&mut self, _batch: &TokenBatch) -> Result<()> {
-        Ok(())
-    }
-    /// One requested activation, `(batch, seq, hidden)`.
-    fn layer(&mut self, hook: HookPoint, layer: usize, states: &Tensor) -> Result<()>;
-    /// One reward per batch row, from a reward model's scalar head (only when requested).
-    fn reward(&mut self, _rewards: &[f32]) -> Result<()> {
-        Ok(())
-    }
-    /// Called after the forward pass of each batch.
-    fn finish(&mut self) -> Result<()> {
-        Ok(())
-    }
-}
 
 /// Keeps every activation tensor as it comes (for tests and small experiments).
 #[derive(Default)]

@@ -37,22 +37,7 @@ use serde::{Deserialize, Serialize};
 
 pub use accum::{PairAccumulator, PairMetrics};
 
-/// Errors of the pure metric functions.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum MetricError {
-    #[error("row {row} of {side} holds NaN or Inf")]
-    NonFinite { side: &'static str, row: usize },
-    #[error("x has shape {x:?} and y has shape {y:?}; expected (n, {}) and (n, {}) with the same n", expected.0, expected.1)]
-    Shape {
-        x: Vec<usize>,
-        y: Vec<usize>,
-        expected: (usize, usize),
-    },
-    #[error("accumulators of different widths or shifts cannot be merged")]
-    Merge,
-    #[error("linear algebra: {0}")]
-    Linalg(String),
-}
+pub use crate::error::MetricError;
 
 /// A measured value, or null with the reason it is undefined.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::linear::{attention_matmul, Linear};
 use super::tokenizer::ModelTokenizer;
 use super::weights::Weights;
+use super::ActivationSink;
 use super::{HookPoint, HookRequest, HookedModel, ModelInfo, TokenBatch};
-use crate::capture::ActivationSink;
 use crate::error::{Error, Result};
 
 /// The HF `config.json` of a BERT model (field names as HF writes them).

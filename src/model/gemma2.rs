@@ -20,8 +20,8 @@ use super::llama::{read_config, rope_tables, LlamaConfig, Masks, RewardHead};
 use super::qwen2::windows;
 use super::tokenizer::ModelTokenizer;
 use super::weights::Weights;
+use super::ActivationSink;
 use super::{HookPoint, HookRequest, HookedModel, ModelInfo, TokenBatch};
-use crate::capture::ActivationSink;
 use crate::error::{Error, Result};
 
 /// `config.json` of a Gemma 2 model (HF field names).

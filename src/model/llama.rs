@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::linear::{attention_matmul, Linear};
 use super::tokenizer::ModelTokenizer;
 use super::weights::Weights;
+use super::ActivationSink;
 use super::{HookPoint, HookRequest, HookedModel, ModelInfo, TokenBatch};
-use crate::capture::ActivationSink;
 use crate::error::{Error, Result};
 
 /// `rope_parameters` as transformers 5.x writes it.

@@ -1,5 +1,5 @@
 //! Models with hook points: an explicit layer loop per architecture that hands each requested
-//! activation to an [`ActivationSink`](crate::capture::ActivationSink).
+//! activation to an [`ActivationSink`](ActivationSink).
 //!
 //! Hook points follow TransformerLens names and HF transformers' `output_hidden_states`
 //! indexing:
@@ -29,9 +29,26 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::capture::ActivationSink;
 use crate::error::{Error, Result};
 pub use tokenizer::ModelTokenizer;
+
+/// Receives activations from a forward pass, push-style (like ripgrep's `Sink`).
+pub trait ActivationSink {
+    /// Called before the forward pass of each batch.
+    fn begin(&mut self, _batch: &TokenBatch) -> Result<()> {
+        Ok(())
+    }
+    /// One requested activation, `(batch, seq, hidden)`.
+    fn layer(&mut self, hook: HookPoint, layer: usize, states: &Tensor) -> Result<()>;
+    /// One reward per batch row, from a reward model's scalar head (only when requested).
+    fn reward(&mut self, _rewards: &[f32]) -> Result<()> {
+        Ok(())
+    }
+    /// Called after the forward pass of each batch.
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
 
 /// A place in the forward pass where activations can be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -250,7 +267,7 @@ pub trait HookedModel: Send + Sync {
     /// The id used for padding (never read: padded positions are masked and not pooled).
     fn pad_id(&self) -> u32;
     /// Whether the checkpoint carries a scalar reward head (`score.weight`); its rewards reach
-    /// the sink through [`ActivationSink::reward`](crate::capture::ActivationSink::reward)
+    /// the sink through [`ActivationSink::reward`](ActivationSink::reward)
     /// when the request asks for them.
     fn has_reward_head(&self) -> bool {
         false

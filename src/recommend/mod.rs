@@ -464,9 +464,9 @@ fn score_rows(r: &Recommendation) -> Vec<Vec<String>> {
         .map(|s| {
             vec![
                 s.layer.to_string(),
-                crate::report::f3(s.linear_cka),
+                crate::fmt::f3(s.linear_cka),
                 format!("{:.3}", s.drift),
-                crate::report::f3(s.base_target_accuracy),
+                crate::fmt::f3(s.base_target_accuracy),
                 format!("{:.4}", s.score),
                 opt(s.anchor_distance, 4),
                 opt(s.lambda, 3),
@@ -495,7 +495,7 @@ fn grid_rows(v: &Validation) -> Vec<Vec<String>> {
 }
 
 fn md_table(head: &[&str], rows: &[Vec<String>]) -> String {
-    let md = crate::report::md;
+    let md = crate::fmt::md;
     let mut o = format!("| {} |\n|{}\n", head.join(" | "), "---|".repeat(head.len()));
     for r in rows {
         let cells: Vec<String> = r.iter().map(|c| md(c)).collect();
@@ -505,7 +505,7 @@ fn md_table(head: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 fn html_table(head: &[&str], rows: &[Vec<String>]) -> String {
-    let esc = crate::report::esc;
+    let esc = crate::fmt::esc;
     let th: String = head
         .iter()
         .map(|h| format!("<th>{}</th>", esc(h)))
@@ -536,7 +536,7 @@ fn validation_line(v: &Validation) -> String {
 
 /// The report's recommendation section, Markdown.
 pub fn render_markdown(r: &Recommendation) -> String {
-    let md = crate::report::md;
+    let md = crate::fmt::md;
     let mut o = format!(
         "\n### Recommendation (`repdrift recommend`)\n\nFor student `{}`: {}\n\n",
         md(&r.student),
@@ -561,7 +561,7 @@ pub fn render_markdown(r: &Recommendation) -> String {
 
 /// The report's recommendation section, HTML.
 pub fn render_html(r: &Recommendation) -> String {
-    let esc = crate::report::esc;
+    let esc = crate::fmt::esc;
     let mut o = format!(
         "<h3>Recommendation (<code>repdrift recommend</code>)</h3>\n<p>For student <code>{}</code>: {}</p>\n",
         esc(&r.student),

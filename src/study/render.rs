@@ -11,9 +11,9 @@ use serde::Serialize;
 use super::analysis::{Stat, Summary};
 use super::run::RunResult;
 use crate::error::Result;
+use crate::fmt::{esc, md};
 use crate::io::{csv_field, csv_num, json_bytes, write_atomic};
 use crate::report::plots::{encode_png, perr, register_font, render, Plot, COLORS};
-use crate::report::{esc, md};
 
 /// `study.json`.
 #[derive(Debug, Serialize)]
@@ -632,7 +632,15 @@ pub fn render_plots(s: &Summary) -> Result<Vec<Plot>> {
                     chart
                         .configure_mesh()
                         .x_desc("step")
-                        .x_label_formatter(&|x| format!("{x:.0}"))
+                        .x_labels((smax as usize).clamp(2, 10) + 1)
+                        // Steps are integers: label only integral ticks.
+                        .x_label_formatter(&|x| {
+                            if (x - x.round()).abs() < 1e-9 {
+                                format!("{x:.0}")
+                            } else {
+                                String::new()
+                            }
+                        })
                         .label_style(("sans-serif", 12))
                         .draw()
                         .map_err(perr)?;
