@@ -6,6 +6,7 @@
 mod archs;
 mod chat;
 mod common;
+mod layout;
 mod metrics;
 mod parity;
 mod probe;
