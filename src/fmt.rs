@@ -17,12 +17,41 @@ pub fn esc(s: &str) -> String {
     o
 }
 
-/// Escape text for Markdown tables and prose (no raw HTML passes through).
+/// Escape text for Markdown tables and prose: no raw HTML passes through (`&`, `<`, `>` become
+/// entities) and `|` cannot end a table cell. Quotes, apostrophes and backticks stay as they
+/// are (an apostrophe written as `&#39;` or a code span as "\`diff\`" reads badly in the raw
+/// file, and neither can inject markup).
 pub fn md(s: &str) -> String {
-    esc(s).replace('|', "\\|").replace('`', "\\`")
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '|' => o.push_str("\\|"),
+            c => o.push(c),
+        }
+    }
+    o
 }
 
 /// A number with 3 decimals, or an em dash for none.
 pub fn f3(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "—".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (issue 20): report.md showed "repdrift&#39;s" and "\`diff\`".
+    #[test]
+    fn markdown_title_apostrophe_and_code_spans_stay_readable() {
+        assert_eq!(md("repdrift's `diff`"), "repdrift's `diff`");
+        assert_eq!(
+            md("<script>x</script> | a & b"),
+            "&lt;script&gt;x&lt;/script&gt; \\| a &amp; b"
+        );
+        assert_eq!(esc("it's"), "it&#39;s");
+    }
 }

@@ -383,21 +383,25 @@ fn diagnose(
             }
             if drift.len() < rules.min_layers {
                 sentences.push(format!(
-                    "Too few layers with both drift and transfer numbers ({}) to test whether drift explains the transfer loss.",
+                    "{}: too few layers with both drift and transfer numbers ({}) to test whether drift explains the transfer loss.",
+                    s.student,
                     drift.len()
                 ));
             } else {
                 sp = spearman(&drift, &loss, rules.permutations, 0);
                 sentences.push(match sp {
                     Some(r) if r.rho > 0.0 && r.p < rules.alpha => format!(
-                        "Across layers, drift and transfer loss rise together: Spearman ρ = {:.2} (n = {} layers, permutation p = {:.3}).",
-                        r.rho, r.n, r.p
+                        "{}: across layers, drift and transfer loss rise together: Spearman ρ = {:.2} (n = {} layers, permutation p = {:.3}).",
+                        s.student, r.rho, r.n, r.p
                     ),
                     Some(r) => format!(
-                        "The data do not support the claim that drift explains the transfer loss: Spearman ρ = {:.2} between per-layer drift and transfer loss (n = {} layers, permutation p = {:.3}).",
-                        r.rho, r.n, r.p
+                        "{}: the data do not support the claim that drift explains the transfer loss: Spearman ρ = {:.2} between per-layer drift and transfer loss (n = {} layers, permutation p = {:.3}).",
+                        s.student, r.rho, r.n, r.p
                     ),
-                    None => "Drift or transfer loss is constant across layers: no correlation to test.".into(),
+                    None => format!(
+                        "{}: drift or transfer loss is constant across layers: no correlation to test.",
+                        s.student
+                    ),
                 });
             }
         }
