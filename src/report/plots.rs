@@ -454,12 +454,24 @@ pub fn render_all(r: &Report) -> Result<Vec<Plot>> {
         out.push(render!(
             &name,
             &format!("Cross-layer linear CKA, base × {}", c.student),
-            560,
+            620,
             520,
             |a| {
                 a.fill(&WHITE).map_err(perr)?;
+                let (main, bar) = a.split_horizontally(540);
                 let (nb, ns) = (c.base_layers.len(), c.student_layers.len());
-                let mut chart = ChartBuilder::on(a)
+                // Tick labels are the layers' own numbers, at each cell's lower edge.
+                let label = |layers: &[usize], x: f64| -> String {
+                    let i = x.round();
+                    if (x - i).abs() < 1e-9 && i >= 0.0 && (i as usize) < layers.len() {
+                        layers[i as usize].to_string()
+                    } else {
+                        String::new()
+                    }
+                };
+                let sl = c.student_layers.clone();
+                let bl = c.base_layers.clone();
+                let mut chart = ChartBuilder::on(&main)
                     .caption(
                         format!("cross-layer CKA: base × {}", c.student),
                         ("sans-serif", 16),
@@ -472,26 +484,45 @@ pub fn render_all(r: &Report) -> Result<Vec<Plot>> {
                 chart
                     .configure_mesh()
                     .disable_mesh()
-                    .x_desc("student layer (index)")
-                    .y_desc("base layer (index)")
+                    .x_desc("student layer")
+                    .y_desc("base layer")
+                    .x_labels(ns.min(12) + 1)
+                    .y_labels(nb.min(12) + 1)
+                    .x_label_formatter(&|x| label(&sl, *x))
+                    .y_label_formatter(&|y| label(&bl, *y))
                     .label_style(("sans-serif", 12))
                     .draw()
                     .map_err(perr)?;
                 let cells = c.cka.iter().enumerate().flat_map(|(i, row)| {
                     row.iter().enumerate().map(move |(j, v)| {
-                        let t = v.unwrap_or(0.0).clamp(0.0, 1.0);
-                        let col = RGBColor(
-                            (255.0 * (1.0 - t)) as u8,
-                            (255.0 * (1.0 - 0.6 * t)) as u8,
-                            255,
-                        );
                         Rectangle::new(
                             [(j as f64, i as f64), (j as f64 + 1.0, i as f64 + 1.0)],
-                            col.filled(),
+                            heat_colour(v.unwrap_or(0.0)).filled(),
                         )
                     })
                 });
                 chart.draw_series(cells).map_err(perr)?;
+                // The colour bar: CKA 0 (white) to 1 (blue).
+                let mut cb = ChartBuilder::on(&bar)
+                    .margin_top(40)
+                    .margin_bottom(48)
+                    .margin_right(8)
+                    .y_label_area_size(40)
+                    .build_cartesian_2d(0f64..1.0, 0f64..1.0)
+                    .map_err(perr)?;
+                cb.configure_mesh()
+                    .disable_mesh()
+                    .disable_x_axis()
+                    .y_labels(6)
+                    .y_label_formatter(&|y| format!("{y:.1}"))
+                    .label_style(("sans-serif", 12))
+                    .draw()
+                    .map_err(perr)?;
+                cb.draw_series((0..50).map(|k| {
+                    let (lo, hi) = (k as f64 / 50.0, (k + 1) as f64 / 50.0);
+                    Rectangle::new([(0.0, lo), (1.0, hi)], heat_colour(lo).filled())
+                }))
+                .map_err(perr)?;
                 Ok(())
             }
         ));
@@ -587,6 +618,16 @@ pub fn render_all(r: &Report) -> Result<Vec<Plot>> {
         ));
     }
     Ok(out)
+}
+
+/// The heatmaps' colour for a CKA value: white at 0, blue at 1.
+fn heat_colour(v: f64) -> RGBColor {
+    let t = v.clamp(0.0, 1.0);
+    RGBColor(
+        (255.0 * (1.0 - t)) as u8,
+        (255.0 * (1.0 - 0.6 * t)) as u8,
+        255,
+    )
 }
 
 fn sanitize(s: &str) -> String {
