@@ -1,0 +1,115 @@
+//! Checkpoints: the trainable weights and AdamW's moments (safetensors) and the state
+//! (parameters, hashes, step, log), each written atomically; a resume checks they belong to
+//! the same parameters, base and data.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::{optim, StepRecord, TrainParams, TrainableRm};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::io::{json_bytes, write_atomic};
+use crate::model::llama::Llama;
+use crate::model::HookedModel;
+
+/// What a checkpoint records beside the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct CheckpointState {
+    params: TrainParams,
+    data_sha256: String,
+    base_sha256: String,
+    step: usize,
+    log: Vec<StepRecord>,
+}
+
+pub(super) fn checkpoint_dir(out: &Path) -> PathBuf {
+    out.join("checkpoint")
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn save_checkpoint(
+    dir: &Path,
+    params: &TrainParams,
+    data: &Dataset,
+    base: &Llama,
+    rm: &TrainableRm<'_>,
+    opt: &optim::AdamW,
+    step: usize,
+    log: &[StepRecord],
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    for (i, (name, v)) in rm.named_vars().iter().enumerate() {
+        tensors.push((format!("w.{name}"), v.as_tensor().clone()));
+        tensors.push((format!("m.{name}"), opt.m[i].as_tensor().clone()));
+        tensors.push((format!("v.{name}"), opt.v[i].as_tensor().clone()));
+    }
+    let map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
+    let tmp = dir.join(".state.safetensors.tmp");
+    candle_core::safetensors::save(&map, &tmp)?;
+    let fin = dir.join("state.safetensors");
+    std::fs::rename(&tmp, &fin).map_err(|e| Error::io(&fin, e))?;
+    let state = CheckpointState {
+        params: params.clone(),
+        data_sha256: data.sha256.clone(),
+        base_sha256: base.info().weights_sha256.clone(),
+        step,
+        log: log.to_vec(),
+    };
+    write_atomic(&dir.join("state.json"), &json_bytes(&state))
+}
+
+pub(super) fn load_checkpoint(
+    dir: &Path,
+    params: &TrainParams,
+    data: &Dataset,
+    base: &Llama,
+    rm: &TrainableRm<'_>,
+    opt: &mut optim::AdamW,
+    log: &mut Vec<StepRecord>,
+) -> Result<usize> {
+    let path = dir.join("state.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let state: CheckpointState = serde_json::from_str(&text).map_err(|e| Error::Json {
+        path: path.clone(),
+        source: e,
+    })?;
+    if &state.params != params {
+        return Err(Error::InvalidStore {
+            path: path.clone(),
+            reason: "the checkpoint was written with other training parameters; resume with the same ones or start again with --force".into(),
+        });
+    }
+    if state.data_sha256 != data.sha256 || state.base_sha256 != base.info().weights_sha256 {
+        return Err(Error::InvalidStore {
+            path: path.clone(),
+            reason: "the checkpoint belongs to another base model or data file".into(),
+        });
+    }
+    let st_path = dir.join("state.safetensors");
+    crate::model::weights::check_safetensors(&st_path)?;
+    let map = candle_core::safetensors::load(&st_path, &Device::Cpu)?;
+    for (i, (name, v)) in rm.named_vars().iter().enumerate() {
+        for (prefix, var) in [("w", v), ("m", &opt.m[i]), ("v", &opt.v[i])] {
+            let key = format!("{prefix}.{name}");
+            let t = map.get(&key).ok_or_else(|| Error::InvalidStore {
+                path: st_path.clone(),
+                reason: format!("checkpoint lacks `{key}`"),
+            })?;
+            if t.dims() != var.dims() {
+                return Err(Error::WeightShape {
+                    path: st_path.clone(),
+                    name: key,
+                    expected: var.dims().to_vec(),
+                    actual: t.dims().to_vec(),
+                });
+            }
+            var.set(&t.to_device(var.device())?)?;
+        }
+    }
+    opt.t = state.step;
+    *log = state.log;
+    Ok(state.step)
+}
