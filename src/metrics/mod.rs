@@ -30,6 +30,7 @@ pub mod accum;
 pub mod bootstrap;
 pub mod compare;
 pub mod knn;
+mod shard;
 
 use ndarray::{Array2, ArrayView2};
 use ndarray_linalg::SVD;
