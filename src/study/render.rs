@@ -34,12 +34,13 @@ fn pm(s: Option<&Stat>) -> String {
     }
 }
 
+/// Drift values are small (1 − CKA of 0.001–0.05): three decimals.
 fn pm2(s: Option<&Stat>) -> String {
     match s {
         None => "–".into(),
         Some(s) => match s.sd {
-            Some(sd) => format!("{:.2} ± {:.2}", s.mean, sd),
-            None => format!("{:.2}", s.mean),
+            Some(sd) => format!("{:.3} ± {:.3}", s.mean, sd),
+            None => format!("{:.3}", s.mean),
         },
     }
 }
