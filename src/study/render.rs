@@ -202,6 +202,55 @@ fn cols(s: &Summary) -> Vec<(String, String)> {
     c
 }
 
+/// The table as text cells (header, rows): the reference rows, then one row per cell. Markdown
+/// and HTML render the same cells.
+fn table_cells(s: &Summary) -> (Vec<String>, Vec<Vec<String>>) {
+    let c = cols(s);
+    let mut head: Vec<String> = vec!["regime".into(), "method".into(), "n".into()];
+    head.extend(c.iter().map(|(_, name)| name.clone()));
+    head.push("outcomes".into());
+    let mut rows = Vec::new();
+    for (label, refs) in [
+        ("weak teacher", &s.references.teacher),
+        ("base probe", &s.references.base_probe),
+    ] {
+        let mut r = vec![
+            "–".to_string(),
+            label.to_string(),
+            refs.get("source_test").map_or(0, |x| x.n).to_string(),
+        ];
+        r.extend(
+            c.iter()
+                .map(|(k, _)| pm(k.strip_prefix("acc:").and_then(|set| refs.get(set)))),
+        );
+        r.push(String::new());
+        rows.push(r);
+    }
+    for cell in &s.table {
+        let mut r = vec![
+            cell.regime.clone(),
+            cell.method.clone(),
+            n_of(cell).to_string(),
+        ];
+        r.extend(c.iter().map(|(k, _)| {
+            let v = cell.metrics.get(k);
+            if k.starts_with("drift") {
+                pm2(v)
+            } else {
+                pm(v)
+            }
+        }));
+        let outcomes: Vec<String> = cell
+            .outcomes
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        r.push(outcomes.join(", "));
+        rows.push(r);
+    }
+    (head, rows)
+}
+
 /// `study.md`.
 pub fn render_markdown(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
     let mut o = String::new();
@@ -214,57 +263,19 @@ pub fn render_markdown(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
         o,
         "\n## Table (mean ± sd over seeds; accuracies and gains in points)\n"
     );
-    let c = cols(s);
-    let _ = write!(o, "| regime | method | n |");
-    for (_, name) in &c {
-        let _ = write!(o, " {} |", md(name));
-    }
-    let _ = write!(o, " outcomes |\n|---|---|---|");
-    for _ in &c {
-        let _ = write!(o, "---|");
-    }
-    let _ = writeln!(o, "---|");
-    for (label, refs) in [
-        ("weak teacher", &s.references.teacher),
-        ("base probe", &s.references.base_probe),
-    ] {
-        let _ = write!(
+    let (head, rows) = table_cells(s);
+    let _ = writeln!(
+        o,
+        "| {} |",
+        head.iter().map(|h| md(h)).collect::<Vec<_>>().join(" | ")
+    );
+    let _ = writeln!(o, "|{}", "---|".repeat(head.len()));
+    for r in &rows {
+        let _ = writeln!(
             o,
-            "| – | {label} | {} |",
-            refs.get("source_test").map_or(0, |x| x.n)
+            "| {} |",
+            r.iter().map(|c| md(c)).collect::<Vec<_>>().join(" | ")
         );
-        for (k, _) in &c {
-            let v = k.strip_prefix("acc:").and_then(|set| refs.get(set));
-            let _ = write!(o, " {} |", pm(v));
-        }
-        let _ = writeln!(o, " |");
-    }
-    for cell in &s.table {
-        let _ = write!(
-            o,
-            "| {} | {} | {} |",
-            md(&cell.regime),
-            md(&cell.method),
-            n_of(cell)
-        );
-        for (k, _) in &c {
-            let v = cell.metrics.get(k);
-            let _ = write!(
-                o,
-                " {} |",
-                if k.starts_with("drift") {
-                    pm2(v)
-                } else {
-                    pm(v)
-                }
-            );
-        }
-        let outcomes: Vec<String> = cell
-            .outcomes
-            .iter()
-            .map(|(k, v)| format!("{v} {k}"))
-            .collect();
-        let _ = writeln!(o, " {} |", outcomes.join(", "));
     }
     let _ = writeln!(
         o,
@@ -322,53 +333,21 @@ pub fn render_html(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
     for l in diagnosis(s) {
         let _ = write!(o, "<li>{}</li>", esc(&l));
     }
-    let _ = write!(o, "</ul><h2>Table (mean ± sd over seeds; points)</h2><table><tr><th>regime</th><th>method</th><th>n</th>");
-    let c = cols(s);
-    for (_, name) in &c {
-        let _ = write!(o, "<th>{}</th>", esc(name));
+    let _ = write!(
+        o,
+        "</ul><h2>Table (mean ± sd over seeds; points)</h2><table><tr>"
+    );
+    let (head, rows) = table_cells(s);
+    for h in &head {
+        let _ = write!(o, "<th>{}</th>", esc(h));
     }
-    let _ = write!(o, "<th>outcomes</th></tr>");
-    for (label, refs) in [
-        ("weak teacher", &s.references.teacher),
-        ("base probe", &s.references.base_probe),
-    ] {
-        let _ = write!(
-            o,
-            "<tr><td>–</td><td>{label}</td><td>{}</td>",
-            refs.get("source_test").map_or(0, |x| x.n)
-        );
-        for (k, _) in &c {
-            let v = k.strip_prefix("acc:").and_then(|set| refs.get(set));
-            let _ = write!(o, "<td>{}</td>", pm(v));
+    let _ = write!(o, "</tr>");
+    for r in &rows {
+        let _ = write!(o, "<tr>");
+        for c in r {
+            let _ = write!(o, "<td>{}</td>", esc(c));
         }
-        let _ = write!(o, "<td></td></tr>");
-    }
-    for cell in &s.table {
-        let _ = write!(
-            o,
-            "<tr><td>{}</td><td>{}</td><td>{}</td>",
-            esc(&cell.regime),
-            esc(&cell.method),
-            n_of(cell)
-        );
-        for (k, _) in &c {
-            let v = cell.metrics.get(k);
-            let _ = write!(
-                o,
-                "<td>{}</td>",
-                if k.starts_with("drift") {
-                    pm2(v)
-                } else {
-                    pm(v)
-                }
-            );
-        }
-        let outcomes: Vec<String> = cell
-            .outcomes
-            .iter()
-            .map(|(k, v)| format!("{v} {k}"))
-            .collect();
-        let _ = write!(o, "<td>{}</td></tr>", esc(&outcomes.join(", ")));
+        let _ = write!(o, "</tr>");
     }
     let _ = write!(o, "</table>");
     for p in plots {
