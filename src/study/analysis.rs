@@ -72,6 +72,9 @@ pub struct LayerCorrelation {
     pub n: usize,
 }
 
+/// (regime, ρ, 95 % CI, n): a correlation within one regime.
+pub type RegimeCorrelation = (String, Option<f64>, Option<(f64, f64)>, usize);
+
 /// Mean trajectory of a method in a regime.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trajectory {
@@ -103,6 +106,11 @@ pub struct Summary {
     pub correlations: Vec<LayerCorrelation>,
     /// The layer whose drift (1 − linear CKA) has the largest |ρ| with transfer change.
     pub best_layer: Option<LayerCorrelation>,
+    /// Spearman ρ, over the same runs, of the best layer's drift with the source-test accuracy:
+    /// drift also measures how much a student learned, which confounds drift vs transfer.
+    pub best_layer_source_rho: Option<f64>,
+    /// At the best layer, the same correlation within each regime: (regime, ρ, CI, n).
+    pub best_layer_by_regime: Vec<RegimeCorrelation>,
     /// Range of the runs' mean target accuracy (points): the spread the question needs.
     pub target_accuracy_range: Option<(f64, f64)>,
     pub trajectories: Vec<Trajectory>,
@@ -424,6 +432,38 @@ pub fn summarise(runs: &[RunResult], targets: &[String]) -> Summary {
                 .expect("finite")
         })
         .cloned();
+    let best_layer_source_rho = best_layer.as_ref().and_then(|b| {
+        let (x, y): (Vec<f64>, Vec<f64>) = runs
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    drift_at(r, b.layer, targets, false)?,
+                    *r.accuracy.get("source_test")?,
+                ))
+            })
+            .unzip();
+        spearman(&x, &y, 0, 0).map(|s| s.rho)
+    });
+    let best_layer_by_regime = match &best_layer {
+        None => Vec::new(),
+        Some(b) => regimes
+            .iter()
+            .map(|reg| {
+                let (x, y): (Vec<f64>, Vec<f64>) = runs
+                    .iter()
+                    .filter(|r| &r.regime == reg)
+                    .filter_map(|r| {
+                        Some((
+                            drift_at(r, b.layer, targets, false)?,
+                            mean_over(&r.accuracy, targets)? - mean_over(&r.base_probe, targets)?,
+                        ))
+                    })
+                    .unzip();
+                let (rho, ci, _) = spearman_ci(&x, &y, 2000, b.layer as u64);
+                (reg.clone(), rho, ci, x.len())
+            })
+            .collect(),
+    };
     points.sort_by(|a, b| a.id.cmp(&b.id));
     let target_accuracy_range = points.iter().map(|p| p.mean_target).fold(None, |acc, v| {
         Some(match acc {
@@ -488,6 +528,8 @@ pub fn summarise(runs: &[RunResult], targets: &[String]) -> Summary {
         table,
         correlations,
         best_layer,
+        best_layer_source_rho,
+        best_layer_by_regime,
         target_accuracy_range,
         trajectories,
         points,

@@ -147,7 +147,7 @@ pub fn diagnosis(s: &Summary) -> Vec<String> {
                     "more drift goes with worse transfer, and the interval excludes zero"
                 }
                 Some((lo, _)) if lo > 0.0 => {
-                    "more drift goes with *better* transfer here, and the interval excludes zero"
+                    "more drift goes with better transfer here (not worse), and the interval excludes zero"
                 }
                 _ => "the interval includes zero: across these runs drift does not predict transfer",
             };
@@ -160,6 +160,26 @@ pub fn diagnosis(s: &Summary) -> Vec<String> {
                 b.p.map_or("–".into(), |p| format!("{p:.3}")),
                 verdict
             ));
+            let within: Vec<String> = s
+                .best_layer_by_regime
+                .iter()
+                .map(|(reg, rho, ci, n)| match (rho, ci) {
+                    (Some(r), Some((lo, hi))) => format!("{reg}: ρ = {r:.2} [{lo:.2}, {hi:.2}], n = {n}"),
+                    _ => format!("{reg}: undefined (n = {n})"),
+                })
+                .collect();
+            if !within.is_empty() {
+                out.push(format!(
+                    "Within each regime, at layer {}: {}.",
+                    b.layer,
+                    within.join("; ")
+                ));
+            }
+            if let Some(r) = s.best_layer_source_rho {
+                out.push(format!(
+                    "Caution: the same layer's drift has Spearman ρ = {r:.2} with the source-test accuracy over these runs. Drift against the base also measures how far a student moved to fit the source (students start from a random or probe head), so across methods and regimes it is confounded with how much was learned; read the correlation within a regime and method before calling drift a cause."
+                ));
+            }
         }
         None => out.push(
             "Drift against transfer: no layer's drift varies across runs, so there is no correlation to test.".into(),
