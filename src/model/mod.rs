@@ -20,6 +20,7 @@ pub mod llama;
 pub mod mistral;
 pub mod qwen2;
 pub mod qwen3;
+pub mod reward_head;
 pub mod tokenizer;
 pub mod weights;
 
