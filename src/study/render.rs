@@ -111,9 +111,12 @@ pub fn diagnosis(s: &Summary) -> Vec<String> {
                         n.metrics.get("acc:mean_target"),
                         a.metrics.get("acc:mean_target"),
                     ) {
-                        let overlap = match (na.sd, aa.sd) {
-                            (Some(x), Some(y)) => (at - nt).abs() < x + y,
-                            _ => true,
+                        let spread = match (na.sd, aa.sd) {
+                            (Some(x), Some(y)) if (at - nt).abs() < x + y => {
+                                ", within one sd of each other"
+                            }
+                            (Some(_), Some(_)) => "",
+                            _ => ", one seed: no sd yet",
                         };
                         let _ = write!(
                             line,
@@ -121,11 +124,7 @@ pub fn diagnosis(s: &Summary) -> Vec<String> {
                             a.method,
                             at,
                             at - nt,
-                            if overlap {
-                                ", within one sd of each other"
-                            } else {
-                                ""
-                            }
+                            spread
                         );
                     }
                 }
