@@ -1,20 +1,28 @@
 //! Text formatting shared by every renderer (report, recommend, study): HTML and Markdown
 //! escaping and number cells. Below all of them, so none imports another for it.
 
-/// Escape text for HTML.
-pub fn esc(s: &str) -> String {
+/// `s` with each character that `entity` maps replaced by its escape.
+fn escape(s: &str, entity: impl Fn(char) -> Option<&'static str>) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
+        match entity(c) {
+            Some(e) => o.push_str(e),
+            None => o.push(c),
         }
     }
     o
+}
+
+/// Escape text for HTML.
+pub fn esc(s: &str) -> String {
+    escape(s, |c| match c {
+        '&' => Some("&amp;"),
+        '<' => Some("&lt;"),
+        '>' => Some("&gt;"),
+        '"' => Some("&quot;"),
+        '\'' => Some("&#39;"),
+        _ => None,
+    })
 }
 
 /// Escape text for Markdown tables and prose: no raw HTML passes through (`&`, `<`, `>` become
@@ -22,17 +30,13 @@ pub fn esc(s: &str) -> String {
 /// are (an apostrophe written as `&#39;` or a code span as "\`diff\`" reads badly in the raw
 /// file, and neither can inject markup).
 pub fn md(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '|' => o.push_str("\\|"),
-            c => o.push(c),
-        }
-    }
-    o
+    escape(s, |c| match c {
+        '&' => Some("&amp;"),
+        '<' => Some("&lt;"),
+        '>' => Some("&gt;"),
+        '|' => Some("\\|"),
+        _ => None,
+    })
 }
 
 /// A number with 3 decimals, or an em dash for none.

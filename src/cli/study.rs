@@ -54,6 +54,7 @@ pub fn run_study(a: &StudyArgs) -> anyhow::Result<()> {
     let base = crate::model::load_llama(&cfg.base, &device)?;
     let n_layers = base.blocks().len();
     let mut s = cfg.check(n_layers)?;
+    let full = s.clone();
     if a.render_only {
         let summary = render_all(&s, a)?;
         eprintln!(
@@ -85,7 +86,6 @@ pub fn run_study(a: &StudyArgs) -> anyhow::Result<()> {
         force: a.force,
     };
     let mut progress = Lines(std::time::Instant::now());
-    let full = study::read_config(&a.config)?.check(n_layers)?;
     let mut after = || render_all(&full, a).map(|_| ());
     study::run_study(&s, &base, &job, &device, &mut progress, &mut after)?;
     let summary = render_all(&full, a)?;
