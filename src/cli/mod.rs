@@ -37,6 +37,9 @@ pub enum Command {
     Report(ReportArgs),
     /// Train a reward model: gold ceiling, naive, confidence or anchored weak-to-strong student.
     Train(train::TrainArgs),
+    /// Write a student stored as a delta (base + changed tensors) as a full HF
+    /// LlamaForSequenceClassification directory.
+    Export(ExportArgs),
     /// Fit the weak teacher on source half 1 and write its soft labels for half 2.
     Teacher(train::TeacherArgs),
     /// Rank layers for anchoring, propose λ per layer, optionally validate by training.
@@ -47,6 +50,20 @@ pub enum Command {
     /// A grid of weak-to-strong trainings (methods × regimes × seeds): accuracy table with
     /// error bars, drift against transfer, trajectories, drift or head (resumable).
     Study(study::StudyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// A student directory written by `repdrift train` (a delta), or any Llama reward model.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The HF directory to write (config.json, model.safetensors in f32, tokenizer.json and
+    /// the training records).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace OUT when it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -71,6 +88,22 @@ pub struct ReportArgs {
     /// Output directory (index.html, report.md, report.json, plots/).
     #[arg(long)]
     pub out: PathBuf,
+}
+
+fn run_export(a: &ExportArgs) -> anyhow::Result<()> {
+    if a.out.exists() && !a.force {
+        return Err(crate::Error::param(
+            "out",
+            format!("{} exists; pass --force to replace it", a.out.display()),
+        )
+        .into());
+    }
+    crate::model::delta::export(&a.model, &a.out, &candle_core::Device::Cpu)?;
+    eprintln!(
+        "repdrift: wrote {} (HF LlamaForSequenceClassification, f32)",
+        a.out.display()
+    );
+    Ok(())
 }
 
 fn run_report(a: &ReportArgs) -> anyhow::Result<()> {
@@ -532,6 +565,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Transfer(a) => run_transfer(a)?,
         Command::Report(a) => run_report(a)?,
         Command::Train(a) => train::run_train(a)?,
+        Command::Export(a) => run_export(a)?,
         Command::Teacher(a) => train::run_teacher(a)?,
         Command::Recommend(a) => recommend::run_recommend(a)?,
         Command::Demo(a) => demo::run_demo(a)?,

@@ -17,9 +17,14 @@ pub struct TrainArgs {
     /// Source preference pairs (JSONL; gzip when the name ends in .gz).
     #[arg(long)]
     pub data: PathBuf,
-    /// The output directory (an HF reward-model directory when done).
+    /// The output directory: a delta student when done (see --save).
     #[arg(long)]
     pub out: PathBuf,
+    /// delta (only the tensors training changed, plus the base's path and sha256; every
+    /// command loads base + delta, `repdrift export` writes a full model) or full (an HF
+    /// LlamaForSequenceClassification directory, all weights in f32).
+    #[arg(long, default_value = "delta")]
+    pub save: String,
     /// gold, naive, confidence or anchor.
     #[arg(long)]
     pub method: String,
@@ -266,6 +271,7 @@ pub fn read_labels(path: &Path) -> crate::Result<WeakLabels> {
 
 pub fn run_train(a: &TrainArgs) -> anyhow::Result<()> {
     let params = a.params()?;
+    let save: train::SaveAs = a.save.parse()?;
     if a.teacher.is_some() && a.teacher_labels.is_some() {
         return Err(
             crate::Error::param("teacher", "give --teacher or --teacher-labels, not both").into(),
@@ -303,6 +309,7 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<()> {
         resume: a.resume,
         force: a.force,
         stop_after: a.stop_after,
+        save,
     };
     let mut pb = progress();
     let summary = train::train(&base, &data, &evals, &params, &job, &device, pb.as_mut())?;

@@ -289,6 +289,7 @@ pub fn run(
             resume: false,
             force: true,
             stop_after: None,
+            save: Default::default(),
         };
         Ok(train::train_prepared(&prep, &p, &job, device, progress)?
             .expect("runs to the end")

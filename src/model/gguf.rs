@@ -12,7 +12,7 @@ use std::path::Path;
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 
-use super::llama::{Llama, LlamaConfig};
+use super::llama::{Llama, LlamaConfig, LlamaParts};
 use super::tokenizer::ModelTokenizer;
 use super::weights::Weights;
 use super::ModelInfo;
@@ -93,6 +93,12 @@ fn check_complete(path: &Path, c: &gguf_file::Content, file_len: u64) -> Result<
 
 /// Load a Llama-architecture GGUF file.
 pub fn load_llama(path: &Path, device: &Device) -> Result<Llama> {
+    let p = read_llama(path, device)?;
+    Llama::new(p.cfg, &p.weights, p.tokenizer, p.info, device)
+}
+
+/// The parts of a Llama-architecture GGUF file (weights dequantized to f32, HF names).
+pub fn read_llama(path: &Path, device: &Device) -> Result<LlamaParts> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let file_len = f.metadata().map_err(|e| Error::io(path, e))?.len();
     let content = gguf_file::Content::read(&mut f).map_err(|e| {
@@ -169,5 +175,10 @@ pub fn load_llama(path: &Path, device: &Device) -> Result<Llama> {
         n_layers,
         hidden_size: hidden,
     };
-    Llama::new(cfg, &weights, tokenizer, info, device)
+    Ok(LlamaParts {
+        cfg,
+        weights,
+        tokenizer,
+        info,
+    })
 }

@@ -326,6 +326,14 @@ pub struct BlockOutput {
     pub resid: Tensor,
 }
 
+/// What a Llama is built from: its config, weights (HF names), tokenizer and description.
+pub struct LlamaParts {
+    pub cfg: LlamaConfig,
+    pub weights: Weights,
+    pub tokenizer: ModelTokenizer,
+    pub info: ModelInfo,
+}
+
 /// A Llama decoder with hook points.
 pub struct Llama {
     cfg: LlamaConfig,
@@ -455,6 +463,33 @@ impl Llama {
         Self::load_dir_as(dir, cfg, v, device, dtype)
     }
 
+    /// The parts of a plain Llama HF directory (weights memory-mapped, f32).
+    pub fn read_dir(dir: &Path, device: &Device) -> Result<LlamaParts> {
+        let cfg: LlamaConfig = read_config(dir)?;
+        let (weights, sha) = Weights::from_hf_dir(dir, device)?;
+        let tokenizer = ModelTokenizer::from_json_file(&dir.join("tokenizer.json"))?;
+        let info = ModelInfo {
+            path: dir.to_path_buf(),
+            architecture: "llama".into(),
+            source: "safetensors".into(),
+            weights_sha256: sha,
+            n_layers: cfg.num_hidden_layers,
+            hidden_size: cfg.hidden_size,
+        };
+        Ok(LlamaParts {
+            cfg,
+            weights,
+            tokenizer,
+            info,
+        })
+    }
+
+    /// Build a plain Llama from its parts (weights returned in `dtype`).
+    pub fn from_parts(p: LlamaParts, device: &Device, dtype: DType) -> Result<Self> {
+        let weights = p.weights.with_dtype(dtype);
+        Self::new(p.cfg, &weights, p.tokenizer, p.info, device)
+    }
+
     /// Load an HF directory with an already-read config and variant (the other architectures'
     /// loaders call this).
     pub fn load_dir_as(
@@ -523,6 +558,11 @@ impl Llama {
     /// `score.weight` `(1, hidden)` when the checkpoint is a sequence-classification RM.
     pub fn score(&self) -> Option<&Tensor> {
         self.score.as_ref().map(|h| &h.weight)
+    }
+
+    /// The reward head's bias (TRL value heads have one; `score.weight` heads do not).
+    pub fn score_bias(&self) -> Option<f32> {
+        self.score.as_ref().and_then(|h| h.bias)
     }
 
     /// The tokenizer (also through [`HookedModel::tokenizer`]).

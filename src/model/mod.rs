@@ -13,6 +13,7 @@
 //! padded positions carry unspecified values and are never read by pooling.
 
 pub mod bert;
+pub mod delta;
 pub mod gemma2;
 pub mod gguf;
 pub mod linear;
@@ -295,6 +296,9 @@ fn model_type(dir: &Path) -> Result<String> {
 /// Load a Llama-family model as the concrete type (training needs its blocks): a `.gguf` file
 /// or an HF directory whose `config.json` says `model_type: llama`.
 pub fn load_llama(path: &Path, device: &Device) -> Result<llama::Llama> {
+    if delta::is_delta(path) {
+        return delta::load(path, device, DType::F32);
+    }
     if path.is_file() && path.extension().and_then(|e| e.to_str()) == Some("gguf") {
         return gguf::load_llama(path, device);
     }
@@ -377,6 +381,8 @@ pub fn load_with(path: &Path, device: &Device, dtype: DType) -> Result<Box<dyn H
                 "expected a .gguf file or an HF model directory (config.json + model.safetensors + tokenizer.json)",
             )),
         }
+    } else if delta::is_delta(path) {
+        Ok(Box::new(delta::load(path, device, dtype)?))
     } else {
         let cfg_path = path.join("config.json");
         match model_type(path)?.as_str() {

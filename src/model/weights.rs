@@ -1,6 +1,7 @@
 //! Named weights with shape checks, walked by prefix like candle's `VarBuilder::pp`.
 //!
-//! Sources: an in-memory map (GGUF, dequantized to f32) or memory-mapped safetensors files.
+//! Sources: an in-memory map (GGUF, dequantized to f32), memory-mapped safetensors files, or
+//! an overlay (a student's delta: its own tensors first, the base's for the rest).
 //! Every tensor is returned as f32 on the requested device. A missing weight or a wrong shape
 //! is an error naming the file, the weight and both shapes.
 
@@ -17,6 +18,33 @@ use crate::error::{Error, Result};
 enum Source {
     Map(HashMap<String, Tensor>),
     Mmap(MmapedSafetensors),
+    /// Tensors that replace the base's, then the base.
+    Overlay(HashMap<String, Tensor>, Arc<Store>),
+}
+
+impl Store {
+    fn contains(&self, full: &str) -> bool {
+        match &self.source {
+            Source::Map(m) => m.contains_key(full),
+            Source::Mmap(m) => m.get(full).is_ok(),
+            Source::Overlay(m, base) => m.contains_key(full) || base.contains(full),
+        }
+    }
+
+    /// The tensor named `full`, on the store's device, in its stored dtype.
+    fn lookup(&self, full: &str) -> Result<Option<Tensor>> {
+        Ok(match &self.source {
+            Source::Map(m) => m.get(full).cloned(),
+            Source::Mmap(m) => match m.get(full) {
+                Ok(_) => Some(m.load(full, &self.device)?),
+                Err(_) => None,
+            },
+            Source::Overlay(m, base) => match m.get(full) {
+                Some(t) => Some(t.clone()),
+                None => base.lookup(full)?,
+            },
+        })
+    }
 }
 
 struct Store {
@@ -45,6 +73,20 @@ impl Weights {
             }),
             prefix: String::new(),
             dtype: DType::F32,
+        }
+    }
+
+    /// `delta`'s tensors in place of the same-named ones of `base` (a student stored as the
+    /// tensors training changed). Errors name `path` (the delta).
+    pub fn overlay(path: &Path, delta: HashMap<String, Tensor>, base: &Weights) -> Self {
+        Self {
+            store: Arc::new(Store {
+                path: path.to_path_buf(),
+                source: Source::Overlay(delta, base.store.clone()),
+                device: base.store.device.clone(),
+            }),
+            prefix: String::new(),
+            dtype: base.dtype,
         }
     }
 
@@ -165,23 +207,13 @@ impl Weights {
 
     /// Whether weight `name` exists under this prefix.
     pub fn contains(&self, name: &str) -> bool {
-        let full = self.full(name);
-        match &self.store.source {
-            Source::Map(m) => m.contains_key(&full),
-            Source::Mmap(m) => m.get(&full).is_ok(),
-        }
+        self.store.contains(&self.full(name))
     }
 
     /// The weight `name`, checked to have `shape`, in this view's dtype (f32 by default).
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let full = self.full(name);
-        let t = match &self.store.source {
-            Source::Map(m) => m.get(&full).cloned(),
-            Source::Mmap(m) => match m.get(&full) {
-                Ok(_) => Some(m.load(&full, &self.store.device)?),
-                Err(_) => None,
-            },
-        };
+        let t = self.store.lookup(&full)?;
         let t =
             t.ok_or_else(|| Error::model(&self.store.path, format!("missing weight `{full}`")))?;
         if t.dims() != shape {

@@ -647,6 +647,7 @@ pub fn validate(
             resume: false,
             force: true,
             stop_after: None,
+            save: Default::default(),
         };
         let s = train_prepared(prep, &tp, &job, device, progress)?
             .expect("no stop_after: the run finishes");

@@ -576,6 +576,7 @@ pub fn run_study(
                     resume: false,
                     force: true,
                     stop_after: None,
+                    save: Default::default(),
                 };
                 let summary = train::train_observed(
                     &prep,

@@ -131,6 +131,33 @@ pub struct TrainJob<'a> {
     pub force: bool,
     /// Stop after this many steps in total, leaving a checkpoint (for time-boxed jobs).
     pub stop_after: Option<usize>,
+    /// How the finished model is written.
+    pub save: SaveAs,
+}
+
+/// How a finished student is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SaveAs {
+    /// Only the tensors training changed, plus the base's path and sha256
+    /// ([`crate::model::delta`]); every command loads base + delta.
+    #[default]
+    Delta,
+    /// A full HF `LlamaForSequenceClassification` directory (all weights, f32).
+    Full,
+}
+
+impl std::str::FromStr for SaveAs {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "delta" => Ok(Self::Delta),
+            "full" => Ok(Self::Full),
+            other => Err(Error::param(
+                "save",
+                format!("`{other}`: expected delta or full"),
+            )),
+        }
+    }
 }
 
 /// Train a reward model on the source `data` and write it to `job.out` (see the module docs);
@@ -143,7 +170,8 @@ pub struct TrainJob<'a> {
 /// let base = repdrift::model::load_llama("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf".as_ref(), &dev).unwrap();
 /// let data = repdrift::data::read_jsonl("probes/data/source.jsonl".as_ref(), None).unwrap();
 /// let params = TrainParams { method: Method::Gold, ..Default::default() }.check().unwrap();
-/// let job = TrainJob { labels: None, out: "runs/gold".as_ref(), resume: false, force: true, stop_after: None };
+/// let job = TrainJob { labels: None, out: "runs/gold".as_ref(), resume: false, force: true,
+///     stop_after: None, save: Default::default() };
 /// let summary = train(&base, &data, &[], &params, &job, &dev, &mut NoTrainProgress).unwrap();
 /// ```
 pub fn train(
@@ -163,7 +191,8 @@ pub fn train(
 /// Refuse to overwrite a finished or unfinished run unless asked (before any work is done).
 fn check_out(job: &TrainJob<'_>) -> Result<()> {
     let ckpt = checkpoint_dir(job.out);
-    let finished = job.out.join("model.safetensors").exists();
+    let finished =
+        job.out.join("model.safetensors").exists() || crate::model::delta::is_delta(job.out);
     if job.out.exists() && !job.force {
         if finished && !job.resume {
             return Err(Error::StoreExists {
@@ -521,14 +550,15 @@ pub fn train_observed(
         "base_sha256": base.info().weights_sha256,
         "split": {"test": sp.test.len(), "half1": sp.half1.len(), "half2": sp.half2.len()},
     });
-    rm.save_hf(
-        job.out,
-        &[
-            ("training_args.json", json_bytes(&args)),
-            ("loss_log.jsonl", log_bytes),
-            ("train_summary.json", json_bytes(&summary)),
-        ],
-    )?;
+    let extra = [
+        ("training_args.json", json_bytes(&args)),
+        ("loss_log.jsonl", log_bytes),
+        ("train_summary.json", json_bytes(&summary)),
+    ];
+    match job.save {
+        SaveAs::Delta => rm.save_delta(job.out, &extra)?,
+        SaveAs::Full => rm.save_hf(job.out, &extra)?,
+    }
     if ckpt.exists() {
         std::fs::remove_dir_all(&ckpt).map_err(|e| Error::io(&ckpt, e))?;
     }

@@ -15,14 +15,13 @@ use std::path::Path;
 
 use candle_core::{Tensor, Var};
 use rand::{Rng, SeedableRng};
-use safetensors::tensor::Dtype;
 
 use crate::error::{Error, Result};
+use crate::model::delta;
 use crate::model::llama::{last_token_states, Block, Llama, BLOCK_WEIGHTS};
 use crate::model::{HookedModel, TokenBatch};
 
-/// A named row-major f32 weight: (HF name, shape, values).
-pub type NamedWeight = (String, Vec<usize>, Vec<f32>);
+pub use crate::model::delta::NamedWeight;
 
 /// What the forward pass returns.
 pub struct RmOutput {
@@ -246,84 +245,38 @@ impl<'a> TrainableRm<'a> {
     /// Every weight of the reward model under its HF name (`model.*` and `score.weight`), the
     /// trained ones from the variables, the rest from the base, as row-major f32.
     pub fn state(&self) -> Result<Vec<NamedWeight>> {
-        let trained: BTreeMap<&str, &Var> =
-            self.vars.iter().map(|(n, v)| (n.as_str(), v)).collect();
-        let mut out = Vec::new();
-        let mut push = |name: String, t: &Tensor| -> Result<()> {
-            let t = match trained.get(name.as_str()) {
-                Some(v) => v.as_tensor().clone(),
-                None => t.clone(),
-            };
-            out.push((name, t.dims().to_vec(), t.flatten_all()?.to_vec1::<f32>()?));
-            Ok(())
-        };
-        push("model.embed_tokens.weight".into(), self.base.embed_tokens())?;
-        for (i, blk) in self.base.blocks().iter().enumerate() {
-            for (name, t) in BLOCK_WEIGHTS.iter().zip(blk.tensors()) {
-                push(format!("model.layers.{i}.{name}"), t)?;
-            }
-        }
-        push("model.norm.weight".into(), self.base.final_norm())?;
-        push("score.weight".into(), self.score.as_tensor())?;
-        Ok(out)
-    }
-
-    /// Write an HF `LlamaForSequenceClassification` directory: `config.json`,
-    /// `model.safetensors` (f32) and `tokenizer.json`, each atomically. `extra` files
-    /// (name, bytes) are written beside them.
-    pub fn save_hf(&self, dir: &Path, extra: &[(&str, Vec<u8>)]) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let cfg = self.base.config();
-        let mut config = serde_json::to_value(cfg).expect("config serializes");
-        let obj = config.as_object_mut().expect("config is an object");
-        obj.insert("model_type".into(), "llama".into());
-        obj.insert(
-            "architectures".into(),
-            serde_json::json!(["LlamaForSequenceClassification"]),
-        );
-        obj.insert("num_labels".into(), 1.into());
-        obj.insert("id2label".into(), serde_json::json!({"0": "LABEL_0"}));
-        obj.insert("label2id".into(), serde_json::json!({"LABEL_0": 0}));
-        obj.insert(
-            "pad_token_id".into(),
-            crate::model::HookedModel::pad_id(self.base).into(),
-        );
-        obj.insert("dtype".into(), "float32".into());
-        // No `lm_head` is written; the tied-embedding flag keeps HF from expecting one.
-        obj.insert("tie_word_embeddings".into(), true.into());
-        let state = self.state()?;
-        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = state
+        let trained: BTreeMap<&str, &Tensor> = self
+            .vars
             .iter()
-            .map(|(name, shape, data)| {
-                let bytes: &[u8] = bytemuck_f32(data);
-                safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)
-                    .map(|v| (name.clone(), v))
-                    .map_err(|e| Error::param("save", e.to_string()))
-            })
-            .collect::<Result<_>>()?;
-        let mut meta = std::collections::HashMap::new();
-        meta.insert("format".to_string(), "pt".to_string());
-        let bytes = safetensors::tensor::serialize(views, Some(meta))
-            .map_err(|e| Error::param("save", e.to_string()))?;
-        crate::io::write_atomic(&dir.join("model.safetensors"), &bytes)?;
-        let tok = self
-            .base
-            .model_tokenizer()
-            .inner()
-            .to_string(false)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        crate::io::write_atomic(&dir.join("tokenizer.json"), tok.as_bytes())?;
-        for (name, bytes) in extra {
-            crate::io::write_atomic(&dir.join(name), bytes)?;
-        }
-        crate::io::write_atomic(&dir.join("config.json"), &crate::io::json_bytes(&config))
+            .map(|(n, v)| (n.as_str(), v.as_tensor()))
+            .collect();
+        delta::hf_state(self.base, &trained)
     }
-}
 
-/// View f32 values as little-endian bytes (the platforms repdrift builds on are little-endian).
-fn bytemuck_f32(v: &[f32]) -> &[u8] {
-    const _: () = assert!(cfg!(target_endian = "little"));
-    // SAFETY: f32 has no padding and any byte pattern is a valid u8; the length is scaled by
-    // the element size and the lifetime is tied to `v`.
-    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+    /// Only the trained weights (what a delta student stores), in variable order.
+    pub fn delta_state(&self) -> Result<Vec<NamedWeight>> {
+        self.vars
+            .iter()
+            .map(|(n, v)| {
+                let t = v.as_tensor();
+                Ok((
+                    n.clone(),
+                    t.dims().to_vec(),
+                    t.flatten_all()?.to_vec1::<f32>()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Write an HF `LlamaForSequenceClassification` directory (see
+    /// [`delta::write_hf_reward_model`]).
+    pub fn save_hf(&self, dir: &Path, extra: &[(&str, Vec<u8>)]) -> Result<()> {
+        delta::write_hf_reward_model(dir, self.base, &self.state()?, extra)
+    }
+
+    /// Write a delta student: the trained weights and the base's path and hash (see
+    /// [`delta::write_delta`]).
+    pub fn save_delta(&self, dir: &Path, extra: &[(&str, Vec<u8>)]) -> Result<()> {
+        delta::write_delta(dir, self.base.info(), &self.delta_state()?, extra)
+    }
 }

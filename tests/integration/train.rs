@@ -12,8 +12,8 @@ use candle_core::{Device, Tensor};
 use repdrift::capture::{self, CaptureParams, NoProgress};
 use repdrift::model::{HookPoint, HookedModel, TokenBatch};
 use repdrift::train::{
-    self, AnchorDistance, Method, NoTrainProgress, TrainJob, TrainParams, TrainSummary, Trainable,
-    TrainableRm, WeakLabels,
+    self, AnchorDistance, Method, NoTrainProgress, SaveAs, TrainJob, TrainParams, TrainSummary,
+    Trainable, TrainableRm, WeakLabels,
 };
 
 use super::common::*;
@@ -92,6 +92,17 @@ fn run(
     stop_after: Option<usize>,
     resume: bool,
 ) -> Option<TrainSummary> {
+    run_as(f, p, out, stop_after, resume, SaveAs::Delta)
+}
+
+fn run_as(
+    f: &Fixture,
+    p: TrainParams,
+    out: &str,
+    stop_after: Option<usize>,
+    resume: bool,
+    save: SaveAs,
+) -> Option<TrainSummary> {
     let base = repdrift::model::load_llama(&f.model, &Device::Cpu).unwrap();
     let l = labels_for(f, &p);
     let job = TrainJob {
@@ -100,6 +111,7 @@ fn run(
         resume,
         force: !resume,
         stop_after,
+        save,
     };
     let valid = p.check().unwrap();
     train::train(
@@ -183,8 +195,16 @@ fn loss_falls_on_a_tiny_model_and_the_checkpoint_is_an_hf_reward_model() {
     assert!(last < 0.5 * first, "BT loss {first:.4} → {last:.4}");
     assert!(s.accuracy["source_test"] >= 0.9, "{:?}", s.accuracy);
 
-    // The directory is an HF LlamaForSequenceClassification checkpoint.
-    let dir = f.dir.join("gold");
+    // The run wrote a delta (the 2 top blocks' 9 weights each, the final norm, the head);
+    // `export` turns it into an HF LlamaForSequenceClassification checkpoint.
+    let delta = f.dir.join("gold");
+    let m = repdrift::model::delta::read_manifest(&delta).unwrap();
+    assert_eq!(m.tensors.len(), 9 * 2 + 2);
+    assert!(m.tensors.contains(&"score.weight".to_string()));
+    assert!(!delta.join("model.safetensors").exists());
+    let dir = f.dir.join("gold-hf");
+    repdrift::model::delta::export(&delta, &dir, &Device::Cpu).unwrap();
+    assert!(dir.join("train_summary.json").exists());
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["architectures"][0], "LlamaForSequenceClassification");
@@ -214,8 +234,10 @@ fn loss_falls_on_a_tiny_model_and_the_checkpoint_is_an_hf_reward_model() {
     assert!(!same("model.norm.weight"));
     assert_eq!(w["score.weight"].dims(), &[1, 64]);
 
-    // capture loads it and stores each example's reward = score · final state of the last token.
-    let model = repdrift::model::load(&dir, &Device::Cpu).unwrap();
+    // capture loads the delta (base + changed tensors) and stores each example's reward =
+    // score · final state of the last token.
+    let model = repdrift::model::load(&delta, &Device::Cpu).unwrap();
+    assert_eq!(model.info().source, "delta");
     assert!(model.has_reward_head());
     let store_dir = f.dir.join("store");
     let cp = CaptureParams {
@@ -351,12 +373,12 @@ fn same_seed_gives_the_same_weights_and_resume_continues_exactly() {
     let p = params(Method::Confidence);
     run(&f, p.clone(), "a", None, false).unwrap();
     run(&f, p.clone(), "b", None, false).unwrap();
-    let bytes = |d: &str| std::fs::read(f.dir.join(d).join("model.safetensors")).unwrap();
+    let bytes = |d: &str| std::fs::read(f.dir.join(d).join("delta.safetensors")).unwrap();
     assert_eq!(bytes("a"), bytes("b"), "same seed, different weights");
     // Stop after 5 steps (a checkpoint at 4 and one at the stop), then resume.
     assert!(run(&f, p.clone(), "c", Some(5), false).is_none());
     assert!(f.dir.join("c/checkpoint/state.json").exists());
-    assert!(!f.dir.join("c/model.safetensors").exists());
+    assert!(!f.dir.join("c/delta.safetensors").exists());
     run(&f, p.clone(), "c", None, true).unwrap();
     assert_eq!(
         bytes("a"),
@@ -470,5 +492,90 @@ fn train_cli_rejects_bad_requests_with_clear_errors() {
         &mut base(&["--method", "gold", "--trainable", "top:1"]),
         &["--force"],
     );
+    expect_user_error(
+        &mut base(&["--method", "gold", "--save", "half"]),
+        &["`half`", "delta or full"],
+    );
+    // `export` writes the delta as a full HF directory, and will not overwrite one unasked.
+    let hf = f.dir.join("out-hf");
+    let export = || {
+        let mut c = bin();
+        c.args(["export", "--model"])
+            .arg(&out)
+            .arg("--out")
+            .arg(&hf);
+        c
+    };
+    assert!(export().status().unwrap().success());
+    assert!(hf.join("model.safetensors").exists() && hf.join("config.json").exists());
+    expect_user_error(&mut export(), &["out-hf exists", "--force"]);
     let _ = AnchorDistance::Cosine;
+}
+
+#[test]
+fn a_delta_exports_to_the_same_bytes_as_a_full_save_and_refuses_a_wrong_base() {
+    let f = fixture("train-delta");
+    run_as(&f, params(Method::Gold), "full", None, false, SaveAs::Full).unwrap();
+    run(&f, params(Method::Gold), "delta", None, false).unwrap();
+    let delta = f.dir.join("delta");
+    repdrift::model::delta::export(&delta, &f.dir.join("exported"), &Device::Cpu).unwrap();
+    let read = |p: PathBuf| std::fs::read(p).unwrap();
+    assert!(
+        read(f.dir.join("full/model.safetensors"))
+            == read(f.dir.join("exported/model.safetensors")),
+        "export of base + delta differs from the full save of the same run"
+    );
+    let (d, full) = (
+        read(delta.join("delta.safetensors")).len(),
+        read(f.dir.join("full/model.safetensors")).len(),
+    );
+    assert!(d < full, "delta {d} bytes, full {full}");
+
+    let copy = |name: &str| -> PathBuf {
+        let to = f.dir.join(name);
+        std::fs::create_dir_all(&to).unwrap();
+        for e in std::fs::read_dir(&delta).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+        to
+    };
+    let edit_manifest = |dir: &Path, edit: &dyn Fn(&mut serde_json::Value)| {
+        let p = dir.join("repdrift_delta.json");
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        edit(&mut v);
+        std::fs::write(&p, v.to_string()).unwrap();
+    };
+    let err = |dir: &Path| match repdrift::model::load(dir, &Device::Cpu) {
+        Ok(_) => panic!("{} loaded", dir.display()),
+        Err(e) => e.to_string(),
+    };
+
+    // The base moved: found again through the relative path when the delta moved alongside.
+    let moved = copy("moved");
+    edit_manifest(&moved, &|v| v["base"] = "/nonexistent/base".into());
+    assert!(repdrift::model::load(&moved, &Device::Cpu).is_ok());
+    edit_manifest(&moved, &|v| v["base_relative"] = serde_json::Value::Null);
+    let e = err(&moved);
+    assert!(e.contains("is not at /nonexistent/base"), "{e}");
+
+    // Another base (a different hash) is refused, naming both hashes.
+    let other = copy("other-base");
+    edit_manifest(&other, &|v| v["base_sha256"] = "00".repeat(32).into());
+    let e = err(&other);
+    assert!(
+        e.contains(&"00".repeat(32)) && e.contains("has weights sha256"),
+        "{e}"
+    );
+
+    // A delta changed after training is refused.
+    let tampered = copy("tampered");
+    let p = tampered.join("delta.safetensors");
+    let mut b = read(p.clone());
+    let last = b.len() - 1;
+    b[last] ^= 0x40;
+    std::fs::write(&p, b).unwrap();
+    let e = err(&tampered);
+    assert!(e.contains("changed after training wrote it"), "{e}");
 }
