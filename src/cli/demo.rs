@@ -27,13 +27,14 @@ pub struct DemoArgs {
     /// Override: anchor budget (layers).
     #[arg(long)]
     pub budget: Option<usize>,
-    /// Skip the validation grid's alternatives.
+    /// Also train the validation grid's alternatives (λ × 0.1, λ × 10, the lowest-scoring
+    /// layers: about 6 more minutes).
     #[arg(long)]
-    pub no_grid: bool,
-    /// Run the story on other source pairs (JSONL, .gz allowed) instead of probes/data/source.jsonl.
+    pub grid: bool,
+    /// Run the story on other source pairs (JSONL, .gz allowed) instead of probes/w2s/source.jsonl.
     #[arg(long)]
     pub source: Option<PathBuf>,
-    /// Other target sets, NAME=FILE (repeatable), instead of probes/data's plain and reversed.
+    /// Other target sets, NAME=FILE (repeatable), instead of probes/w2s's chat and forum.
     #[arg(long = "target", value_name = "NAME=FILE")]
     pub targets: Vec<String>,
     /// Use only the first N source pairs.
@@ -58,7 +59,7 @@ pub fn run_demo(a: &DemoArgs) -> anyhow::Result<()> {
     cfg.lr = a.lr.unwrap_or(cfg.lr);
     cfg.trainable_blocks = a.trainable_blocks.unwrap_or(cfg.trainable_blocks);
     cfg.budget = a.budget.unwrap_or(cfg.budget);
-    cfg.validate &= !a.no_grid;
+    cfg.validate |= a.grid;
     if let Some(s) = &a.source {
         cfg.source = s.clone();
     }

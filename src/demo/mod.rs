@@ -1,5 +1,6 @@
 //! The one-command demo on the embedded default (SmolLM2-135M-Instruct, GGUF) and repdrift's
-//! own data in `probes/data/`: the whole story of the brief, in-process.
+//! own weak-to-strong data in `probes/w2s/`: the whole story of the brief, in-process, as one
+//! seed of the study's `top8-lr3e-4` regime.
 //!
 //! 1. the weak teacher (MiniLM + BT head) is fitted on source half 1 and labels half 2;
 //! 2. the base's frozen bottom is run once (cache); the gold ceiling and the naive student
@@ -7,8 +8,8 @@
 //! 3. base and naive are captured on the held-out source pairs (test split ∪ half 1: no
 //!    student trained on them) and on every target; compared; probed;
 //! 4. `recommend` ranks layers and calibrates λ from that drift; the anchored student trains
-//!    with the recommendation; in the full demo alternative anchors are trained too
-//!    (validation grid);
+//!    with the recommendation; with `validate` (`demo --grid`) alternative anchors are trained
+//!    too (validation grid);
 //! 5. the anchored student is captured, compared and probed; IDG/AOG/PGR/NTS are computed;
 //!    the report (with the recommendation and its validation) is written.
 //!
@@ -54,29 +55,28 @@ pub struct DemoConfig {
 }
 
 impl DemoConfig {
-    /// The full demo (paths relative to the repository root).
+    /// The full demo (paths relative to the repository root): one seed of the study's
+    /// `top8-lr3e-4` regime (`probes/studies/w2s.toml`) on `probes/w2s/` — the weak teacher is
+    /// wrong on about a fifth of its labels there, so the naive student learns from real errors.
     pub fn full(root: &Path) -> Self {
         Self {
             base: root.join("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
             teacher: root.join("models/all-minilm-l6-v2"),
-            source: root.join("probes/data/source.jsonl"),
+            source: root.join("probes/w2s/source.jsonl"),
             targets: vec![
-                ("plain".into(), root.join("probes/data/target_plain.jsonl")),
-                (
-                    "reversed".into(),
-                    root.join("probes/data/target_reversed.jsonl"),
-                ),
+                ("chat".into(), root.join("probes/w2s/target_chat.jsonl")),
+                ("forum".into(), root.join("probes/w2s/target_forum.jsonl")),
             ],
             limit_source: None,
-            limit_targets: Some(100),
-            trainable_blocks: 4,
+            limit_targets: Some(120),
+            trainable_blocks: 8,
             epochs: 2,
-            lr: 2e-5,
+            lr: 3e-4,
             batch_size: 8,
-            max_tokens: 256,
+            max_tokens: 96,
             budget: 2,
             fraction: 0.5,
-            validate: true,
+            validate: false,
             seed: 0,
         }
     }
@@ -89,7 +89,6 @@ impl DemoConfig {
             trainable_blocks: 2,
             epochs: 1,
             lr: 1e-4,
-            max_tokens: 96,
             validate: false,
             ..Self::full(root)
         }
@@ -472,7 +471,7 @@ pub fn run(
         &probe_dirs,
         Some(&transfer_path),
         Some(&rec_path),
-        "repdrift demo: SmolLM2-135M-Instruct, weak-to-strong reward models on repdrift's own harmlessness pairs",
+        "repdrift demo: SmolLM2-135M-Instruct, weak-to-strong reward models on probes/w2s (one seed of the study's top8-lr3e-4 regime)",
         "base",
     )?;
     let r = crate::report::build(&inputs, &crate::report::diagnosis::Rules::default());

@@ -18,6 +18,7 @@ pub mod gemma2;
 pub mod gguf;
 pub mod linear;
 pub mod llama;
+pub mod llama_config;
 pub mod mistral;
 pub mod qwen2;
 pub mod qwen3;

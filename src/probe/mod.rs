@@ -244,6 +244,16 @@ impl ProbeData {
         self.len() == 0
     }
 
+    /// Pairs whose chosen and rejected features are identical in every row (e.g. the
+    /// embedding layer under last-token pooling when both replies end in the same token):
+    /// no probe can rank them, so an accuracy there means nothing.
+    pub fn all_tied(&self) -> bool {
+        match self {
+            ProbeData::Pairs(d) => d.nrows() > 0 && d.iter().all(|v| *v == 0.0),
+            ProbeData::Labels(..) => false,
+        }
+    }
+
     fn subset(&self, idx: &[usize]) -> ProbeData {
         match self {
             ProbeData::Pairs(d) => ProbeData::Pairs(d.select(Axis(0), idx)),

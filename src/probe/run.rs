@@ -98,6 +98,10 @@ pub struct ProbeRow {
     /// Control rows: in-distribution accuracy − control accuracy.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub selectivity: Option<f64>,
+    /// Every scored pair has identical chosen and rejected features (the accuracy is
+    /// meaningless: reports show "n/a (tied)" and leave the row out of summaries).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub tied: bool,
 }
 
 /// A reward model's own pairwise accuracy on one store (stores captured from an RM checkpoint
@@ -232,7 +236,7 @@ fn row(
     eval: &str,
     kind: &str,
     acc: (f64, Option<f64>),
-    n: usize,
+    scored: &ProbeData,
     c: f64,
 ) -> ProbeRow {
     ProbeRow {
@@ -244,9 +248,10 @@ fn row(
         kind: kind.to_string(),
         accuracy: acc.0,
         auc: acc.1,
-        n,
+        n: scored.len(),
         c,
         selectivity: None,
+        tied: scored.all_tied(),
     }
 }
 
@@ -287,7 +292,7 @@ pub fn probe(
             &train.name,
             "in_dist",
             (cv.accuracy, cv.auc),
-            data.len(),
+            &data,
             cv.c,
         ));
         let probe = data.fit(cv.c, params.solver)?;
@@ -298,7 +303,7 @@ pub fn probe(
                 &e.name,
                 "transfer",
                 d.evaluate(&probe),
-                d.len(),
+                &d,
                 cv.c,
             ));
         }
@@ -309,7 +314,7 @@ pub fn probe(
                 &train.name,
                 "cross_model",
                 d.evaluate(&probe),
-                d.len(),
+                &d,
                 cv.c,
             ));
             // The reverse direction: trained in the other model, applied to this one.
@@ -320,7 +325,7 @@ pub fn probe(
                 &train.name,
                 "cross_model",
                 data.evaluate(&rprobe),
-                data.len(),
+                &data,
                 rcv.c,
             ));
         }
@@ -332,7 +337,7 @@ pub fn probe(
                 &train.name,
                 "control",
                 (ccv.accuracy, ccv.auc),
-                data.len(),
+                &data,
                 ccv.c,
             );
             r.selectivity = Some(cv.accuracy - ccv.accuracy);

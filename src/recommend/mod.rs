@@ -197,7 +197,7 @@ pub fn recommend(
         let accs: Vec<f64> = base_probe
             .rows
             .iter()
-            .filter(|r| r.model == p.base_model && r.kind == "transfer" && r.layer == l)
+            .filter(|r| r.model == p.base_model && r.kind == "transfer" && r.layer == l && !r.tied)
             .map(|r| r.accuracy)
             .collect();
         let bt = (!accs.is_empty()).then(|| accs.iter().sum::<f64>() / accs.len() as f64);

@@ -58,6 +58,10 @@ pub struct ProbeSeries {
     pub control: Vec<Option<f64>>,
     /// `train` label → accuracies of cross-model rows scored on this model.
     pub cross_model: BTreeMap<String, Vec<Option<f64>>>,
+    /// Layers where the model's chosen and rejected features are identical for every
+    /// training pair (the accuracies there are left out: `None`, shown "n/a (tied)").
+    #[serde(default)]
+    pub tied: Vec<bool>,
 }
 
 impl ProbeSeries {
@@ -144,10 +148,19 @@ fn probe_series(p: &ProbeReport) -> Vec<ProbeSeries> {
     models
         .into_iter()
         .map(|model| {
+            let tied: Vec<bool> = layers
+                .iter()
+                .map(|&l| {
+                    p.rows
+                        .iter()
+                        .any(|r| r.model == model && r.layer == l && r.kind == "in_dist" && r.tied)
+                })
+                .collect();
             let at = |kind: &str, eval: Option<&str>, train: Option<&str>| -> Vec<Option<f64>> {
                 layers
                     .iter()
-                    .map(|&l| {
+                    .zip(&tied)
+                    .map(|(&l, &layer_tied)| {
                         p.rows
                             .iter()
                             .find(|r| {
@@ -157,6 +170,7 @@ fn probe_series(p: &ProbeReport) -> Vec<ProbeSeries> {
                                     && eval.is_none_or(|e| r.eval == e)
                                     && train.is_none_or(|t| r.train == t)
                             })
+                            .filter(|r| !r.tied && !layer_tied)
                             .map(|r| r.accuracy)
                     })
                     .collect()
@@ -188,6 +202,7 @@ fn probe_series(p: &ProbeReport) -> Vec<ProbeSeries> {
                 },
                 control: at("control", None, None),
                 cross_model,
+                tied,
             }
         })
         .collect()
@@ -510,19 +525,22 @@ pub fn render_markdown(r: &Report, plots: &[plots::Plot]) -> Vec<u8> {
     o.into_bytes()
 }
 
+/// The probe table's accuracy cells at layer index `i`: in-distribution, mean target, control.
+fn probe_cells(p: &ProbeSeries, i: usize) -> [String; 3] {
+    if p.tied.get(i).copied().unwrap_or(false) {
+        return std::array::from_fn(|_| "n/a (tied)".to_string());
+    }
+    [f3(p.in_dist[i]), f3(p.mean_target(i)), f3(p.control[i])]
+}
+
 fn probe_table_md(r: &Report) -> String {
     let mut o = String::from(
         "| model | layer | source (in-dist) | mean target | control |\n|---|---|---|---|---|\n",
     );
     for p in &r.probes {
         for (i, l) in p.layers.iter().enumerate() {
-            o.push_str(&format!(
-                "| {} | {l} | {} | {} | {} |\n",
-                md(&p.model),
-                f3(p.in_dist[i]),
-                f3(p.mean_target(i)),
-                f3(p.control[i])
-            ));
+            let [a, t, c] = probe_cells(p, i);
+            o.push_str(&format!("| {} | {l} | {a} | {t} | {c} |\n", md(&p.model)));
         }
     }
     o
@@ -608,12 +626,10 @@ pub fn render_html(r: &Report, plots: &[plots::Plot]) -> Vec<u8> {
     o.push_str("<details><summary>Probe accuracy per layer</summary><table><tr><th>model</th><th>layer</th><th>source (in-dist)</th><th>mean target</th><th>control</th></tr>\n");
     for p in &r.probes {
         for (i, l) in p.layers.iter().enumerate() {
+            let [a, t, c] = probe_cells(p, i);
             o.push_str(&format!(
-                "<tr><td>{}</td><td>{l}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                esc(&p.model),
-                f3(p.in_dist[i]),
-                f3(p.mean_target(i)),
-                f3(p.control[i])
+                "<tr><td>{}</td><td>{l}</td><td>{a}</td><td>{t}</td><td>{c}</td></tr>\n",
+                esc(&p.model)
             ));
         }
     }

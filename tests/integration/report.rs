@@ -96,6 +96,39 @@ fn diagnosis_names_drifted_layers_and_the_correlation() {
     assert_eq!(naive.anchor_candidates[0].0, 6);
 }
 
+/// Regression (issue 20): the demo report printed layer 0's probe accuracy as 0.000 when every
+/// pair's chosen and rejected embedding were identical (last-token pooling, same final token).
+#[test]
+fn tied_layers_show_na_and_stay_out_of_summaries() {
+    use repdrift::probe::ProbeData;
+    // Truth: the definition — tied means every Δh row is exactly zero.
+    let zeros = ndarray::Array2::<f64>::zeros((3, 4));
+    assert!(ProbeData::Pairs(zeros.clone()).all_tied());
+    let mut one = zeros;
+    one[[2, 1]] = 1e-30;
+    assert!(!ProbeData::Pairs(one).all_tied());
+    assert!(!ProbeData::Pairs(ndarray::Array2::zeros((0, 4))).all_tied());
+
+    let mut inp = inputs("t");
+    for r in inp.probes[0].rows.iter_mut().filter(|r| r.layer == 0) {
+        r.tied = true;
+    }
+    let r = build(&inp, &Rules::default());
+    let base = r.probes.iter().find(|p| p.model == "base").unwrap();
+    assert_eq!(base.tied[..2], [true, false]);
+    assert_eq!(base.in_dist[0], None);
+    assert_eq!(base.mean_target(0), None);
+    assert!(base.in_dist[1].is_some());
+    let plots = render_all(&r).unwrap();
+    let md = String::from_utf8(render_markdown(&r, &plots)).unwrap();
+    assert!(
+        md.contains("| base | 0 | n/a (tied) | n/a (tied) | n/a (tied) |"),
+        "{md}"
+    );
+    let html = String::from_utf8(render_html(&r, &plots)).unwrap();
+    assert!(html.contains("<td>base</td><td>0</td><td>n/a (tied)</td>"));
+}
+
 #[test]
 fn spearman_and_ranges_are_right() {
     let s = spearman(
