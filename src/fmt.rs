@@ -39,6 +39,34 @@ pub fn md(s: &str) -> String {
     })
 }
 
+/// A Markdown table (header, separator, one line per row), every cell escaped with [`md`].
+pub fn md_table<S: AsRef<str>>(head: &[S], rows: &[Vec<String>]) -> String {
+    let line = |cells: &mut dyn Iterator<Item = &str>| -> String {
+        format!("| {} |\n", cells.map(md).collect::<Vec<_>>().join(" | "))
+    };
+    let mut o = line(&mut head.iter().map(|h| h.as_ref()));
+    o.push_str(&format!("|{}\n", "---|".repeat(head.len())));
+    for r in rows {
+        o.push_str(&line(&mut r.iter().map(String::as_str)));
+    }
+    o
+}
+
+/// An HTML table (a header row, then one row per entry), every cell escaped with [`esc`].
+pub fn html_table<S: AsRef<str>>(head: &[S], rows: &[Vec<String>]) -> String {
+    let th: String = head
+        .iter()
+        .map(|h| format!("<th>{}</th>", esc(h.as_ref())))
+        .collect();
+    let mut o = format!("<table><tr>{th}</tr>\n");
+    for r in rows {
+        let td: String = r.iter().map(|c| format!("<td>{}</td>", esc(c))).collect();
+        o.push_str(&format!("<tr>{td}</tr>\n"));
+    }
+    o.push_str("</table>\n");
+    o
+}
+
 /// A number with 3 decimals, or an em dash for none.
 pub fn f3(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "—".into())
@@ -57,5 +85,18 @@ mod tests {
             "&lt;script&gt;x&lt;/script&gt; \\| a &amp; b"
         );
         assert_eq!(esc("it's"), "it&#39;s");
+    }
+
+    #[test]
+    fn tables_escape_every_cell_and_keep_their_shape() {
+        let rows = vec![vec!["a|b".to_string(), "<i>".to_string()]];
+        assert_eq!(
+            md_table(&["x", "y"], &rows),
+            "| x | y |\n|---|---|\n| a\\|b | &lt;i&gt; |\n"
+        );
+        assert_eq!(
+            html_table(&["x", "y"], &rows),
+            "<table><tr><th>x</th><th>y</th></tr>\n<tr><td>a|b</td><td>&lt;i&gt;</td></tr>\n</table>\n"
+        );
     }
 }

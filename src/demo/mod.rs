@@ -57,7 +57,8 @@ pub struct DemoConfig {
 impl DemoConfig {
     /// The full demo (paths relative to the repository root): one seed of the study's
     /// `top8-lr3e-4` regime (`probes/studies/w2s.toml`) on `probes/w2s/` — the weak teacher is
-    /// wrong on about a fifth of its labels there, so the naive student learns from real errors.
+    /// wrong on about a fifth of its labels there, so the naive student learns from real errors
+    /// — with real HH-RLHF pairs as a third target.
     pub fn full(root: &Path) -> Self {
         Self {
             base: root.join("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -66,6 +67,8 @@ impl DemoConfig {
             targets: vec![
                 ("chat".into(), root.join("probes/w2s/target_chat.jsonl")),
                 ("forum".into(), root.join("probes/w2s/target_forum.jsonl")),
+                // Real preference pairs (Anthropic HH-RLHF harmless-base, MIT; probes/README).
+                ("hh".into(), root.join("probes/hh-rlhf/eval.jsonl.gz")),
             ],
             limit_source: None,
             limit_targets: Some(120),

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capture::{Pooling, Store};
 use crate::error::{Error, Result};
+use crate::fmt::{html_table, md_table};
 use crate::metrics::compare::MetricsReport;
 use crate::model::HookPoint;
 use crate::probe::run::ProbeReport;
@@ -492,31 +493,6 @@ fn grid_rows(v: &Validation) -> Vec<Vec<String>> {
             ]
         })
         .collect()
-}
-
-fn md_table(head: &[&str], rows: &[Vec<String>]) -> String {
-    let md = crate::fmt::md;
-    let mut o = format!("| {} |\n|{}\n", head.join(" | "), "---|".repeat(head.len()));
-    for r in rows {
-        let cells: Vec<String> = r.iter().map(|c| md(c)).collect();
-        o.push_str(&format!("| {} |\n", cells.join(" | ")));
-    }
-    o
-}
-
-fn html_table(head: &[&str], rows: &[Vec<String>]) -> String {
-    let esc = crate::fmt::esc;
-    let th: String = head
-        .iter()
-        .map(|h| format!("<th>{}</th>", esc(h)))
-        .collect();
-    let mut o = format!("<table><tr>{th}</tr>\n");
-    for r in rows {
-        let td: String = r.iter().map(|c| format!("<td>{}</td>", esc(c))).collect();
-        o.push_str(&format!("<tr>{td}</tr>\n"));
-    }
-    o.push_str("</table>\n");
-    o
 }
 
 fn headline(r: &Recommendation) -> String {

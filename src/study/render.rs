@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::analysis::{Stat, Summary};
 use super::run::RunResult;
 use crate::error::Result;
-use crate::fmt::{esc, md};
+use crate::fmt::{esc, html_table, md, md_table};
 use crate::io::{csv_field, csv_num, json_bytes, write_atomic};
 use crate::report::plots::{encode_png, perr, register_font, render, Plot, COLORS};
 
@@ -271,6 +271,41 @@ fn table_cells(s: &Summary) -> (Vec<String>, Vec<Vec<String>>) {
 }
 
 /// `study.md`.
+const CORRELATION_HEAD: [&str; 6] = ["measure", "layer", "n", "ρ", "95 % CI", "p"];
+const RUN_HEAD: [&str; 4] = ["run", "mean target %", "vs base probe", "outcome"];
+
+/// Drift-against-transfer rows: measure, layer, n, ρ, CI, p.
+fn correlation_cells(s: &Summary) -> Vec<Vec<String>> {
+    s.correlations
+        .iter()
+        .map(|r| {
+            vec![
+                r.measure.to_string(),
+                r.layer.to_string(),
+                r.n.to_string(),
+                r.rho.map_or("–".into(), |v| format!("{v:.2}")),
+                r.ci.map_or("–".into(), |(a, b)| format!("[{a:.2}, {b:.2}]")),
+                r.p.map_or("–".into(), |v| format!("{v:.3}")),
+            ]
+        })
+        .collect()
+}
+
+/// One row per run: id, mean target accuracy, change against the base probe, outcome.
+fn run_cells(s: &Summary) -> Vec<Vec<String>> {
+    s.points
+        .iter()
+        .map(|p| {
+            vec![
+                p.id.clone(),
+                format!("{:.1}", p.mean_target),
+                format!("{:+.1}", p.transfer_change),
+                p.outcome.to_string(),
+            ]
+        })
+        .collect()
+}
+
 pub fn render_markdown(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
     let mut o = String::new();
     let _ = writeln!(o, "# {}\n", md(title));
@@ -283,54 +318,14 @@ pub fn render_markdown(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
         "\n## Table (mean ± sd over seeds; accuracies and gains in points)\n"
     );
     let (head, rows) = table_cells(s);
-    let _ = writeln!(
-        o,
-        "| {} |",
-        head.iter().map(|h| md(h)).collect::<Vec<_>>().join(" | ")
-    );
-    let _ = writeln!(o, "|{}", "---|".repeat(head.len()));
-    for r in &rows {
-        let _ = writeln!(
-            o,
-            "| {} |",
-            r.iter().map(|c| md(c)).collect::<Vec<_>>().join(" | ")
-        );
-    }
+    o.push_str(&md_table(&head, &rows));
     let _ = writeln!(
         o,
         "\n## Drift against transfer (Spearman ρ over runs, 95 % bootstrap CI)\n"
     );
-    let _ = writeln!(
-        o,
-        "| measure | layer | n | ρ | CI | p |\n|---|---|---|---|---|---|"
-    );
-    for r in &s.correlations {
-        let _ = writeln!(
-            o,
-            "| {} | {} | {} | {} | {} | {} |",
-            r.measure,
-            r.layer,
-            r.n,
-            r.rho.map_or("–".into(), |v| format!("{v:.2}")),
-            r.ci.map_or("–".into(), |(a, b)| format!("[{a:.2}, {b:.2}]")),
-            r.p.map_or("–".into(), |v| format!("{v:.3}"))
-        );
-    }
+    o.push_str(&md_table(&CORRELATION_HEAD, &correlation_cells(s)));
     let _ = writeln!(o, "\n## Runs\n");
-    let _ = writeln!(
-        o,
-        "| run | mean target % | vs base probe | outcome |\n|---|---|---|---|"
-    );
-    for p in &s.points {
-        let _ = writeln!(
-            o,
-            "| {} | {:.1} | {:+.1} | {} |",
-            md(&p.id),
-            p.mean_target,
-            p.transfer_change,
-            p.outcome
-        );
-    }
+    o.push_str(&md_table(&RUN_HEAD, &run_cells(s)));
     if !plots.is_empty() {
         let _ = writeln!(o, "\n## Plots\n");
         for p in plots {
@@ -352,40 +347,17 @@ pub fn render_html(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
     for l in diagnosis(s) {
         let _ = write!(o, "<li>{}</li>", esc(&l));
     }
-    let _ = write!(
-        o,
-        "</ul><h2>Table (mean ± sd over seeds; points)</h2><table><tr>"
-    );
+    let _ = write!(o, "</ul><h2>Table (mean ± sd over seeds; points)</h2>");
     let (head, rows) = table_cells(s);
-    for h in &head {
-        let _ = write!(o, "<th>{}</th>", esc(h));
-    }
-    let _ = write!(o, "</tr>");
-    for r in &rows {
-        let _ = write!(o, "<tr>");
-        for c in r {
-            let _ = write!(o, "<td>{}</td>", esc(c));
-        }
-        let _ = write!(o, "</tr>");
-    }
-    let _ = write!(o, "</table>");
+    o.push_str(&html_table(&head, &rows));
     for p in plots {
         let _ = write!(o, "<h2>{}</h2>{}", esc(&p.title), p.svg);
     }
-    let _ = write!(o, "<h2>Drift against transfer per layer</h2><table><tr><th>measure</th><th>layer</th><th>n</th><th>ρ</th><th>95 % CI</th><th>p</th></tr>");
-    for r in &s.correlations {
-        let _ = write!(
-            o,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            r.measure,
-            r.layer,
-            r.n,
-            r.rho.map_or("–".into(), |v| format!("{v:.2}")),
-            r.ci.map_or("–".into(), |(a, b)| format!("[{a:.2}, {b:.2}]")),
-            r.p.map_or("–".into(), |v| format!("{v:.3}"))
-        );
-    }
-    let _ = writeln!(o, "</table></body></html>");
+    let _ = write!(o, "<h2>Drift against transfer per layer</h2>");
+    o.push_str(&html_table(&CORRELATION_HEAD, &correlation_cells(s)));
+    let _ = write!(o, "<h2>Runs</h2>");
+    o.push_str(&html_table(&RUN_HEAD, &run_cells(s)));
+    let _ = writeln!(o, "</body></html>");
     o.into_bytes()
 }
 

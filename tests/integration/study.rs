@@ -247,43 +247,28 @@ fn bad_study_configs_are_named_errors() {
     let dir = scratch("study-errors");
     let cfg = write_config(&dir, "[0]", r#"["gold", "bogus"]"#);
     let out = dir.join("out");
-    expect_user_error(
-        bin()
-            .arg("study")
+    let refused = |edit: &dyn Fn(String) -> String, needles: &[&str]| {
+        let text = edit(std::fs::read_to_string(&cfg).unwrap());
+        std::fs::write(&cfg, text).unwrap();
+        let mut c = bin();
+        c.arg("study")
             .arg("--config")
             .arg(&cfg)
             .arg("--out")
-            .arg(&out),
-        &["unknown method `bogus`"],
-    );
-    assert!(!out.exists(), "an invalid config wrote output");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace(r#""bogus""#, r#""naive""#)
-        .replace("seeds = [0]", "seeds = [0]\nunknown_key = 3");
-    std::fs::write(&cfg, text).unwrap();
-    expect_user_error(
-        bin()
-            .arg("study")
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--out")
-            .arg(&out),
+            .arg(&out);
+        expect_user_error(&mut c, needles);
+        assert!(!out.exists(), "an invalid config wrote output");
+    };
+    refused(&|t| t, &["unknown method `bogus`"]);
+    refused(
+        &|t| {
+            t.replace(r#""bogus""#, r#""naive""#)
+                .replace("seeds = [0]", "seeds = [0]\nunknown_key = 3")
+        },
         &["study.toml", "unknown_key"],
     );
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("unknown_key = 3\n", "")
-        .replace("top:2", "top:9");
-    std::fs::write(&cfg, text).unwrap();
-    expect_user_error(
-        bin()
-            .arg("study")
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--out")
-            .arg(&out),
+    refused(
+        &|t| t.replace("unknown_key = 3\n", "").replace("top:2", "top:9"),
         &["top:9 exceeds the base's 3 blocks"],
     );
-    assert!(!out.exists());
 }
