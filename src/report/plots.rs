@@ -514,7 +514,7 @@ pub fn render_all(r: &Report) -> Result<Vec<Plot>> {
                     .disable_mesh()
                     .disable_x_axis()
                     .y_labels(6)
-                    .y_label_formatter(&|y| format!("{y:.1}"))
+                    .y_label_formatter(&|y| tick(*y, 1))
                     .label_style(("sans-serif", 12))
                     .draw()
                     .map_err(perr)?;
@@ -621,6 +621,16 @@ pub fn render_all(r: &Report) -> Result<Vec<Plot>> {
 }
 
 /// The heatmaps' colour for a CKA value: white at 0, blue at 1.
+/// An axis tick label with `decimals` decimals, never "-0.0" (a negative value that rounds to
+/// zero is written as zero).
+pub fn tick(v: f64, decimals: usize) -> String {
+    let s = format!("{v:.decimals$}");
+    match s.strip_prefix('-') {
+        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
+        _ => s,
+    }
+}
+
 fn heat_colour(v: f64) -> RGBColor {
     let t = v.clamp(0.0, 1.0);
     RGBColor(

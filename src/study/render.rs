@@ -13,7 +13,7 @@ use super::run::RunResult;
 use crate::error::Result;
 use crate::fmt::{esc, html_table, md, md_table};
 use crate::io::{csv_field, csv_num, json_bytes, write_atomic};
-use crate::report::plots::{encode_png, perr, register_font, render, Plot, COLORS};
+use crate::report::plots::{encode_png, perr, register_font, render, tick, Plot, COLORS};
 
 /// `study.json`.
 #[derive(Debug, Serialize)]
@@ -340,7 +340,7 @@ pub fn render_html(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
     let mut o = String::new();
     let _ = write!(
         o,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>body{{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 12px;line-height:1.45}}table{{border-collapse:collapse;font-size:13px;display:block;overflow-x:auto}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}}th{{background:#f3f3f3}}td:first-child,td:nth-child(2){{text-align:left}}svg{{max-width:100%;height:auto}}</style></head><body><h1>{}</h1><h2>Diagnosis</h2><ul>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>body{{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 12px;line-height:1.45}}table{{border-collapse:collapse;font-size:13px;display:block;overflow-x:auto}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}}th{{background:#f3f3f3}}td:first-child,td:nth-child(2){{text-align:left}}.plot{{overflow-x:auto}}.plot svg{{max-width:100%;height:auto}}@media (max-width:640px){{.plot svg{{min-width:600px;max-width:none}}}}</style></head><body><h1>{}</h1><h2>Diagnosis</h2><ul>",
         esc(title),
         esc(title)
     );
@@ -351,7 +351,12 @@ pub fn render_html(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
     let (head, rows) = table_cells(s);
     o.push_str(&html_table(&head, &rows));
     for p in plots {
-        let _ = write!(o, "<h2>{}</h2>{}", esc(&p.title), p.svg);
+        let _ = write!(
+            o,
+            "<h2>{}</h2><div class=\"plot\">{}</div>",
+            esc(&p.title),
+            p.svg
+        );
     }
     let _ = write!(o, "<h2>Drift against transfer per layer</h2>");
     o.push_str(&html_table(&CORRELATION_HEAD, &correlation_cells(s)));
@@ -468,6 +473,7 @@ pub fn render_plots(s: &Summary) -> Result<Vec<Plot>> {
                 .configure_mesh()
                 .x_desc("1 − linear CKA (mean over targets)")
                 .y_desc("mean target accuracy − base probe (points)")
+                .y_label_formatter(&|y| tick(*y, 1))
                 .label_style(("sans-serif", 13))
                 .draw()
                 .map_err(perr)?;
@@ -524,6 +530,7 @@ pub fn render_plots(s: &Summary) -> Result<Vec<Plot>> {
                     .x_desc("layer")
                     .y_desc("ρ")
                     .x_label_formatter(&|x| format!("{x:.0}"))
+                    .y_label_formatter(&|y| tick(*y, 1))
                     .label_style(("sans-serif", 13))
                     .draw()
                     .map_err(perr)?;

@@ -129,6 +129,17 @@ fn tied_layers_show_na_and_stay_out_of_summaries() {
     assert!(html.contains("<td>base</td><td>0</td><td>n/a (tied)</td>"));
 }
 
+/// Regression (issue 20 screenshots): the study's ρ axis was labelled "-0.0".
+#[test]
+fn tick_labels_never_show_negative_zero() {
+    use repdrift::report::plots::tick;
+    assert_eq!(tick(-0.04, 1), "0.0");
+    assert_eq!(tick(-1e-12, 2), "0.00");
+    assert_eq!(tick(-0.06, 1), "-0.1");
+    assert_eq!(tick(-2.0, 0), "-2");
+    assert_eq!(tick(0.25, 2), "0.25");
+}
+
 #[test]
 fn spearman_and_ranges_are_right() {
     let s = spearman(
