@@ -93,9 +93,16 @@ pub fn diagnosis(s: &Summary) -> Vec<String> {
                 get(g, "acc:mean_target"),
                 get(n, "transfer_change"),
             ) {
+                let ci = |c: &super::analysis::Cell| {
+                    c.metrics
+                        .get("transfer_change")
+                        .and_then(Stat::ci95)
+                        .map(|(lo, hi)| format!(", 95 % CI {lo:+.1} to {hi:+.1}"))
+                        .unwrap_or_default()
+                };
                 let mut line = format!(
-                    "Regime {reg}: the naive student reaches {:.1} % on the targets (gold {:.1} %), {:+.1} points against the base probe",
-                    nt, gt, nc
+                    "Regime {reg}: the naive student reaches {:.1} % on the targets (gold {:.1} %), {:+.1} points against the base probe{}",
+                    nt, gt, nc, ci(n)
                 );
                 let anchors: Vec<&super::analysis::Cell> = s
                     .table
@@ -120,12 +127,22 @@ pub fn diagnosis(s: &Summary) -> Vec<String> {
                         };
                         let _ = write!(
                             line,
-                            "; {} {:.1} % ({:+.1} points vs naive{})",
+                            "; {} {:.1} % ({:+.1} points vs naive{}; {:+.1} against the base probe{})",
                             a.method,
                             at,
                             at - nt,
-                            spread
+                            spread,
+                            a.metrics.get("transfer_change").map_or(f64::NAN, |v| v.mean),
+                            ci(a)
                         );
+                    }
+                }
+                for m in ["lpft", "confidence"] {
+                    if let Some((c, v)) =
+                        cell(m).and_then(|c| Some((c, c.metrics.get("transfer_change")?)))
+                    {
+                        let _ =
+                            write!(line, "; {m} {:+.1} against the base probe{}", v.mean, ci(c));
                     }
                 }
                 let outcomes: Vec<String> =
@@ -270,7 +287,6 @@ fn table_cells(s: &Summary) -> (Vec<String>, Vec<Vec<String>>) {
     (head, rows)
 }
 
-/// `study.md`.
 const CORRELATION_HEAD: [&str; 6] = ["measure", "layer", "n", "ρ", "95 % CI", "p"];
 const RUN_HEAD: [&str; 4] = ["run", "mean target %", "vs base probe", "outcome"];
 
@@ -306,6 +322,49 @@ fn run_cells(s: &Summary) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// A signed mean with its 95 % t-interval over seeds ("+1.5 [−3.0, +6.0]"), or the mean alone
+/// for one seed.
+fn with_ci(s: Option<&Stat>) -> String {
+    match s {
+        None => "–".into(),
+        Some(st) => match st.ci95() {
+            Some((lo, hi)) => format!("{:+.1} [{lo:+.1}, {hi:+.1}]", st.mean),
+            None => format!("{:+.1}", st.mean),
+        },
+    }
+}
+
+/// Student − base probe per set (points): what each method kept of what the base knew, with
+/// 95 % t-intervals over seeds. Columns: regime, method, n, each target, mean target.
+fn vs_base_cells(s: &Summary) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut head: Vec<String> = ["regime", "method", "n"].map(String::from).to_vec();
+    head.extend(s.targets.iter().cloned());
+    head.push("mean target".into());
+    let rows = s
+        .table
+        .iter()
+        .map(|cell| {
+            let mut r = vec![
+                cell.regime.clone(),
+                cell.method.clone(),
+                n_of(cell).to_string(),
+            ];
+            r.extend(
+                s.targets
+                    .iter()
+                    .map(|t| with_ci(cell.metrics.get(&format!("vs_base:{t}")))),
+            );
+            r.push(with_ci(cell.metrics.get("transfer_change")));
+            r
+        })
+        .collect();
+    (head, rows)
+}
+
+const VS_BASE_TITLE: &str =
+    "Against what the base knew (student − base probe, points; mean and 95 % t-interval over seeds)";
+
+/// `study.md`.
 pub fn render_markdown(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
     let mut o = String::new();
     let _ = writeln!(o, "# {}\n", md(title));
@@ -318,6 +377,9 @@ pub fn render_markdown(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
         "\n## Table (mean ± sd over seeds; accuracies and gains in points)\n"
     );
     let (head, rows) = table_cells(s);
+    o.push_str(&md_table(&head, &rows));
+    let _ = writeln!(o, "\n## {VS_BASE_TITLE}\n");
+    let (head, rows) = vs_base_cells(s);
     o.push_str(&md_table(&head, &rows));
     let _ = writeln!(
         o,
@@ -349,6 +411,9 @@ pub fn render_html(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
     }
     let _ = write!(o, "</ul><h2>Table (mean ± sd over seeds; points)</h2>");
     let (head, rows) = table_cells(s);
+    o.push_str(&html_table(&head, &rows));
+    let _ = write!(o, "<h2>{}</h2>", esc(VS_BASE_TITLE));
+    let (head, rows) = vs_base_cells(s);
     o.push_str(&html_table(&head, &rows));
     for p in plots {
         let _ = write!(
