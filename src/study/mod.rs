@@ -9,6 +9,7 @@
 
 pub mod analysis;
 pub mod config;
+pub mod plots;
 pub mod render;
 pub mod run;
 
