@@ -52,6 +52,13 @@ pub struct DemoConfig {
     /// Train the validation grid's alternatives.
     pub validate: bool,
     pub seed: u64,
+    /// The committed study this demo is an instance of (`study.json`); its findings are
+    /// quoted under the report's title when the file is there.
+    #[serde(default)]
+    pub study: Option<PathBuf>,
+    /// The study regime the demo repeats (its row in the study's tables).
+    #[serde(default)]
+    pub study_regime: String,
 }
 
 impl DemoConfig {
@@ -82,6 +89,8 @@ impl DemoConfig {
             fraction: 0.5,
             validate: false,
             seed: 0,
+            study: Some(root.join("reports/study/w2s/study.json")),
+            study_regime: "top8-lr3e-4".into(),
         }
     }
 
@@ -193,6 +202,72 @@ fn probe_model(
     }
     .check()?;
     probe(&train, &evals, &[], &p)
+}
+
+/// What the committed study found, in words from its `study.json` (nothing when the file is
+/// absent): the demo is one small instance of it, and one seed cannot carry the conclusion.
+pub fn study_context(path: &Path, regime: &str) -> Result<Vec<String>> {
+    use crate::study::analysis::Summary;
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    #[derive(Deserialize)]
+    struct File {
+        summary: Summary,
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let f: File = serde_json::from_str(&text).map_err(|e| Error::Json {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let s = f.summary;
+    let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in &s.table {
+        for (k, v) in &c.outcomes {
+            *outcomes.entry(k.as_str()).or_insert(0) += v;
+        }
+    }
+    let count = |k: &str| outcomes.get(k).copied().unwrap_or(0);
+    let mut p = format!(
+        "This demo repeats one seed of the study's {regime} regime at a smaller scale; the study itself ({}: {} runs, methods {} × regimes {}) is where the conclusion lies.",
+        path.display(),
+        s.n_runs,
+        s.methods.join(", "),
+        s.regimes.join(", ")
+    );
+    for c in s.table.iter().filter(|c| c.method == "naive") {
+        if let Some(v) = c.metrics.get("transfer_change") {
+            p.push_str(&format!(
+                " Naive students in {}: {:+.1} points of mean target accuracy against the base probe{}.",
+                c.regime,
+                v.mean,
+                v.ci95()
+                    .map(|(lo, hi)| format!(" (95 % CI {lo:+.1} to {hi:+.1}, n = {})", v.n))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    p.push_str(&format!(
+        " Over all runs, {} kept the base probe's target accuracy, {} lost it through drift and {} through the head.",
+        count("transferred"),
+        count("drift"),
+        count("head")
+    ));
+    if let (Some(b), Some(rho)) = (&s.best_layer, s.best_layer.as_ref().and_then(|b| b.rho)) {
+        p.push_str(&format!(
+            " Drift (1 − linear CKA) at layer {} correlates with the transfer change at Spearman ρ = {rho:.2}{}: {}.",
+            b.layer,
+            b.ci
+                .map(|(lo, hi)| format!(" (95 % CI {lo:.2} to {hi:.2})"))
+                .unwrap_or_default(),
+            if rho > 0.0 {
+                "more drift went with better transfer, not worse"
+            } else {
+                "more drift went with worse transfer"
+            }
+        ));
+    }
+    Ok(vec![p])
 }
 
 /// Run the demo: work files under `work`, the report under `out`. `say` receives one line per
@@ -470,7 +545,7 @@ pub fn run(
     let rec_path = work.join("recommend.json");
     crate::io::write_atomic(&rec_path, &crate::io::json_bytes(&rec))?;
     st.done("students compared and probed, transfer metrics");
-    let inputs = crate::report::read_inputs(
+    let mut inputs = crate::report::read_inputs(
         &metrics_dir,
         &probe_dirs,
         Some(&transfer_path),
@@ -478,6 +553,9 @@ pub fn run(
         "repdrift demo: SmolLM2-135M-Instruct, weak-to-strong reward models on probes/w2s (one seed of the study's top8-lr3e-4 regime)",
         "base",
     )?;
+    if let Some(p) = &cfg.study {
+        inputs.context = study_context(p, &cfg.study_regime)?;
+    }
     let r = crate::report::build(&inputs, &crate::report::diagnosis::Rules::default());
     let plots = crate::report::plots::render_all(&r)?;
     crate::report::write(out, &r, &plots)?;

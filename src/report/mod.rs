@@ -32,6 +32,8 @@ pub struct ReportInputs {
     pub base_model: String,
     /// `recommend.json` when given.
     pub recommendation: Option<crate::recommend::Recommendation>,
+    /// Paragraphs shown under the title (e.g. the demo's place in the study).
+    pub context: Vec<String>,
 }
 
 /// Per-layer numbers of one student on the diagnosis field.
@@ -102,6 +104,9 @@ pub struct Report {
     /// The anchor recommendation and its validation by training (`repdrift recommend`).
     #[serde(default)]
     pub recommendation: Option<crate::recommend::Recommendation>,
+    /// Paragraphs under the title.
+    #[serde(default)]
+    pub context: Vec<String>,
 }
 
 fn diagnosis_field(rows: &[MetricRow]) -> String {
@@ -280,6 +285,7 @@ pub fn build(inp: &ReportInputs, rules: &Rules) -> Report {
         }
     }
     Report {
+        context: inp.context.clone(),
         title: inp.title.clone(),
         repdrift_version: env!("CARGO_PKG_VERSION").into(),
         rules: rules.clone(),
@@ -456,6 +462,9 @@ pub fn render_markdown(r: &Report, plots: &[plots::Plot]) -> Vec<u8> {
         r.rules.cka_threshold,
         r.rules.alpha
     );
+    for c in &r.context {
+        o.push_str(&format!("{}\n\n", md(c)));
+    }
     let link = |o: &mut String, prefix: &str| {
         for p in plots.iter().filter(|p| p.name.starts_with(prefix)) {
             o.push_str(&format!("![{}](plots/{}.png)\n\n", md(&p.title), p.name));
@@ -588,6 +597,9 @@ pub fn render_html(r: &Report, plots: &[plots::Plot]) -> Vec<u8> {
         esc(&r.title)
     ));
     o.push_str(&format!("<h1>{}</h1>\n<p class=\"note\">repdrift {} · diagnosis rules: linear CKA threshold {}, α = {}</p>\n", esc(&r.title), esc(&r.repdrift_version), r.rules.cka_threshold, r.rules.alpha));
+    for c in &r.context {
+        o.push_str(&format!("<p>{}</p>\n", esc(c)));
+    }
     let svg = |o: &mut String, prefix: &str| {
         for p in plots.iter().filter(|p| p.name.starts_with(prefix)) {
             o.push_str(&format!(
@@ -727,6 +739,7 @@ pub fn read_inputs(
         transfer,
         base_model: base_model.to_string(),
         recommendation,
+        context: Vec::new(),
     })
 }
 

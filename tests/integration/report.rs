@@ -129,6 +129,21 @@ fn tied_layers_show_na_and_stay_out_of_summaries() {
     assert!(html.contains("<td>base</td><td>0</td><td>n/a (tied)</td>"));
 }
 
+#[test]
+fn context_paragraphs_appear_under_the_title_escaped() {
+    let mut inp = inputs("t");
+    inp.context = vec!["Study said <b>so</b> | ρ = 0.64".into()];
+    let r = build(&inp, &Rules::default());
+    let plots = render_all(&r).unwrap();
+    let md = String::from_utf8(render_markdown(&r, &plots)).unwrap();
+    assert!(
+        md.contains("\n\nStudy said &lt;b&gt;so&lt;/b&gt; \\| ρ = 0.64\n\n"),
+        "{md}"
+    );
+    let html = String::from_utf8(render_html(&r, &plots)).unwrap();
+    assert!(html.contains("<p>Study said &lt;b&gt;so&lt;/b&gt; | ρ = 0.64</p>"));
+}
+
 /// Regression (issue 20 screenshots): the study's ρ axis was labelled "-0.0".
 #[test]
 fn tick_labels_never_show_negative_zero() {

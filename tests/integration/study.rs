@@ -207,6 +207,31 @@ fn study_writes_every_run_and_the_table_recomputes_from_the_run_files() {
         lpft["start_accuracy"]["source_test"].as_f64().unwrap() >= 0.8,
         "{lpft}"
     );
+
+    // The demo quotes a study from its study.json: the naive cell's change against the base
+    // probe (recomputed here from the runs: mean target accuracy − base probe's, in points).
+    let regime = table[0]["regime"].as_str().unwrap();
+    let naive_change: Vec<f64> = runs
+        .iter()
+        .filter(|x| x["method"] == "naive")
+        .map(|x| {
+            100.0 * (x["accuracy"]["t"].as_f64().unwrap() - x["base_probe"]["t"].as_f64().unwrap())
+        })
+        .collect();
+    let (mean, _) = mean_sd(&naive_change);
+    let ctx = repdrift::demo::study_context(&out.join("study.json"), regime).unwrap();
+    assert_eq!(ctx.len(), 1);
+    assert!(ctx[0].contains("8 runs"), "{}", ctx[0]);
+    assert!(
+        ctx[0].contains(&format!("{regime}: {mean:+.1} points")),
+        "{} (expected {mean:+.1})",
+        ctx[0]
+    );
+    assert!(
+        repdrift::demo::study_context(&dir.join("absent.json"), regime)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
