@@ -79,7 +79,7 @@ impl DemoConfig {
                 ("hh".into(), root.join("probes/hh-rlhf/eval.jsonl.gz")),
             ],
             limit_source: Some(300),
-            limit_targets: Some(100),
+            limit_targets: Some(80),
             trainable_blocks: 8,
             epochs: 2,
             lr: 3e-4,
@@ -204,6 +204,32 @@ fn probe_model(
     probe(&train, &evals, &[], &p)
 }
 
+/// Each target's pairwise accuracy: the base's own probe at the final layer (what the base
+/// already knew) beside the weak teacher and every trained reward model.
+fn beside_base_probe(
+    base: &ProbeReport,
+    final_layer: usize,
+    accuracy: &BTreeMap<String, BTreeMap<String, f64>>,
+    targets: &[String],
+) -> String {
+    let mut p = String::from(
+        "Pairwise accuracy on each target, the base's own probe (final layer, trained on the held-out source pairs) beside the reward models:",
+    );
+    for t in targets {
+        let probe = base
+            .rows
+            .iter()
+            .find(|r| r.kind == "transfer" && r.eval == *t && r.layer == final_layer)
+            .map_or("–".to_string(), |r| format!("{:.1} %", 100.0 * r.accuracy));
+        let models: Vec<String> = accuracy
+            .iter()
+            .filter_map(|(m, a)| a.get(t).map(|v| format!("{m} {:.1} %", 100.0 * v)))
+            .collect();
+        p.push_str(&format!(" {t}: base probe {probe}; {}.", models.join(", ")));
+    }
+    p
+}
+
 /// What the committed study found, in words from its `study.json` (nothing when the file is
 /// absent): the demo is one small instance of it, and one seed cannot carry the conclusion.
 pub fn study_context(path: &Path, regime: &str) -> Result<Vec<String>> {
@@ -230,7 +256,7 @@ pub fn study_context(path: &Path, regime: &str) -> Result<Vec<String>> {
     let count = |k: &str| outcomes.get(k).copied().unwrap_or(0);
     let mut p = format!(
         "This demo repeats one seed of the study's {regime} regime at a smaller scale; the study itself ({}: {} runs, methods {} × regimes {}) is where the conclusion lies.",
-        path.display(),
+        path.strip_prefix(".").unwrap_or(path).display(),
         s.n_runs,
         s.methods.join(", "),
         s.regimes.join(", ")
@@ -482,7 +508,7 @@ pub fn run(
     st.done(if cfg.validate {
         "validation grid trained"
     } else {
-        "validation (recommended vs naive only, --quick)"
+        "validation (recommended vs naive only; --grid trains the alternatives)"
     });
     drop(prep);
     let anchor_model = crate::model::load(&work.join("anchor"), device)?;
@@ -553,8 +579,9 @@ pub fn run(
         "repdrift demo: SmolLM2-135M-Instruct, weak-to-strong reward models on probes/w2s (one seed of the study's top8-lr3e-4 regime)",
         "base",
     )?;
+    inputs.context.push(beside_base_probe(&probes[0], n_layers, &accuracy, &target_names));
     if let Some(p) = &cfg.study {
-        inputs.context = study_context(p, &cfg.study_regime)?;
+        inputs.context.extend(study_context(p, &cfg.study_regime)?);
     }
     let r = crate::report::build(&inputs, &crate::report::diagnosis::Rules::default());
     let plots = crate::report::plots::render_all(&r)?;
