@@ -220,7 +220,9 @@ fn beside_base_probe(
             .rows
             .iter()
             .find(|r| r.kind == "transfer" && r.eval == *t && r.layer == final_layer)
-            .map_or("–".to_string(), |r| format!("{:.1} %", 100.0 * r.accuracy));
+            .map_or("–".to_string(), |r| {
+                format!("{:.1} %", 100.0 * r.accuracy)
+            });
         let models: Vec<String> = accuracy
             .iter()
             .filter_map(|(m, a)| a.get(t).map(|v| format!("{m} {:.1} %", 100.0 * v)))
@@ -579,7 +581,12 @@ pub fn run(
         "repdrift demo: SmolLM2-135M-Instruct, weak-to-strong reward models on probes/w2s (one seed of the study's top8-lr3e-4 regime)",
         "base",
     )?;
-    inputs.context.push(beside_base_probe(&probes[0], n_layers, &accuracy, &target_names));
+    inputs.context.push(beside_base_probe(
+        &probes[0],
+        n_layers,
+        &accuracy,
+        &target_names,
+    ));
     if let Some(p) = &cfg.study {
         inputs.context.extend(study_context(p, &cfg.study_regime)?);
     }
