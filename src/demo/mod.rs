@@ -97,8 +97,8 @@ impl DemoConfig {
     /// The quick demo for CI: fewer pairs, fewer steps, no validation grid.
     pub fn quick(root: &Path) -> Self {
         Self {
-            limit_source: Some(64),
-            limit_targets: Some(32),
+            limit_source: Some(48),
+            limit_targets: Some(24),
             trainable_blocks: 2,
             epochs: 1,
             lr: 1e-4,
