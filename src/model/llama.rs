@@ -242,11 +242,21 @@ impl Llama {
     /// The parts of a plain Llama HF directory (weights memory-mapped, f32).
     pub fn read_dir(dir: &Path, device: &Device) -> Result<LlamaParts> {
         let cfg: LlamaConfig = read_config(dir)?;
+        Self::read_dir_as(dir, cfg, "llama", device)
+    }
+
+    /// The parts of an HF directory whose config is already read (`arch` names the variant).
+    fn read_dir_as(
+        dir: &Path,
+        cfg: LlamaConfig,
+        arch: &str,
+        device: &Device,
+    ) -> Result<LlamaParts> {
         let (weights, sha) = Weights::from_hf_dir(dir, device)?;
         let tokenizer = ModelTokenizer::from_json_file(&dir.join("tokenizer.json"))?;
         let info = ModelInfo {
             path: dir.to_path_buf(),
-            architecture: "llama".into(),
+            architecture: arch.to_string(),
             source: "safetensors".into(),
             weights_sha256: sha,
             n_layers: cfg.num_hidden_layers,
@@ -275,18 +285,9 @@ impl Llama {
         device: &Device,
         dtype: DType,
     ) -> Result<Self> {
-        let (weights, sha) = Weights::from_hf_dir(dir, device)?;
-        let weights = weights.with_dtype(dtype);
-        let tokenizer = ModelTokenizer::from_json_file(&dir.join("tokenizer.json"))?;
-        let info = ModelInfo {
-            path: dir.to_path_buf(),
-            architecture: variant.arch.clone(),
-            source: "safetensors".into(),
-            weights_sha256: sha,
-            n_layers: cfg.num_hidden_layers,
-            hidden_size: cfg.hidden_size,
-        };
-        Self::with_variant(cfg, variant, &weights, tokenizer, info, device)
+        let p = Self::read_dir_as(dir, cfg, &variant.arch, device)?;
+        let weights = p.weights.with_dtype(dtype);
+        Self::with_variant(p.cfg, variant, &weights, p.tokenizer, p.info, device)
     }
 
     /// The architecture variant.
