@@ -4,7 +4,7 @@
 # CKA is defined at all but at most two layers per student (undefined ones carry a reason).
 set -euo pipefail
 dir="${1:?usage: scripts/check-demo.sh REPORT_DIR}"
-for f in index.html report.md report.json demo.json plots/cka.png plots/probe.svg; do
+for f in index.html report.md report.json demo.json plots/cka.png plots/probe.svg plots/trust_drift.svg; do
   [ -s "$dir/$f" ] || { echo "check-demo: $dir/$f missing or empty" >&2; exit 1; }
 done
 python3 - "$dir" <<'PY'

@@ -37,5 +37,6 @@ pub mod recommend;
 pub mod report;
 pub mod study;
 pub mod train;
+pub mod validate;
 
 pub use error::{Error, Result};

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod recommend;
 pub mod study;
 pub mod train;
+pub mod validate;
 
 use crate::capture::{self, CaptureParams, LayerSelection, Pooling, Progress};
 use crate::model::HookPoint;
@@ -50,6 +51,9 @@ pub enum Command {
     /// A grid of weak-to-strong trainings (methods × regimes × seeds): accuracy table with
     /// error bars, drift against transfer, trajectories, drift or head (resumable).
     Study(study::StudyArgs),
+    /// Prove that the measures measure on a real model and data: numerical floor, identity and
+    /// invariances, null, planted drift, layer matching, shuffled-label probes, sample size.
+    Validate(validate::ValidateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,6 +84,10 @@ pub struct ReportArgs {
     /// A `repdrift recommend` output file (adds the recommendation and its validation).
     #[arg(long)]
     pub recommendation: Option<PathBuf>,
+    /// A `repdrift validate` output (validate.json) of the base model: adds its numerical floor
+    /// and check results to "Can these numbers be trusted?".
+    #[arg(long)]
+    pub validate: Option<PathBuf>,
     #[arg(long, default_value = "repdrift report")]
     pub title: String,
     /// The model name (`probe --model`) of the base model's probe results.
@@ -108,7 +116,7 @@ fn run_export(a: &ExportArgs) -> anyhow::Result<()> {
 
 fn run_report(a: &ReportArgs) -> anyhow::Result<()> {
     use crate::report;
-    let inputs = report::read_inputs(
+    let mut inputs = report::read_inputs(
         &a.metrics,
         &a.probes,
         a.transfer.as_deref(),
@@ -116,6 +124,12 @@ fn run_report(a: &ReportArgs) -> anyhow::Result<()> {
         &a.title,
         &a.base_model,
     )?;
+    if let Some(v) = &a.validate {
+        inputs.validate = Some(report::trust::summary_for(
+            v,
+            &inputs.metrics.base.model_sha256,
+        )?);
+    }
     let r = report::build(&inputs, &report::diagnosis::Rules::default());
     let plots = report::plots::render_all(&r)?;
     report::write(&a.out, &r, &plots)?;
@@ -280,7 +294,11 @@ pub struct CompareArgs {
     /// Bootstrap replicates for 95 % percentile intervals (0 = off).
     #[arg(long, default_value_t = 0)]
     pub bootstrap: usize,
-    /// Seed for the bootstrap.
+    /// Permutations of the student's rows for every measure's null band (its chance level)
+    /// and permutation p-value (0 = off; 1000 is a good choice).
+    #[arg(long, default_value_t = 0)]
+    pub permutations: usize,
+    /// Seed for the bootstrap and the permutations.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// k of the mutual k-NN overlap.
@@ -336,6 +354,7 @@ fn run_compare(a: &CompareArgs) -> anyhow::Result<()> {
         layers: LayerSelection::parse(&a.layers)?,
         cross_layer: a.cross_layer,
         bootstrap: a.bootstrap,
+        permutations: a.permutations,
         seed: a.seed,
         knn_k: a.knn_k,
         knn_max_n: a.knn_max_n,
@@ -570,6 +589,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Recommend(a) => recommend::run_recommend(a)?,
         Command::Demo(a) => demo::run_demo(a)?,
         Command::Study(a) => study::run_study(a)?,
+        Command::Validate(a) => return validate::run_validate(a),
     }
     Ok(ExitCode::SUCCESS)
 }

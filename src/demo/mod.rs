@@ -59,6 +59,13 @@ pub struct DemoConfig {
     /// The study regime the demo repeats (its row in the study's tables).
     #[serde(default)]
     pub study_regime: String,
+    /// A committed `repdrift validate` run of the base (`validate.json`): its numerical floor
+    /// and checks go into "Can these numbers be trusted?" when it validated this base.
+    #[serde(default)]
+    pub validate_record: Option<PathBuf>,
+    /// Permutations behind each measure's chance band (`compare --permutations`).
+    #[serde(default)]
+    pub permutations: usize,
 }
 
 impl DemoConfig {
@@ -91,6 +98,8 @@ impl DemoConfig {
             seed: 0,
             study: Some(root.join("reports/study/w2s/study.json")),
             study_regime: "top8-lr3e-4".into(),
+            validate_record: Some(root.join("reports/validate/smollm2/validate.json")),
+            permutations: 200,
         }
     }
 
@@ -103,6 +112,7 @@ impl DemoConfig {
             epochs: 1,
             lr: 1e-4,
             validate: false,
+            permutations: 100,
             ..Self::full(root)
         }
     }
@@ -524,6 +534,7 @@ pub fn run(
         &open_students(&stores, &["naive", "anchor"])?,
         &CompareParams {
             cross_layer: true,
+            permutations: cfg.permutations,
             ..Default::default()
         }
         .check()?,
@@ -589,6 +600,22 @@ pub fn run(
     ));
     if let Some(p) = &cfg.study {
         inputs.context.extend(study_context(p, &cfg.study_regime)?);
+    }
+    if let Some(v) = cfg.validate_record.as_ref().filter(|v| v.exists()) {
+        match crate::report::trust::summary_for(v, &inputs.metrics.base.model_sha256) {
+            Ok(mut s) => {
+                // Show the repository-relative path, not this machine's.
+                let cwd = std::env::current_dir().unwrap_or_default();
+                if let Ok(rel) = v.strip_prefix(&cwd).or_else(|_| v.strip_prefix(".")) {
+                    s.path = rel.display().to_string();
+                }
+                inputs.validate = Some(s)
+            }
+            Err(Error::Incompatible { reason, .. }) => inputs
+                .context
+                .push(format!("{} was not used: {reason}.", v.display())),
+            Err(e) => return Err(e),
+        }
     }
     let r = crate::report::build(&inputs, &crate::report::diagnosis::Rules::default());
     let plots = crate::report::plots::render_all(&r)?;

@@ -30,6 +30,20 @@ pub struct Intervals {
     pub b: usize,
 }
 
+impl Intervals {
+    /// The five intervals in column order (linear CKA, debiased CKA, cosine, Procrustes, norm
+    /// ratio).
+    pub fn measures(&self) -> [Option<Interval>; 5] {
+        [
+            self.linear_cka,
+            self.debiased_cka,
+            self.cosine_distance,
+            self.procrustes_distance,
+            self.norm_ratio,
+        ]
+    }
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     let pos = q * (sorted.len() - 1) as f64;
     let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);

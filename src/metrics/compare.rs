@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bootstrap::{bootstrap, Intervals};
 use super::knn::mutual_knn_overlap;
+use super::permutation::{permutation_null, NullBands};
 use super::{accum::linear_cka_from_parts, PairAccumulator, PairMetrics};
 use crate::capture::store::PartInfo;
 use crate::capture::{LayerSelection, Store};
@@ -35,6 +36,8 @@ pub struct CompareParams {
     pub layers: LayerSelection,
     pub cross_layer: bool,
     pub bootstrap: usize,
+    /// Permutations for each measure's null band and p-value (0: off).
+    pub permutations: usize,
     pub seed: u64,
     pub knn_k: usize,
     /// kNN overlap is computed only when n is at most this.
@@ -51,6 +54,7 @@ impl Default for CompareParams {
             layers: LayerSelection::All,
             cross_layer: false,
             bootstrap: 0,
+            permutations: 0,
             seed: 0,
             knn_k: 10,
             knn_max_n: 10_000,
@@ -76,10 +80,10 @@ impl CompareParams {
             if n == 0 || i >= n {
                 return Err(Error::param("shard", format!("`{i}/{n}`: need 0 ≤ i < N")));
             }
-            if self.cross_layer || self.bootstrap > 0 {
+            if self.cross_layer || self.bootstrap > 0 || self.permutations > 0 {
                 return Err(Error::param(
                     "shard",
-                    "--cross-layer and --bootstrap need all rows at once and cannot run per shard",
+                    "--cross-layer, --bootstrap and --permutations need all rows at once and cannot run per shard",
                 ));
             }
         }
@@ -90,6 +94,12 @@ impl CompareParams {
             return Err(Error::param(
                 "bootstrap",
                 "use 0 (off) or at least 2 replicates",
+            ));
+        }
+        if self.permutations == 1 {
+            return Err(Error::param(
+                "permutations",
+                "use 0 (off) or at least 2 permutations (1000 gives p-values down to 0.001)",
             ));
         }
         Ok(ValidCompareParams(self))
@@ -113,6 +123,9 @@ pub struct MetricRow {
     pub knn_overlap: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub ci: Option<Intervals>,
+    /// Permutation nulls (`--permutations`): each measure's chance band and p-value.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub null: Option<NullBands>,
     /// Why a null measure is null.
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub null_reasons: BTreeMap<String, String>,
@@ -126,6 +139,9 @@ pub struct StoreRecord {
     pub model_sha256: String,
     pub dataset_sha256: String,
     pub n_examples: usize,
+    /// The activations' width (absent in files from before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_size: Option<usize>,
 }
 
 /// The cross-layer linear-CKA matrix of one student: `cka[i][j]` between base layer
@@ -149,12 +165,21 @@ pub struct MetricsReport {
     pub students: Vec<StoreRecord>,
     pub hook: HookPoint,
     pub bootstrap: usize,
+    #[serde(default)]
+    pub permutations: usize,
     pub seed: u64,
     pub knn_k: usize,
     pub merged_shards: Option<usize>,
     pub rows: Vec<MetricRow>,
     #[serde(skip)]
     pub cross_layer: Vec<CrossLayer>,
+}
+
+impl StoreRecord {
+    /// The record of store `s` under `name`.
+    pub fn of(name: &str, s: &Store) -> Self {
+        record(name, s)
+    }
 }
 
 fn record(name: &str, s: &Store) -> StoreRecord {
@@ -165,6 +190,7 @@ fn record(name: &str, s: &Store) -> StoreRecord {
         model_sha256: m.model.sha256.clone(),
         dataset_sha256: m.dataset.sha256.clone(),
         n_examples: m.n_examples(),
+        hidden_size: Some(m.model.hidden_size),
     }
 }
 
@@ -350,6 +376,7 @@ pub(super) fn metric_row(
         norm_ratio: take("norm_ratio", m.norm_ratio),
         knn_overlap: None,
         ci: None,
+        null: None,
         null_reasons: reasons,
     }
 }
@@ -430,6 +457,7 @@ pub fn compare(
             students: students.iter().map(|(n, s)| record(n, s)).collect(),
             hook,
             bootstrap: params.bootstrap,
+            permutations: params.permutations,
             seed: params.seed,
             knn_k: params.knn_k,
             merged_shards: None,
@@ -488,7 +516,8 @@ fn compare_layer(ctx: &LayerCtx<'_>, layer: usize) -> Result<LayerOut> {
             PairAccumulator::with_shift(bx, sy)
         })
         .collect();
-    let keep = params.shard.is_none() && (params.bootstrap > 0 || n <= params.knn_max_n);
+    let keep = params.shard.is_none()
+        && (params.bootstrap > 0 || params.permutations > 0 || n <= params.knn_max_n);
     let mut kept: Vec<KeptRows> = vec![KeptRows::default(); fields.len()];
     // Row ranges: this shard's parts, or chunks of CHUNK_ROWS over the whole store.
     let ranges: Vec<(usize, usize)> = match params.shard {
@@ -548,6 +577,13 @@ fn compare_layer(ctx: &LayerCtx<'_>, layer: usize) -> Result<LayerOut> {
                     let seed = params.seed ^ ((layer as u64) << 32) ^ (fi as u64);
                     row.ci = Some(
                         bootstrap(x.view(), y.view(), params.bootstrap, seed)
+                            .map_err(metric_err(what.clone()))?,
+                    );
+                }
+                if params.permutations > 0 {
+                    let seed = params.seed ^ 0x9e37_79b9 ^ ((layer as u64) << 32) ^ (fi as u64);
+                    row.null = Some(
+                        permutation_null(x.view(), y.view(), params.permutations, seed)
                             .map_err(metric_err(what.clone()))?,
                     );
                 }
@@ -635,7 +671,7 @@ pub fn render_cross_layer(r: &MetricsReport) -> Vec<u8> {
 }
 
 /// `metrics.csv`: one line per row; null values are empty cells; with bootstrap, `_lo`/`_hi`
-/// columns follow.
+/// columns follow; with permutations, `_null_lo`/`_null_hi`/`_p` columns after those.
 pub fn render_csv(r: &MetricsReport) -> Vec<u8> {
     let num = crate::io::csv_num;
     let mut out = String::from(
@@ -652,6 +688,11 @@ pub fn render_csv(r: &MetricsReport) -> Vec<u8> {
     if ci {
         for n in ci_names {
             out.push_str(&format!(",{n}_lo,{n}_hi"));
+        }
+    }
+    if r.permutations > 0 {
+        for n in ci_names {
+            out.push_str(&format!(",{n}_null_lo,{n}_null_hi,{n}_p"));
         }
     }
     out.push('\n');
@@ -673,18 +714,21 @@ pub fn render_csv(r: &MetricsReport) -> Vec<u8> {
             num(row.knn_overlap)
         ));
         if ci {
-            let c = row.ci.clone().unwrap_or_default();
-            for iv in [
-                c.linear_cka,
-                c.debiased_cka,
-                c.cosine_distance,
-                c.procrustes_distance,
-                c.norm_ratio,
-            ] {
+            for iv in row.ci.clone().unwrap_or_default().measures() {
                 out.push_str(&format!(
                     ",{},{}",
                     num(iv.map(|i| i.lo)),
                     num(iv.map(|i| i.hi))
+                ));
+            }
+        }
+        if r.permutations > 0 {
+            for b in row.null.clone().unwrap_or_default().measures() {
+                out.push_str(&format!(
+                    ",{},{},{}",
+                    num(b.map(|i| i.lo)),
+                    num(b.map(|i| i.hi)),
+                    num(b.and_then(|i| i.p))
                 ));
             }
         }

@@ -15,6 +15,8 @@
 //! - [`procrustes_distance`]: 2 − 2‖XᵀY‖_* on centred X, Y scaled to unit Frobenius norm.
 //! - [`norm_ratio`]: mean ‖yᵢ‖ / ‖xᵢ‖.
 //! - [`knn::mutual_knn_overlap`]: Huh et al. 2024's mutual k-nearest-neighbour alignment.
+//! - [`permutation::permutation_null`]: each measure's value when the rows are shuffled
+//!   (the chance level), with a permutation p-value.
 //!
 //! The first five come from one [`accum::PairAccumulator`] pass, so they stream over store
 //! parts and merge across shards exactly.
@@ -30,6 +32,7 @@ pub mod accum;
 pub mod bootstrap;
 pub mod compare;
 pub mod knn;
+pub mod permutation;
 mod shard;
 
 use ndarray::{Array2, ArrayView2};

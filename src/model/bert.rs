@@ -162,6 +162,15 @@ impl Bert {
     /// Load an HF directory: `config.json`, `model.safetensors` (or shards with
     /// `model.safetensors.index.json`), `tokenizer.json`.
     pub fn load_dir(dir: &Path, device: &Device) -> Result<Self> {
+        let (cfg, weights, tokenizer, info) = Self::read_dir(dir, device)?;
+        Self::new(cfg, &weights, tokenizer, info)
+    }
+
+    /// What [`Bert::load_dir`] builds the model from: config, weights, tokenizer, description.
+    pub fn read_dir(
+        dir: &Path,
+        device: &Device,
+    ) -> Result<(BertConfig, Weights, ModelTokenizer, ModelInfo)> {
         let cfg_path = dir.join("config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
         let cfg: BertConfig = serde_json::from_str(&text).map_err(|e| Error::Json {
@@ -178,7 +187,7 @@ impl Bert {
             n_layers: cfg.num_hidden_layers,
             hidden_size: cfg.hidden_size,
         };
-        Self::new(cfg, &weights, tokenizer, info)
+        Ok((cfg, weights, tokenizer, info))
     }
 
     fn ln(&self, x: &Tensor, n: &Norm) -> Result<Tensor> {

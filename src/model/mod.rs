@@ -14,6 +14,7 @@
 
 pub mod bert;
 pub mod delta;
+pub mod edit;
 pub mod gemma2;
 pub mod gguf;
 pub mod linear;

@@ -205,6 +205,14 @@ impl Weights {
         }
     }
 
+    /// The weight `name` as stored (any shape), in this view's dtype; `None` when absent.
+    pub fn get_any(&self, name: &str) -> Result<Option<Tensor>> {
+        match self.store.lookup(&self.full(name))? {
+            Some(t) => Ok(Some(t.to_dtype(self.dtype)?.to_device(&self.store.device)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Whether weight `name` exists under this prefix.
     pub fn contains(&self, name: &str) -> bool {
         self.store.contains(&self.full(name))

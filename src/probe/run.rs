@@ -153,14 +153,7 @@ pub struct ProbeReport {
 }
 
 fn record(n: &NamedStore) -> StoreRecord {
-    let m = n.store.manifest();
-    StoreRecord {
-        name: n.name.clone(),
-        path: n.store.dir().to_path_buf(),
-        model_sha256: m.model.sha256.clone(),
-        dataset_sha256: m.dataset.sha256.clone(),
-        n_examples: m.n_examples(),
-    }
+    StoreRecord::of(&n.name, &n.store)
 }
 
 /// The probe data of one layer of a store: Δh for pairs, (h, label) for labelled texts.

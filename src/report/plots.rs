@@ -244,6 +244,7 @@ fn x_max(r: &Report) -> f64 {
 /// Every plot the report shows, in report order.
 pub fn render_all(r: &Report) -> Result<Vec<Plot>> {
     let mut out = Vec::new();
+    out.extend(super::trust::drift_plot(r)?);
     let xm = x_max(r);
     // (1) CKA against layer.
     if !r.students.is_empty() {

@@ -16,3 +16,4 @@ mod store;
 mod study;
 mod tiny_llama;
 mod train;
+mod validate;

@@ -188,6 +188,7 @@ fn plots_render_with_real_content() {
     assert_eq!(
         names,
         [
+            "trust_drift",
             "cka",
             "cosine_norm",
             "probe",
@@ -317,4 +318,47 @@ fn index_html_opens_in_headless_chromium() {
         non_white > 20_000,
         "the screenshot is nearly blank ({non_white} non-white pixels)"
     );
+}
+
+/// Issue 14: drift at or below validate's numerical floor is greyed out and never called drift.
+#[test]
+fn drift_inside_the_numerical_floor_is_never_called_drift() {
+    use repdrift::report::trust::ValidateSummary;
+    // Truth: the fixture's naive CKA = 1 − 0.09·layer, so 1 − CKA = 0.09·layer. With a rule
+    // that calls any CKA below 1 drift, a floor of 0.2 must leave out layers 0–2 (0, 0.09,
+    // 0.18) and keep 3–6.
+    let mut inp = inputs("t");
+    inp.validate = Some(ValidateSummary {
+        path: "validate.json".into(),
+        model: "m".into(),
+        n_examples: 10,
+        hidden_size: 4,
+        passed: 5,
+        counted: 5,
+        failed: Vec::new(),
+        floor_linear_cka: Some(0.2),
+    });
+    let rules = Rules {
+        cka_threshold: 1.0,
+        ..Rules::default()
+    };
+    let r = build(&inp, &rules);
+    let naive = r.findings.iter().find(|f| f.student == "naive").unwrap();
+    assert_eq!(naive.drifted_layers, vec![3, 4, 5, 6]);
+    let floor_line = r
+        .trust
+        .sentences
+        .iter()
+        .find(|s| s.starts_with("naive:") && s.contains("numerical floor"))
+        .unwrap();
+    assert!(
+        floor_line.contains("3 of 7 layers") && floor_line.contains("(0–2)"),
+        "{floor_line}"
+    );
+    // Without a floor the same rule calls every layer with CKA < 1 drifted (layers 1–6).
+    inp.validate = None;
+    let r = build(&inp, &rules);
+    let naive = r.findings.iter().find(|f| f.student == "naive").unwrap();
+    assert_eq!(naive.drifted_layers, vec![1, 2, 3, 4, 5, 6]);
+    assert!(r.trust.sentences[0].contains("No `repdrift validate` run"));
 }
