@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::report::trust::ValidateSummary;
 use crate::study::{self, render, StudyJob, StudyProgress};
 
 #[derive(Debug, clap::Args)]
@@ -29,6 +30,10 @@ pub struct StudyArgs {
     /// cpu or cuda:N (build with --features cuda).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// A `repdrift validate` output (validate.json) of the base: its numerical floor and
+    /// chance level go into "Can these numbers be trusted?".
+    #[arg(long)]
+    pub validate: Option<PathBuf>,
 }
 
 /// Plain progress lines with the elapsed time (a job log shows where the study is).
@@ -40,10 +45,15 @@ impl StudyProgress for Lines {
     }
 }
 
-fn render_all(s: &study::ValidStudy, a: &StudyArgs) -> crate::Result<study::Summary> {
+fn render_all(
+    s: &study::ValidStudy,
+    a: &StudyArgs,
+    validate: Option<&ValidateSummary>,
+) -> crate::Result<study::Summary> {
     let runs = study::finished_runs(s, &a.out)?;
     let targets: Vec<String> = s.config.targets.keys().cloned().collect();
-    let summary = study::summarise(&runs, &targets);
+    let mut summary = study::summarise(&runs, &targets);
+    summary.trust = study::trust::trust_lines(&runs, validate);
     render::write(&a.out, &a.title, &runs, &summary)?;
     Ok(summary)
 }
@@ -55,8 +65,17 @@ pub fn run_study(a: &StudyArgs) -> anyhow::Result<()> {
     let n_layers = base.blocks().len();
     let mut s = cfg.check(n_layers)?;
     let full = s.clone();
+    let validate = a
+        .validate
+        .as_deref()
+        .map(|v| {
+            use crate::model::HookedModel;
+            crate::report::trust::summary_for(v, &base.info().weights_sha256)
+        })
+        .transpose()?;
+    let validate = validate.as_ref();
     if a.render_only {
-        let summary = render_all(&s, a)?;
+        let summary = render_all(&s, a, validate)?;
         eprintln!(
             "repdrift: rendered {} finished runs into {}",
             summary.n_runs,
@@ -86,9 +105,9 @@ pub fn run_study(a: &StudyArgs) -> anyhow::Result<()> {
         force: a.force,
     };
     let mut progress = Lines(std::time::Instant::now());
-    let mut after = || render_all(&full, a).map(|_| ());
+    let mut after = || render_all(&full, a, validate).map(|_| ());
     study::run_study(&s, &base, &job, &device, &mut progress, &mut after)?;
-    let summary = render_all(&full, a)?;
+    let summary = render_all(&full, a, validate)?;
     eprintln!(
         "repdrift: {} runs finished of {}; outputs in {}",
         summary.n_runs,

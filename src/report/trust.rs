@@ -35,6 +35,11 @@ pub struct ValidateSummary {
     pub failed: Vec<String>,
     /// The numerical floor of 1 − linear CKA.
     pub floor_linear_cka: Option<f64>,
+    /// Linear CKA's chance level in the null check (mean over layers) and its n.
+    #[serde(default)]
+    pub chance_linear_cka: Option<f64>,
+    #[serde(default)]
+    pub chance_n: usize,
 }
 
 impl ValidateSummary {
@@ -58,6 +63,11 @@ impl ValidateSummary {
                 .map(|c| format!("{} · {}", c.section, c.name))
                 .collect(),
             floor_linear_cka: r.noise_floor.deviation[0],
+            chance_linear_cka: {
+                let v: Vec<f64> = r.null.iter().filter_map(|n| n.linear_cka).collect();
+                (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+            },
+            chance_n: r.null.first().map_or(0, |n| n.n),
         }
     }
 }

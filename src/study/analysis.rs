@@ -141,6 +141,9 @@ pub struct Summary {
     pub trajectories: Vec<Trajectory>,
     /// Per run: (id, drift at the best layer, transfer change, outcome).
     pub points: Vec<RunPoint>,
+    /// "Can these numbers be trusted?" ([`super::trust::trust_lines`]).
+    #[serde(default)]
+    pub trust: Vec<String>,
 }
 
 /// One run in the drift-vs-transfer scatter.
@@ -561,6 +564,7 @@ pub fn summarise(runs: &[RunResult], targets: &[String]) -> Summary {
         target_accuracy_range,
         trajectories,
         points,
+        trust: Vec::new(),
     }
 }
 

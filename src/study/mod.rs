@@ -12,6 +12,7 @@ pub mod config;
 pub mod plots;
 pub mod render;
 pub mod run;
+pub mod trust;
 
 pub use analysis::{summarise, Summary};
 pub use config::{read_config, StudyConfig, ValidStudy};

@@ -372,6 +372,12 @@ pub fn render_markdown(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
     for l in diagnosis(s) {
         let _ = writeln!(o, "- {}", l);
     }
+    if !s.trust.is_empty() {
+        let _ = writeln!(o, "\n## Can these numbers be trusted?\n");
+        for l in &s.trust {
+            let _ = writeln!(o, "- {}", md(l));
+        }
+    }
     let _ = writeln!(
         o,
         "\n## Table (mean ± sd over seeds; accuracies and gains in points)\n"
@@ -408,6 +414,12 @@ pub fn render_html(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
     );
     for l in diagnosis(s) {
         let _ = write!(o, "<li>{}</li>", esc(&l));
+    }
+    if !s.trust.is_empty() {
+        let _ = write!(o, "</ul><h2>Can these numbers be trusted?</h2><ul>");
+        for l in &s.trust {
+            let _ = write!(o, "<li>{}</li>", esc(l));
+        }
     }
     let _ = write!(o, "</ul><h2>Table (mean ± sd over seeds; points)</h2>");
     let (head, rows) = table_cells(s);

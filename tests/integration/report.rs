@@ -337,6 +337,8 @@ fn drift_inside_the_numerical_floor_is_never_called_drift() {
         counted: 5,
         failed: Vec::new(),
         floor_linear_cka: Some(0.2),
+        chance_linear_cka: None,
+        chance_n: 0,
     });
     let rules = Rules {
         cka_threshold: 1.0,
