@@ -66,6 +66,10 @@ pub enum Error {
     #[error("{path}: store exists and is not empty; pass --resume to continue it or --force to overwrite it")]
     StoreExists { path: PathBuf },
 
+    /// An output directory another process is writing (its advisory lock is held).
+    #[error("{path}: another repdrift process is writing here (advisory lock held); wait for it to finish or stop it, then run again")]
+    Locked { path: PathBuf },
+
     /// A store that cannot be read or resumed.
     #[error("{path}: {reason}")]
     InvalidStore { path: PathBuf, reason: String },

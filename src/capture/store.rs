@@ -234,6 +234,8 @@ fn serialize(
 pub struct StoreWriter {
     dir: PathBuf,
     manifest: Manifest,
+    /// Held while writing: a second writer of the same store gets a named error.
+    _lock: crate::io::DirLock,
 }
 
 impl StoreWriter {
@@ -241,29 +243,25 @@ impl StoreWriter {
     /// unfinished store of the same job; with `force` anything (its contents are removed).
     pub fn open(dir: &Path, plan: Manifest, resume: bool, force: bool) -> Result<Self> {
         let manifest_path = dir.join("manifest.json");
-        let non_empty = dir.is_dir()
-            && std::fs::read_dir(dir)
-                .map_err(|e| Error::io(dir, e))?
-                .next()
-                .is_some();
         if dir.exists() && !dir.is_dir() {
             return Err(Error::InvalidStore {
                 path: dir.to_path_buf(),
                 reason: "exists and is not a directory".into(),
             });
         }
+        // Lock first (creating the directory), so that two writers cannot both pass the
+        // checks below.
+        let lock = crate::io::lock_dir(dir)?;
+        let non_empty = dir.is_dir()
+            && std::fs::read_dir(dir)
+                .map_err(|e| Error::io(dir, e))?
+                .next()
+                .is_some();
         let manifest = if non_empty && force {
-            for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-                let p = entry.map_err(|e| Error::io(dir, e))?.path();
-                let r = if p.is_dir() {
-                    std::fs::remove_dir_all(&p)
-                } else {
-                    std::fs::remove_file(&p)
-                };
-                r.map_err(|e| Error::io(&p, e))?;
-            }
+            crate::io::clear_dir(dir)?;
             plan
         } else if non_empty && resume {
+            remove_stale_temps(dir)?;
             let old = read_manifest(dir)?;
             if !old.same_job(&plan) {
                 return Err(Error::InvalidStore {
@@ -279,10 +277,10 @@ impl StoreWriter {
         } else {
             plan
         };
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let w = Self {
             dir: dir.to_path_buf(),
             manifest,
+            _lock: lock,
         };
         if !manifest_path.exists() {
             w.write_manifest()?;
@@ -404,6 +402,24 @@ impl StoreWriter {
         self.write_manifest()?;
         Ok(self.manifest)
     }
+}
+
+/// Remove the temp files (`.NAME.PID.tmp`) that writers killed mid-write left behind: no
+/// reader opens them, and the resumed writer rewrites their targets.
+fn remove_stale_temps(dir: &Path) -> Result<()> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
+            let p = e.map_err(|e| Error::io(&d, e))?.path();
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            if p.is_dir() {
+                stack.push(p);
+            } else if name.is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp")) {
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_manifest(dir: &Path) -> Result<Manifest> {

@@ -117,16 +117,61 @@ impl ChatTemplate {
                 ))
             },
         );
+        // A template comes with the data or the model: bound what it may do. Fuel caps the
+        // instructions one rendering executes, the recursion limit its depth, the writer its
+        // output; minijinja has no file or network access to begin with.
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        env.set_recursion_limit(64);
         env.add_template("chat", source)
             .map_err(|e| format!("the chat template does not parse: {e}"))?;
         let t = env.get_template("chat").expect("just added");
-        t.render(minijinja::context! {
-            messages => messages,
-            add_generation_prompt => add_generation_prompt,
-            bos_token => bos_token,
-            eos_token => eos_token,
-        })
-        .map_err(|e| format!("the chat template failed: {e}"))
+        let mut out = Capped(Vec::new(), false);
+        t.render_captured_to(
+            minijinja::context! {
+                messages => messages,
+                add_generation_prompt => add_generation_prompt,
+                bos_token => bos_token,
+                eos_token => eos_token,
+            },
+            &mut out,
+        )
+        .map_err(|e| {
+            if out.1 {
+                format!(
+                    "the chat template failed: its output exceeds {} MiB",
+                    TEMPLATE_MAX_OUTPUT >> 20
+                )
+            } else {
+                format!("the chat template failed: {e}")
+            }
+        })?;
+        String::from_utf8(out.0).map_err(|_| "the chat template produced invalid UTF-8".into())
+    }
+}
+
+/// Instructions one chat-template rendering may execute (a real template over a long
+/// conversation uses a few thousand).
+pub const TEMPLATE_FUEL: u64 = 2_000_000;
+/// The most bytes one rendering may produce.
+pub const TEMPLATE_MAX_OUTPUT: usize = 16 << 20;
+
+/// The rendering, and whether it hit [`TEMPLATE_MAX_OUTPUT`].
+struct Capped(Vec<u8>, bool);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + b.len() > TEMPLATE_MAX_OUTPUT {
+            self.1 = true;
+            return Err(std::io::Error::other(format!(
+                "the rendering exceeds {} MiB",
+                TEMPLATE_MAX_OUTPUT >> 20
+            )));
+        }
+        self.0.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -150,6 +195,36 @@ mod tests {
                 content: c.to_string(),
             })
             .collect()
+    }
+
+    fn jinja(source: &str) -> ChatTemplate {
+        ChatTemplate::Jinja {
+            source: source.into(),
+            bos_token: "<s>".into(),
+            eos_token: "</s>".into(),
+        }
+    }
+
+    /// Issue 16: a hostile template ends with an error instead of running for hours, filling
+    /// memory or reading files.
+    #[test]
+    fn hostile_templates_are_bounded() {
+        let m = msgs(&[("user", "q"), ("assistant", "a")]);
+        let loops =
+            "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}";
+        let e = jinja(loops).render(&m).unwrap_err();
+        assert!(e.contains("fuel"), "{e}");
+        let big = "{% for i in range(40) %}{{ 'x' * 1000000 }}{% endfor %}";
+        let e = jinja(big).render(&m).unwrap_err();
+        assert!(e.contains("exceeds 16 MiB"), "{e}");
+        let rec = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}";
+        assert!(jinja(rec).render(&m).is_err());
+        let file = "{% include '/etc/passwd' %}";
+        let e = jinja(file).render(&m).unwrap_err();
+        assert!(e.contains("not found") || e.contains("template"), "{e}");
+        // A normal template still renders.
+        let ok = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}";
+        assert_eq!(jinja(ok).render(&m).unwrap().0, "<user>q<assistant>a");
     }
 
     #[test]

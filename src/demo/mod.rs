@@ -99,7 +99,7 @@ impl DemoConfig {
             study: Some(root.join("reports/study/w2s/study.json")),
             study_regime: "top8-lr3e-4".into(),
             validate_record: Some(root.join("reports/validate/smollm2/validate.json")),
-            permutations: 200,
+            permutations: 100,
         }
     }
 
@@ -112,7 +112,7 @@ impl DemoConfig {
             epochs: 1,
             lr: 1e-4,
             validate: false,
-            permutations: 100,
+            permutations: 50,
             ..Self::full(root)
         }
     }

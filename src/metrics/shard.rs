@@ -26,6 +26,10 @@ pub struct ShardState {
     pub shard: (usize, usize),
     pub n_parts: usize,
     pub keys: Vec<AccKey>,
+    /// sha256 of the `state.safetensors` written with this file: a shard directory whose two
+    /// files come from different runs (a kill between the writes, a copy) is refused.
+    #[serde(default)]
+    pub tensors_sha256: String,
 }
 
 const ACC_FIELDS: [&str; 21] = [
@@ -116,6 +120,7 @@ pub fn render_state(c: &Comparison) -> Result<(Vec<u8>, Vec<u8>)> {
         shard,
         n_parts: 0,
         keys,
+        tensors_sha256: crate::data::sha256_bytes(&st),
     };
     let json = crate::io::json_bytes(&state);
     Ok((json, st))
@@ -132,6 +137,16 @@ fn read_state(dir: &Path) -> Result<(ShardState, BTreeMap<AccKey, PairAccumulato
         source: e,
     })?;
     let bytes = std::fs::read(&sp).map_err(|e| Error::io(&sp, e))?;
+    if !state.tensors_sha256.is_empty() && state.tensors_sha256 != crate::data::sha256_bytes(&bytes)
+    {
+        return Err(Error::InvalidStore {
+            path: sp.clone(),
+            reason: format!(
+                "does not belong to {} (sha256 differs: the two files come from different runs, e.g. a run killed between them); run this shard again",
+                jp.display()
+            ),
+        });
+    }
     let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::Truncated {
         path: sp.clone(),
         detail: e.to_string(),

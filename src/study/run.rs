@@ -358,7 +358,7 @@ fn check_out(study: &ValidStudy, job: &StudyJob<'_>) -> Result<()> {
     let cfg_path = job.out.join("config.json");
     if job.out.exists() {
         if job.force {
-            std::fs::remove_dir_all(job.out).map_err(|e| Error::io(job.out, e))?;
+            crate::io::clear_dir(job.out)?;
         } else if !job.resume {
             if std::fs::read_dir(job.out)
                 .map_err(|e| Error::io(job.out, e))?
@@ -464,6 +464,8 @@ pub fn run_study(
     progress: &mut dyn StudyProgress,
     after_run: &mut dyn FnMut() -> Result<()>,
 ) -> Result<()> {
+    // One study per output directory: a second process gets a named error.
+    let _lock = crate::io::lock_dir(job.out)?;
     check_out(study, job)?;
     let c = &study.config;
     let source = read_jsonl(&c.source, c.limit_source)?;

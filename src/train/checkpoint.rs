@@ -1,6 +1,14 @@
 //! Checkpoints: the trainable weights and AdamW's moments (safetensors) and the state
-//! (parameters, hashes, step, log), each written atomically; a resume checks they belong to
-//! the same parameters, base and data.
+//! (parameters, hashes, step, log); a resume checks they belong to the same parameters, base
+//! and data.
+//!
+//! The two files form one checkpoint, so they are committed as one: the tensors go to a new
+//! file named after the step (`state-{step:06}.safetensors`, written to a temp name and
+//! renamed), then `state.json`, which names that file, is replaced atomically — the commit
+//! point — and only then are older tensor files removed. A kill at any moment leaves a
+//! `state.json` whose tensors are those of its own step (regression test: a kill between the
+//! two writes used to pair step k's weights with step k − 1's state, and the resumed run
+//! differed from an uninterrupted one).
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +30,13 @@ pub(super) struct CheckpointState {
     base_sha256: String,
     step: usize,
     log: Vec<StepRecord>,
+    /// The tensor file of this step (older checkpoints: `state.safetensors`).
+    #[serde(default = "legacy_weights")]
+    weights: String,
+}
+
+fn legacy_weights() -> String {
+    "state.safetensors".into()
 }
 
 pub(super) fn checkpoint_dir(out: &Path) -> PathBuf {
@@ -47,9 +62,13 @@ pub(super) fn save_checkpoint(
         tensors.push((format!("v.{name}"), opt.v[i].as_tensor().clone()));
     }
     let map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
-    let tmp = dir.join(".state.safetensors.tmp");
+    let name = format!("state-{step:06}.safetensors");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     candle_core::safetensors::save(&map, &tmp)?;
-    let fin = dir.join("state.safetensors");
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    let fin = dir.join(&name);
     std::fs::rename(&tmp, &fin).map_err(|e| Error::io(&fin, e))?;
     let state = CheckpointState {
         params: params.clone(),
@@ -57,8 +76,23 @@ pub(super) fn save_checkpoint(
         base_sha256: base.info().weights_sha256.clone(),
         step,
         log: log.to_vec(),
+        weights: name.clone(),
     };
-    write_atomic(&dir.join("state.json"), &json_bytes(&state))
+    // The commit point: from here on the checkpoint is step `step`.
+    write_atomic(&dir.join("state.json"), &json_bytes(&state))?;
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let p = e.map_err(|e| Error::io(dir, e))?.path();
+        let n = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stale_tensors = n.starts_with("state") && n.ends_with(".safetensors") && n != name;
+        let stale_temp = n.starts_with('.') && n.ends_with(".tmp");
+        if stale_tensors || stale_temp {
+            std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn load_checkpoint(
@@ -88,7 +122,16 @@ pub(super) fn load_checkpoint(
             reason: "the checkpoint belongs to another base model or data file".into(),
         });
     }
-    let st_path = dir.join("state.safetensors");
+    if state.weights.contains(['/', '\\']) || state.weights.starts_with('.') {
+        return Err(Error::InvalidStore {
+            path: path.clone(),
+            reason: format!(
+                "`weights` names `{}`, not a file of the checkpoint",
+                state.weights
+            ),
+        });
+    }
+    let st_path = dir.join(&state.weights);
     crate::model::weights::check_safetensors(&st_path)?;
     let map = candle_core::safetensors::load(&st_path, &Device::Cpu)?;
     for (i, (name, v)) in rm.named_vars().iter().enumerate() {

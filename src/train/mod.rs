@@ -276,12 +276,13 @@ pub fn train_observed(
             });
         }
     }
+    // One writer per output directory (the lock creates it and lives until we return).
+    let _lock = crate::io::lock_dir(job.out)?;
     check_out(job)?;
     let ckpt = checkpoint_dir(job.out);
-    if job.force && job.out.exists() {
-        std::fs::remove_dir_all(job.out).map_err(|e| Error::io(job.out, e))?;
+    if job.force {
+        crate::io::clear_dir(job.out)?;
     }
-    std::fs::create_dir_all(job.out).map_err(|e| Error::io(job.out, e))?;
     let sp = &prep.split;
     // Soft labels for half 2.
     let targets: Vec<f64> = if params.method.needs_teacher() {

@@ -10,6 +10,7 @@ mod layout;
 mod metrics;
 mod parity;
 mod probe;
+mod reliability;
 mod report;
 mod rm_head;
 mod store;

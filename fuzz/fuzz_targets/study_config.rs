@@ -1,0 +1,11 @@
+//! Study grid files (TOML): parsing and the checks against a 30-block model.
+#![no_main]
+include!("common.rs");
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let p = put("grid.toml", data);
+    if let Ok(c) = repdrift::study::read_config(&p) {
+        let _ = c.check(30);
+    }
+});
