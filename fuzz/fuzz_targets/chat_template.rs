@@ -7,7 +7,9 @@ use libfuzzer_sys::fuzz_target;
 use repdrift::data::chat::{ChatTemplate, Message};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     let (content, source) = s.split_once('\n').unwrap_or(("hi", s));
     let t = ChatTemplate::Jinja {
         source: source.to_string(),

@@ -17,7 +17,8 @@ fuzz_target!(|data: &[u8]| {
     if data.len() >= 8 {
         let n = u64::from_le_bytes(data[..8].try_into().unwrap()) as usize;
         if let Some(h) = data.get(8..8usize.saturating_add(n)) {
-            if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(h) {
+            if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(h)
+            {
                 for k in m.keys() {
                     let _ = w.get_any(k);
                 }
