@@ -436,3 +436,143 @@ fn corrupted_inputs_get_named_errors_and_leave_nothing_behind() {
         .success());
     run(&cmp(&other, &out), &["different data sets"], &out);
 }
+
+/// `cmd` pinned to one core (`taskset -c 0`): `available_parallelism` is then 1, so every
+/// parallel stage runs on one worker.
+fn one_core(cmd: Command) -> Command {
+    let mut t = Command::new("taskset");
+    t.args(["-c", "0"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    t
+}
+
+fn ok(mut c: Command) {
+    let o = c.output().expect("run (taskset is part of util-linux)");
+    assert!(
+        o.status.success(),
+        "{c:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The determinism guarantee the README states: the same inputs and seed give byte-identical
+/// stores, metrics, probe results, weak labels and trained weights at the same thread count;
+/// across 1 and 2 threads, the metrics, probe results, weak labels and weights are still
+/// byte-identical and the activations agree to the numerical floor (|Δ| ≤ 1e-5; a batch split
+/// differently can round the last bit of a matrix product differently).
+#[test]
+fn same_inputs_and_seed_give_the_same_bytes_at_one_and_two_threads() {
+    let dir = scratch("reliability-determinism");
+    let data = write_pairs(&dir, 24);
+    let cap = |out: &Path| {
+        let mut c = bin();
+        c.args(["capture", "--model"])
+            .arg(minilm_path())
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(out)
+            .args(["--part-size", "8"]);
+        c
+    };
+    let (a, b, one) = (dir.join("a"), dir.join("b"), dir.join("one"));
+    ok(cap(&a));
+    ok(cap(&b));
+    ok(one_core(cap(&one)));
+    assert!(tree(&a) == tree(&b), "two captures at two threads differ");
+    // One thread against two: the same files; activations within the floor.
+    let (sa, so) = (
+        repdrift::capture::Store::open(&a).unwrap(),
+        repdrift::capture::Store::open(&one).unwrap(),
+    );
+    let hook = repdrift::model::HookPoint::ResidPost;
+    for l in 0..=6 {
+        for f in ["chosen", "rejected"] {
+            let (x, y) = (sa.read(hook, l, f).unwrap(), so.read(hook, l, f).unwrap());
+            let worst = x
+                .iter()
+                .zip(y.iter())
+                .map(|(p, q)| (p - q).abs())
+                .fold(0f32, f32::max);
+            assert!(worst <= 1e-5, "layer {l} {f}: |Δ| {worst}");
+        }
+    }
+    // compare and probe on the same stores: byte-identical at one and two threads.
+    let cmp = |out: &Path| {
+        let mut c = bin();
+        c.args(["compare", "--base"])
+            .arg(&a)
+            .arg("--student")
+            .arg(format!("s={}", b.display()))
+            .arg("--out")
+            .arg(out)
+            .args(["--bootstrap", "20", "--permutations", "20"]);
+        c
+    };
+    ok(cmp(&dir.join("m2")));
+    ok(one_core(cmp(&dir.join("m1"))));
+    ok(cmp(&dir.join("m2b")));
+    let read = |p: PathBuf| std::fs::read(p).unwrap();
+    assert!(read(dir.join("m2/metrics.json")) == read(dir.join("m2b/metrics.json")));
+    assert!(read(dir.join("m2/metrics.json")) == read(dir.join("m1/metrics.json")));
+    let probe = |out: &Path| {
+        let mut c = bin();
+        c.args(["probe", "--train"])
+            .arg(format!("src={}", a.display()))
+            .arg("--out")
+            .arg(out)
+            .args(["--control", "--folds", "3"]);
+        c
+    };
+    ok(probe(&dir.join("p2")));
+    ok(one_core(probe(&dir.join("p1"))));
+    ok(probe(&dir.join("p2b")));
+    assert!(read(dir.join("p2/probe.json")) == read(dir.join("p2b/probe.json")));
+    assert!(read(dir.join("p2/probe.json")) == read(dir.join("p1/probe.json")));
+    // Weak labels and trained weights.
+    let teacher = |out: &Path| {
+        let mut c = bin();
+        c.args(["teacher", "--model"])
+            .arg(minilm_path())
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(out);
+        c
+    };
+    ok(teacher(&dir.join("w2.json")));
+    ok(one_core(teacher(&dir.join("w1.json"))));
+    ok(teacher(&dir.join("w2b.json")));
+    assert!(read(dir.join("w2.json")) == read(dir.join("w2b.json")));
+    assert!(read(dir.join("w2.json")) == read(dir.join("w1.json")));
+    let model = dir.join("base");
+    std::fs::create_dir_all(&model).unwrap();
+    write_checkpoint(&model, true);
+    let train = |out: &Path| {
+        let mut c = bin();
+        c.args(["train", "--base"])
+            .arg(&model)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(out)
+            .args([
+                "--method",
+                "gold",
+                "--trainable",
+                "top:2",
+                "--epochs",
+                "2",
+                "--lr",
+                "3e-3",
+            ])
+            .args(["--batch-size", "4"]);
+        c
+    };
+    ok(train(&dir.join("t2")));
+    ok(one_core(train(&dir.join("t1"))));
+    ok(train(&dir.join("t2b")));
+    assert!(read(dir.join("t2/delta.safetensors")) == read(dir.join("t2b/delta.safetensors")));
+    assert!(read(dir.join("t2/delta.safetensors")) == read(dir.join("t1/delta.safetensors")));
+}
