@@ -364,3 +364,83 @@ fn drift_inside_the_numerical_floor_is_never_called_drift() {
     assert_eq!(naive.drifted_layers, vec![1, 2, 3, 4, 5, 6]);
     assert!(r.trust.sentences[0].contains("No `repdrift validate` run"));
 }
+
+/// Issue 16: hostile names, paths and text in every input stay inert in a real browser: after
+/// headless Chromium loads the page, its DOM holds no `<script>` or `<img>` element and the
+/// title the injection would set is not set.
+#[test]
+fn injected_markup_never_runs_in_chromium() {
+    use repdrift::report::trust::ValidateSummary;
+    let dir = scratch("report-injection");
+    let evil =
+        "\"><script>document.title='PWNED'</script><img src=x onerror=\"document.title='PWNED'\">";
+    let mut inp = inputs(&format!("title {evil}"));
+    inp.metrics.students[0].name = format!("naive{evil}");
+    for row in inp.metrics.rows.iter_mut().filter(|r| r.student == "naive") {
+        row.student = format!("naive{evil}");
+    }
+    inp.metrics.base.path = format!("stores/{evil}").into();
+    inp.context.push(format!("dataset text {evil} | `x` **y**"));
+    inp.validate = Some(ValidateSummary {
+        path: format!("v/{evil}.json"),
+        model: evil.into(),
+        n_examples: 10,
+        hidden_size: 4,
+        passed: 1,
+        counted: 2,
+        failed: vec![evil.into()],
+        floor_linear_cka: Some(1e-12),
+        chance_linear_cka: None,
+        chance_n: 0,
+    });
+    let r = build(&inp, &Rules::default());
+    let plots = render_all(&r).unwrap();
+    write(&dir.join("report"), &r, &plots).unwrap();
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .arg("--dump-dom")
+        .arg(format!(
+            "file://{}",
+            dir.join("report/index.html").display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dom = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(dom.contains("<body"), "no DOM dumped");
+    assert!(!dom.contains("<script"), "a script element reached the DOM");
+    assert!(!dom.contains("<img"), "an img element reached the DOM");
+    let title = dom
+        .split("<title>")
+        .nth(1)
+        .unwrap()
+        .split("</title>")
+        .next()
+        .unwrap();
+    assert!(
+        title.contains("&lt;script&gt;"),
+        "title replaced by the injection: {title}"
+    );
+    assert!(
+        dom.contains("&lt;script&gt;document.title"),
+        "the text itself is shown, escaped"
+    );
+    let md = std::fs::read_to_string(dir.join("report/report.md")).unwrap();
+    assert!(
+        !md.contains("<script") && !md.contains("<img"),
+        "raw markup in report.md"
+    );
+}
