@@ -83,3 +83,30 @@ pub fn csv_field(s: &str) -> String {
 pub fn csv_num(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.17e}")).unwrap_or_default()
 }
+
+thread_local! {
+    static GUARDED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this thread is inside [`guarded`]: a panic hook installed by the binary stays quiet
+/// there, because the panic becomes an error the caller reports.
+pub fn in_guarded() -> bool {
+    GUARDED.with(|g| g.get() > 0)
+}
+
+/// Run a third-party parser on untrusted bytes. A panic inside it — a bug of that crate on
+/// corrupt input, found by fuzzing (parquet 57's RLE decoder indexing past a dictionary,
+/// candle's GGUF reader dividing by a zero `general.alignment`) — comes back as `Err(message)`
+/// for the caller to turn into a named error, instead of killing the process.
+pub fn guarded<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    GUARDED.with(|g| g.set(g.get() + 1));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(g.get() - 1));
+    r.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into())
+    })
+}

@@ -49,6 +49,13 @@ fn main() -> ExitCode {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
+    // Panics inside a guarded third-party parser become named errors: do not print them.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !repdrift::io::in_guarded() {
+            default_hook(info)
+        }
+    }));
     let cli = repdrift::cli::Cli::parse();
     match repdrift::cli::run(cli) {
         Ok(code) => code,

@@ -7,6 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use repdrift::data::chat::{ChatTemplate, Message};
 
 fuzz_target!(|data: &[u8]| {
+    quiet_guarded_panics();
     let Ok(s) = std::str::from_utf8(data) else {
         return;
     };

@@ -21,3 +21,18 @@ fn put(name: &str, bytes: &[u8]) -> std::path::PathBuf {
     std::fs::write(&p, bytes).unwrap();
     p
 }
+
+/// Keep libFuzzer's panic hook (it aborts: an uncaught panic is a crash) except inside
+/// `repdrift::io::guarded`, where a third-party parser's panic becomes a named error.
+#[allow(dead_code)]
+fn quiet_guarded_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let fuzzer_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !repdrift::io::in_guarded() {
+                fuzzer_hook(info)
+            }
+        }));
+    });
+}

@@ -8,6 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use repdrift::data::read_jsonl;
 
 fuzz_target!(|data: &[u8]| {
+    quiet_guarded_panics();
     let p = put("raw.jsonl.gz", data);
     let _ = read_jsonl(&p, None);
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

@@ -6,6 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use repdrift::data::{chat::ChatTemplate, read_jsonl_with, PairLabel, ReadOptions};
 
 fuzz_target!(|data: &[u8]| {
+    quiet_guarded_panics();
     let p = put("x.jsonl", data);
     for (template, label) in [
         (ChatTemplate::Hh, PairLabel::Safer),

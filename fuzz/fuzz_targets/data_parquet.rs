@@ -4,6 +4,7 @@ include!("common.rs");
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    quiet_guarded_panics();
     let p = put("x.parquet", data);
     let _ = repdrift::data::read_jsonl(&p, None);
 });

@@ -4,6 +4,7 @@ include!("common.rs");
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    quiet_guarded_panics();
     let _ = serde_json::from_slice::<repdrift::train::WeakLabels>(data);
     let _ = serde_json::from_slice::<repdrift::metrics::compare::MetricsReport>(data);
     let _ = serde_json::from_slice::<repdrift::probe::run::ProbeReport>(data);

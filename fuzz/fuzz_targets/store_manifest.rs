@@ -6,6 +6,7 @@ use repdrift::capture::Store;
 use repdrift::model::HookPoint;
 
 fuzz_target!(|data: &[u8]| {
+    quiet_guarded_panics();
     let dir = scratch().join("store");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("manifest.json"), data).unwrap();

@@ -481,6 +481,15 @@ pub fn open_lines(path: &Path) -> Result<Box<dyn BufRead>> {
 /// and objects, so `messages` columns read as message lists). A file whose footer or pages
 /// cannot be read is reported as truncated.
 fn parquet_rows(path: &Path, limit: Option<usize>) -> Result<Vec<String>> {
+    crate::io::guarded(|| parquet_rows_unguarded(path, limit)).unwrap_or_else(|panic| {
+        Err(Error::Truncated {
+            path: path.to_path_buf(),
+            detail: format!("not a readable Parquet file (the parquet reader failed: {panic})"),
+        })
+    })
+}
+
+fn parquet_rows_unguarded(path: &Path, limit: Option<usize>) -> Result<Vec<String>> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let bad = |e: parquet::errors::ParquetError| Error::Truncated {

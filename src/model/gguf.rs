@@ -99,6 +99,15 @@ pub fn load_llama(path: &Path, device: &Device) -> Result<Llama> {
 
 /// The parts of a Llama-architecture GGUF file (weights dequantized to f32, HF names).
 pub fn read_llama(path: &Path, device: &Device) -> Result<LlamaParts> {
+    crate::io::guarded(|| read_llama_unguarded(path, device)).unwrap_or_else(|panic| {
+        Err(Error::model(
+            path,
+            format!("not a readable GGUF file (the GGUF reader failed: {panic})"),
+        ))
+    })
+}
+
+fn read_llama_unguarded(path: &Path, device: &Device) -> Result<LlamaParts> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let file_len = f.metadata().map_err(|e| Error::io(path, e))?.len();
     let content = gguf_file::Content::read(&mut f).map_err(|e| {

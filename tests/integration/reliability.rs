@@ -576,3 +576,54 @@ fn same_inputs_and_seed_give_the_same_bytes_at_one_and_two_threads() {
     assert!(read(dir.join("t2/delta.safetensors")) == read(dir.join("t2b/delta.safetensors")));
     assert!(read(dir.join("t2/delta.safetensors")) == read(dir.join("t1/delta.safetensors")));
 }
+
+/// Regression (fuzzing, issue 16): inputs on which a third-party parser panicked — parquet
+/// 57.3's RLE decoder indexing past a dictionary, candle 0.11's GGUF reader dividing by a zero
+/// `general.alignment` — now give a named error naming the file (exit 2), and no panic
+/// message reaches the user.
+#[test]
+fn fuzz_crashes_in_third_party_parsers_become_named_errors() {
+    let dir = scratch("reliability-fuzz-regressions");
+    let fx = root().join("tests/fixtures/fuzz");
+    let out = dir.join("out");
+    let o = bin()
+        .args(["capture", "--model"])
+        .arg(minilm_path())
+        .arg("--data")
+        .arg(fx.join("parquet_rle_dictionary_panic.parquet"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("parquet_rle_dictionary_panic.parquet")
+            && err.contains("not a readable Parquet file"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let data = write_pairs(&dir, 2);
+    let o = bin()
+        .args(["capture", "--model"])
+        .arg(fx.join("gguf_zero_alignment.gguf"))
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("gguf_zero_alignment.gguf") && err.contains("not a readable GGUF file"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.exists());
+    // The library returns the same errors (no process-wide hook needed).
+    let e = repdrift::data::read_jsonl(&fx.join("parquet_rle_dictionary_panic.parquet"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a readable Parquet file"), "{e}");
+}
