@@ -109,10 +109,10 @@ pub fn run_validate(a: &ValidateArgs) -> anyhow::Result<ExitCode> {
             template: super::train::template(&a.template, model.as_ref())?,
         },
     )?;
+    let n_layers = model.info().n_layers;
     drop(model);
     let mut params = params;
     if a.quick && params.blocks.is_empty() {
-        let n_layers = crate::model::load(&a.model, &device)?.info().n_layers;
         let mut q = (*params).clone();
         q.blocks = vec![n_layers / 2];
         params = q.check()?;

@@ -44,7 +44,8 @@ impl Intervals {
     }
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+/// The q-quantile of sorted values, linear interpolation (also the permutation bands').
+pub(super) fn percentile(sorted: &[f64], q: f64) -> f64 {
     let pos = q * (sorted.len() - 1) as f64;
     let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)

@@ -28,6 +28,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use super::bootstrap::percentile;
 use super::MetricError;
 
 /// Procrustes' permutation null costs O(n r²) per permutation (r = min(n, d)); above this r
@@ -281,12 +282,6 @@ impl Engine {
         }
         Ok(out)
     }
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    let pos = q * (sorted.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
 /// Which way "more alike than chance" lies for a measure.

@@ -692,24 +692,22 @@ pub fn validate(
         ),
         Status::Info,
     );
-    let student_skip = if !params.students {
-        Some("not asked (--no-students)".to_string())
+    // The trainer's base, loaded once: its absence is the reason the students are skipped.
+    let trainer: std::result::Result<crate::model::llama::Llama, String> = if !params.students {
+        Err("not asked (--no-students)".to_string())
     } else if data.format.fields().len() != 2 {
-        Some("training needs preference pairs".to_string())
+        Err("training needs preference pairs".to_string())
+    } else if params.student_blocks > n_layers {
+        Err(format!(
+            "--student-blocks {} exceeds the model's {n_layers} blocks",
+            params.student_blocks
+        ))
     } else {
-        match crate::model::load_llama(model_path, device) {
-            Err(e) => Some(format!(
-                "the trainer supports Llama-family models only ({e})"
-            )),
-            Ok(_) if params.student_blocks > n_layers => Some(format!(
-                "--student-blocks {} exceeds the model's {n_layers} blocks",
-                params.student_blocks
-            )),
-            Ok(_) => None,
-        }
+        crate::model::load_llama(model_path, device)
+            .map_err(|e| format!("the trainer supports Llama-family models only ({e})"))
     };
-    match student_skip {
-        Some(why) => {
+    match trainer {
+        Err(why) => {
             push(
                 &mut checks,
                 "layer matching",
@@ -719,8 +717,7 @@ pub fn validate(
             );
             matching.skipped = Some(why);
         }
-        None => {
-            let llama = crate::model::load_llama(model_path, device)?;
+        Ok(llama) => {
             let mut students = Vec::new();
             for seed in [params.seed, params.seed + 1] {
                 progress(&format!(
