@@ -17,6 +17,8 @@ if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(cargo +nightly fuzz list --fuzz-dir fuzz)
 fi
 cargo +nightly fuzz build --fuzz-dir fuzz -O
+# Run the built binaries directly: editing src/ during a long campaign does not rebuild mid-run.
+bin="fuzz/target/$(rustc -vV | sed -n 's/^host: //p')/release"
 out=fuzz/last-run.tsv
 printf 'target\tseconds\truns\tcorpus\tcrashes\n' > "$out"
 failed=0
@@ -26,7 +28,7 @@ for t in "${targets[@]}"; do
   [ -d "fuzz/seeds/$t" ] && seeds=("fuzz/seeds/$t")
   log="fuzz/artifacts/$t/last.log"
   set +e
-  cargo +nightly fuzz run --fuzz-dir fuzz -O "$t" "fuzz/corpus/$t" "${seeds[@]}" -- \
+  "$bin/$t" -artifact_prefix="fuzz/artifacts/$t/" "fuzz/corpus/$t" "${seeds[@]}" \
     -max_total_time="$secs" -rss_limit_mb=2048 -timeout=20 -max_len=65536 \
     -print_final_stats=1 > "$log" 2>&1
   rc=$?

@@ -41,6 +41,24 @@ fn pin_openblas_kernels() {
 #[cfg(not(all(target_arch = "x86_64", unix)))]
 fn pin_openblas_kernels() {}
 
+/// The error and its causes joined by ": ", each cause once: repdrift's errors already show
+/// their source in their own message (`{path}: {source}`), so a cause the message ends with
+/// is not repeated.
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in err.chain() {
+        let s = cause.to_string();
+        if msg.ends_with(&s) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&s);
+    }
+    msg
+}
+
 fn main() -> ExitCode {
     pin_openblas_kernels();
     // Capture parallelises over sequences itself (one single-threaded BLAS per core); candle's
@@ -60,7 +78,7 @@ fn main() -> ExitCode {
     match repdrift::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("repdrift: error: {err:#}");
+            eprintln!("repdrift: error: {}", error_chain(&err));
             let user = err
                 .downcast_ref::<repdrift::Error>()
                 .map(|e| e.is_user_error())

@@ -8,6 +8,8 @@
 //! Results do not depend on batch size or padding: sequences are right-padded, attention
 //! masks hide the padding, and pooling reads real tokens only (tests prove it).
 
+pub mod merge;
+mod read;
 pub mod store;
 
 use std::collections::HashMap;
@@ -278,7 +280,7 @@ pub fn pool_with_rewards(
     let sinks: Vec<PoolingSink> = if workers == 1 {
         vec![run(subs.iter().collect())?]
     } else {
-        let _blas = crate::model::linear::BlasThreads::set(1);
+        let _blas = crate::model::linear::BlasThreads::single();
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|w| {
@@ -394,6 +396,9 @@ pub struct CaptureParams {
     pub part_size: usize,
     pub resume: bool,
     pub force: bool,
+    /// Capture only shard `i` of `N` (`(i, N)`): a contiguous run of the store's parts; the
+    /// shards are joined by [`store::merge_shards`] into the store one process would write.
+    pub shard: Option<(usize, usize)>,
 }
 
 impl Default for CaptureParams {
@@ -407,6 +412,7 @@ impl Default for CaptureParams {
             part_size: 256,
             resume: false,
             force: false,
+            shard: None,
         }
     }
 }
@@ -436,6 +442,14 @@ impl CaptureParams {
         }
         if self.hooks.is_empty() {
             return Err(Error::param("hooks", "name at least one hook point"));
+        }
+        if let Some((i, n)) = self.shard {
+            if n == 0 || i >= n {
+                return Err(Error::param(
+                    "shard",
+                    format!("{i}/{n}: need 0 ≤ i < N (shards are numbered 0 … N−1)"),
+                ));
+            }
         }
         if self.resume && self.force {
             return Err(Error::param(
@@ -512,9 +526,21 @@ pub fn capture(
         .map(|ex| prepare_example(model, ex, params.pooling, params.max_tokens, &data.path))
         .collect::<Result<_>>()?;
     let manifest = Manifest::plan(model.info(), data, params, &hooks);
+    if let (Some((i, n)), true) = (params.shard, manifest.planned_parts.is_empty()) {
+        return Err(Error::param(
+            "shard",
+            format!(
+                "shard {i}/{n} holds no part: {} examples make {} parts of --part-size {}; use at most that many shards or a smaller --part-size",
+                data.examples.len(),
+                data.examples.len().div_ceil(params.part_size),
+                params.part_size
+            ),
+        ));
+    }
     let mut writer = store::StoreWriter::open(out, manifest, params.resume, params.force)?;
     let n_fields = data.format.fields().len();
-    let total = data.examples.len();
+    // A shard does its own parts only.
+    let total: usize = writer.manifest().planned_parts.iter().map(|p| p.rows).sum();
     let done_before = writer.examples_done();
     progress.start(total, done_before);
     let mut summary = CaptureSummary {
@@ -546,7 +572,7 @@ pub fn capture(
             rewards.as_deref(),
         )?;
         summary.parts_written += 1;
-        progress.part_written(start + rows);
+        progress.part_written(writer.examples_done());
     }
     writer.finish()?;
     progress.finish();

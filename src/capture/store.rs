@@ -15,8 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use ndarray::Array2;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
 use super::ValidCaptureParams;
@@ -87,6 +86,42 @@ pub struct Manifest {
     /// Parts written so far (all of `planned_parts` when `complete`).
     pub parts: Vec<PartInfo>,
     pub complete: bool,
+    /// sha256 of every file of every written part, keyed by its path relative to the store
+    /// (`resid_post/layer_003/part_00000.safetensors`, `examples/part_00000.safetensors`; the
+    /// same hex digest `sha256sum` prints). Every read checks it, so a part changed after
+    /// capture (a bit flip, a copy from another store) is refused by name. Stores written before
+    /// the field existed have none and are read unchecked.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sha256: BTreeMap<String, String>,
+    /// Set on the store of one shard (`capture --shard i/N`): it holds a contiguous run of the
+    /// whole store's parts (`planned_parts`, with their global indices and starts), and opens
+    /// for reading only once `repdrift store merge` has joined all N shards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<StoreShard>,
+}
+
+/// Which shard of a store a shard store is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreShard {
+    pub index: usize,
+    pub count: usize,
+}
+
+/// Every part of a store of `n` examples in parts of `part_size`.
+pub fn plan_parts(n: usize, part_size: usize) -> Vec<PartInfo> {
+    (0..n.div_ceil(part_size))
+        .map(|i| PartInfo {
+            index: i,
+            start: i * part_size,
+            rows: part_size.min(n - i * part_size),
+        })
+        .collect()
+}
+
+/// The contiguous run of `n_parts` parts that shard `index` of `count` holds:
+/// `[index·n_parts/count, (index+1)·n_parts/count)`, so shards differ by at most one part.
+pub fn shard_range(n_parts: usize, shard: StoreShard) -> std::ops::Range<usize> {
+    shard.index * n_parts / shard.count..(shard.index + 1) * n_parts / shard.count
 }
 
 fn numeric_extras(examples: &[Example]) -> Vec<String> {
@@ -119,13 +154,13 @@ impl Manifest {
             layers.entry(h.name().to_string()).or_default().push(l);
         }
         let n = data.examples.len();
-        let planned_parts = (0..n.div_ceil(params.part_size))
-            .map(|i| PartInfo {
-                index: i,
-                start: i * params.part_size,
-                rows: params.part_size.min(n - i * params.part_size),
-            })
-            .collect();
+        let mut planned_parts = plan_parts(n, params.part_size);
+        let shard = params
+            .shard
+            .map(|(index, count)| StoreShard { index, count });
+        if let Some(sh) = shard {
+            planned_parts = planned_parts[shard_range(planned_parts.len(), sh)].to_vec();
+        }
         let mut example_fields = vec!["n_tokens".to_string()];
         example_fields.extend(numeric_extras(&data.examples));
         let reward_fields = if hooks.reward() {
@@ -168,6 +203,8 @@ impl Manifest {
             planned_parts,
             parts: Vec::new(),
             complete: false,
+            sha256: BTreeMap::new(),
+            shard,
         }
     }
 
@@ -177,6 +214,7 @@ impl Manifest {
             let mut m = m.clone();
             m.parts.clear();
             m.complete = false;
+            m.sha256.clear();
             m
         };
         strip(self) == strip(other)
@@ -207,6 +245,15 @@ pub fn part_path(dir: &Path, hook: HookPoint, layer: usize, part: usize) -> Path
 pub fn examples_path(dir: &Path, part: usize) -> PathBuf {
     dir.join("examples")
         .join(format!("part_{part:05}.safetensors"))
+}
+
+/// `path` relative to the store, with `/` separators: the key of [`Manifest::sha256`].
+pub(crate) fn rel_key(dir: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(dir).unwrap_or(path);
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -297,6 +344,11 @@ impl StoreWriter {
         write_atomic(&self.dir.join("manifest.json"), &bytes)
     }
 
+    /// The manifest as written so far.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
     /// Parts already written.
     pub fn parts_done(&self) -> usize {
         self.manifest.parts.len()
@@ -327,28 +379,30 @@ impl StoreWriter {
         assert_eq!(expected.index, index, "parts are written in order");
         let rows = expected.rows;
         let d = self.manifest.model.hidden_size;
-        for &hook in &self.manifest.hooks {
-            for &layer in self.manifest.layers_of(hook) {
-                let buf = buffers
-                    .get(&(hook, layer))
-                    .ok_or_else(|| Error::InvalidStore {
-                        path: self.dir.clone(),
-                        reason: format!("model produced no activation for {hook} layer {layer}"),
-                    })?;
-                let mut tensors = Vec::new();
-                for (fi, field) in self.manifest.fields.iter().enumerate() {
-                    let mut m = Vec::with_capacity(rows * d);
-                    for r in 0..rows {
-                        let s = r * n_fields + fi;
-                        m.extend_from_slice(&buf[s * d..(s + 1) * d]);
-                    }
-                    tensors.push((field.clone(), Dtype::F32, vec![rows, d], f32_bytes(&m)));
+        let files: Vec<(HookPoint, usize)> = self
+            .manifest
+            .hooks
+            .iter()
+            .flat_map(|&h| self.manifest.layers_of(h).iter().map(move |&l| (h, l)))
+            .collect();
+        for (hook, layer) in files {
+            let buf = buffers
+                .get(&(hook, layer))
+                .ok_or_else(|| Error::InvalidStore {
+                    path: self.dir.clone(),
+                    reason: format!("model produced no activation for {hook} layer {layer}"),
+                })?;
+            let mut tensors = Vec::new();
+            for (fi, field) in self.manifest.fields.iter().enumerate() {
+                let mut m = Vec::with_capacity(rows * d);
+                for r in 0..rows {
+                    let s = r * n_fields + fi;
+                    m.extend_from_slice(&buf[s * d..(s + 1) * d]);
                 }
-                write_atomic(
-                    &part_path(&self.dir, hook, layer, index),
-                    &serialize(tensors, None)?,
-                )?;
+                tensors.push((field.clone(), Dtype::F32, vec![rows, d], f32_bytes(&m)));
             }
+            let bytes = serialize(tensors, None)?;
+            self.write_hashed(&part_path(&self.dir, hook, layer, index), &bytes)?;
         }
         let mut tensors = vec![(
             "n_tokens".to_string(),
@@ -388,11 +442,36 @@ impl StoreWriter {
             })
             .collect();
         let meta = serde_json::to_string(&extras).expect("JSON values serialize");
-        write_atomic(
-            &examples_path(&self.dir, index),
-            &serialize(tensors, Some(("extras".into(), meta)))?,
-        )?;
+        let bytes = serialize(tensors, Some(("extras".into(), meta)))?;
+        self.write_hashed(&examples_path(&self.dir, index), &bytes)?;
         self.manifest.parts.push(expected);
+        self.write_manifest()
+    }
+
+    /// Write one part file and record its sha256 (the manifest written after the part lists it).
+    fn write_hashed(&mut self, path: &Path, bytes: &[u8]) -> Result<()> {
+        write_atomic(path, bytes)?;
+        self.manifest
+            .sha256
+            .insert(rel_key(&self.dir, path), crate::data::sha256_bytes(bytes));
+        Ok(())
+    }
+
+    /// Add part `part` from files already written elsewhere (a shard): `files` are
+    /// `(path relative to the store, bytes)`; the part must be the next one planned.
+    pub fn adopt_part(&mut self, part: PartInfo, files: &[(String, Vec<u8>)]) -> Result<()> {
+        let expected = self.manifest.planned_parts.get(self.manifest.parts.len());
+        if expected != Some(&part) {
+            return Err(Error::InvalidStore {
+                path: self.dir.clone(),
+                reason: format!("part {part:?} is not the next planned part ({expected:?})"),
+            });
+        }
+        for (key, bytes) in files {
+            let path = self.dir.join(key);
+            self.write_hashed(&path, bytes)?;
+        }
+        self.manifest.parts.push(part);
         self.write_manifest()
     }
 
@@ -422,7 +501,7 @@ fn remove_stale_temps(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn read_manifest(dir: &Path) -> Result<Manifest> {
+pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let m: Manifest = serde_json::from_str(&text).map_err(|e| Error::Json {
@@ -441,249 +520,4 @@ fn read_manifest(dir: &Path) -> Result<Manifest> {
     Ok(m)
 }
 
-/// A finished store, opened for reading.
-///
-/// ```no_run
-/// use repdrift::capture::Store;
-/// use repdrift::model::HookPoint;
-/// let store = Store::open("out/store".as_ref()).unwrap();
-/// for part in store.parts(HookPoint::ResidPost, 12, "chosen").unwrap() {
-///     let x = part.unwrap(); // (rows, hidden)
-///     println!("{:?}", x.dim());
-/// }
-/// ```
-pub struct Store {
-    dir: PathBuf,
-    manifest: Manifest,
-}
-
-/// Per-example data of one part.
-#[derive(Debug, Clone)]
-pub struct ExamplesPart {
-    /// `(rows, n_fields)` token counts.
-    pub n_tokens: Array2<i64>,
-    /// Numeric extra fields (e.g. `label`), one value per row.
-    pub numeric: BTreeMap<String, Vec<f64>>,
-    /// All extra fields of each example, with its source `line`.
-    pub extras: Vec<serde_json::Value>,
-    /// `reward_{field}` → one reward per row (reward-model stores only).
-    pub rewards: BTreeMap<String, Vec<f64>>,
-}
-
-impl Store {
-    /// Open a complete store.
-    pub fn open(dir: &Path) -> Result<Self> {
-        let manifest = read_manifest(dir)?;
-        if !manifest.complete {
-            return Err(Error::InvalidStore {
-                path: dir.to_path_buf(),
-                reason: format!(
-                    "incomplete: {} of {} parts written; finish it with `repdrift capture --resume`",
-                    manifest.parts.len(),
-                    manifest.planned_parts.len()
-                ),
-            });
-        }
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            manifest,
-        })
-    }
-
-    /// The manifest.
-    pub fn manifest(&self) -> &Manifest {
-        &self.manifest
-    }
-
-    /// The store directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    fn check_request(&self, hook: HookPoint, layer: usize, field: &str) -> Result<()> {
-        if !self.manifest.fields.iter().any(|f| f == field) {
-            return Err(Error::InvalidStore {
-                path: self.dir.clone(),
-                reason: format!(
-                    "no field `{field}` (fields: {})",
-                    self.manifest.fields.join(", ")
-                ),
-            });
-        }
-        let layers = self.manifest.layers_of(hook);
-        if !layers.contains(&layer) {
-            return Err(Error::InvalidStore {
-                path: self.dir.clone(),
-                reason: format!("no {hook} layer {layer} (captured: {layers:?})"),
-            });
-        }
-        Ok(())
-    }
-
-    /// Stream the parts of one `(hook, layer, field)` matrix, each `(rows, hidden)`, in order.
-    pub fn parts(
-        &self,
-        hook: HookPoint,
-        layer: usize,
-        field: &str,
-    ) -> Result<impl Iterator<Item = Result<Array2<f32>>> + '_> {
-        self.check_request(hook, layer, field)?;
-        let field = field.to_string();
-        Ok(self.manifest.parts.iter().map(move |p| {
-            read_matrix(
-                &part_path(&self.dir, hook, layer, p.index),
-                &field,
-                p.rows,
-                self.manifest.model.hidden_size,
-            )
-        }))
-    }
-
-    /// Every field of one part, in manifest field order, each `(rows, hidden)` (one file read).
-    pub fn read_part(
-        &self,
-        hook: HookPoint,
-        layer: usize,
-        part: &PartInfo,
-    ) -> Result<Vec<Array2<f32>>> {
-        self.check_request(hook, layer, &self.manifest.fields[0])?;
-        let path = part_path(&self.dir, hook, layer, part.index);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        self.manifest
-            .fields
-            .iter()
-            .map(|f| {
-                matrix_from_bytes(&bytes, &path, f, part.rows, self.manifest.model.hidden_size)
-            })
-            .collect()
-    }
-
-    /// The whole `(n_examples, hidden)` matrix of one `(hook, layer, field)`.
-    pub fn read(&self, hook: HookPoint, layer: usize, field: &str) -> Result<Array2<f32>> {
-        let d = self.manifest.model.hidden_size;
-        let mut all = Vec::with_capacity(self.manifest.n_examples() * d);
-        for part in self.parts(hook, layer, field)? {
-            all.extend(part?);
-        }
-        Ok(Array2::from_shape_vec((self.manifest.n_examples(), d), all)
-            .expect("parts hold n_examples rows"))
-    }
-
-    /// Per-example data of part `index`.
-    pub fn examples(&self, index: usize) -> Result<ExamplesPart> {
-        let path = examples_path(&self.dir, index);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::Truncated {
-            path: path.clone(),
-            detail: e.to_string(),
-        })?;
-        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| Error::Truncated {
-            path: path.clone(),
-            detail: e.to_string(),
-        })?;
-        let nt = st.tensor("n_tokens").map_err(|e| Error::InvalidStore {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let shape = (nt.shape()[0], nt.shape()[1]);
-        let vals: Vec<i64> = nt
-            .data()
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect();
-        let n_tokens = Array2::from_shape_vec(shape, vals).map_err(|e| Error::InvalidStore {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let f64s = |key: &str| -> Result<Vec<f64>> {
-            let t = st.tensor(key).map_err(|e| Error::InvalidStore {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            Ok(t.data()
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-                .collect())
-        };
-        let mut numeric = BTreeMap::new();
-        for key in self.manifest.example_fields.iter().skip(1) {
-            numeric.insert(key.clone(), f64s(key)?);
-        }
-        let mut rewards = BTreeMap::new();
-        for key in &self.manifest.reward_fields {
-            rewards.insert(key.clone(), f64s(key)?);
-        }
-        let extras = meta
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("extras"))
-            .and_then(|s| serde_json::from_str::<Vec<serde_json::Value>>(s).ok())
-            .unwrap_or_default();
-        Ok(ExamplesPart {
-            n_tokens,
-            numeric,
-            extras,
-            rewards,
-        })
-    }
-
-    /// The reward model's rewards over all parts, `(n_examples, n_fields)` in field order, or
-    /// `None` when the store was captured from a model without a reward head.
-    pub fn rewards(&self) -> Result<Option<Array2<f64>>> {
-        if self.manifest.reward_fields.is_empty() {
-            return Ok(None);
-        }
-        let n_fields = self.manifest.reward_fields.len();
-        let mut all = Vec::with_capacity(self.manifest.n_examples() * n_fields);
-        for part in &self.manifest.parts {
-            let ex = self.examples(part.index)?;
-            for row in 0..part.rows {
-                for key in &self.manifest.reward_fields {
-                    all.push(ex.rewards[key][row]);
-                }
-            }
-        }
-        Ok(Some(
-            Array2::from_shape_vec((self.manifest.n_examples(), n_fields), all)
-                .expect("parts hold n_examples rows"),
-        ))
-    }
-}
-
-/// Read one F32 field of a part file, checking its shape.
-pub fn read_matrix(path: &Path, field: &str, rows: usize, cols: usize) -> Result<Array2<f32>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    matrix_from_bytes(&bytes, path, field, rows, cols)
-}
-
-fn matrix_from_bytes(
-    bytes: &[u8],
-    path: &Path,
-    field: &str,
-    rows: usize,
-    cols: usize,
-) -> Result<Array2<f32>> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Truncated {
-        path: path.to_path_buf(),
-        detail: e.to_string(),
-    })?;
-    let t = st.tensor(field).map_err(|e| Error::InvalidStore {
-        path: path.to_path_buf(),
-        reason: format!("tensor `{field}`: {e}"),
-    })?;
-    if t.dtype() != Dtype::F32 || t.shape() != [rows, cols] {
-        return Err(Error::ShapeMismatch {
-            what: format!("{} tensor `{field}` ({:?})", path.display(), t.dtype()),
-            left_name: "manifest".into(),
-            left: vec![rows, cols],
-            right_name: "file".into(),
-            right: t.shape().to_vec(),
-        });
-    }
-    let vals: Vec<f32> = t
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-        .collect();
-    Ok(Array2::from_shape_vec((rows, cols), vals).expect("shape checked"))
-}
+pub use super::read::{ExamplesPart, Store};

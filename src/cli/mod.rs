@@ -1,14 +1,15 @@
 //! The command line: clap definitions close to the flags, turned once into validated library
 //! parameters. Progress bars live here, never in the library.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 pub mod demo;
+pub mod progress;
 pub mod recommend;
+pub mod store;
 pub mod study;
 pub mod train;
 pub mod validate;
@@ -30,6 +31,8 @@ pub enum Command {
     Capture(CaptureArgs),
     /// Per-layer drift measures between a base store and student stores of the same examples.
     Compare(CompareArgs),
+    /// Operations on stores: `store merge` joins the shards of `capture --shard i/N`.
+    Store(store::StoreArgs),
     /// Per-layer linear probes: in-distribution, transfer to targets, cross-model, control.
     Probe(ProbeArgs),
     /// Transfer-aware summary metrics (IDG, AOG, PGR, NTS) from per-model accuracies.
@@ -383,12 +386,21 @@ fn run_compare(a: &CompareArgs) -> anyhow::Result<()> {
             crate::capture::Store::open(std::path::Path::new(path))?,
         ));
     }
-    let verbose = std::io::stderr().is_terminal();
-    let c = cmp::compare(&base, &students, &params, &mut |line| {
-        if verbose {
-            eprintln!("{line}");
+    let mut lines = progress::Lines::new("compare", "layers");
+    let mut started = false;
+    let c = cmp::compare(&base, &students, &params, &mut |step| {
+        if !started {
+            lines.start(step.total, 0);
+            started = true;
         }
+        lines.set(
+            step.done,
+            &format!("last: {} {} layer {}", step.student, step.hook, step.layer),
+        );
     })?;
+    // One writer per output directory at a time (a second compare writing there gets
+    // Error::Locked); taken once the results exist, so a failed compare creates nothing.
+    let _lock = crate::io::lock_dir(&a.out)?;
     if c.shard.is_some() {
         let (json, st) = cmp::render_state(&c)?;
         write_atomic(&a.out.join("state.safetensors"), &st)?;
@@ -462,6 +474,10 @@ pub struct CaptureArgs {
     /// Overwrite a non-empty store.
     #[arg(long)]
     pub force: bool,
+    /// Capture only shard i of N (a contiguous run of the store's parts, e.g. one Slurm array
+    /// task each); join the N shard stores with `repdrift store merge`.
+    #[arg(long, value_name = "i/N")]
+    pub shard: Option<String>,
 }
 
 impl CaptureArgs {
@@ -481,6 +497,7 @@ impl CaptureArgs {
             part_size: self.part_size,
             resume: self.resume,
             force: self.force,
+            shard: self.shard.as_deref().map(parse_shard).transpose()?,
         }
         .check()
     }
@@ -508,6 +525,24 @@ impl Progress for Bar {
     }
 }
 
+/// Capture progress for a log: (lines, examples written, tokens this run).
+struct CaptureLines(progress::Lines, usize, usize);
+
+impl Progress for CaptureLines {
+    fn start(&mut self, total: usize, done: usize) {
+        self.1 = done;
+        self.0.start(total, done);
+    }
+    fn advance(&mut self, _sequences: usize, tokens: usize) {
+        self.2 += tokens;
+        let tps = self.2 as f64 / self.0.elapsed_secs().max(1e-9);
+        self.0.set(self.1, &format!("{tps:.0} tok/s"));
+    }
+    fn part_written(&mut self, examples_done: usize) {
+        self.1 = examples_done;
+    }
+}
+
 fn run_capture(args: &CaptureArgs) -> anyhow::Result<()> {
     let params = args.params()?;
     let device = parse_device(&args.device)?;
@@ -521,7 +556,7 @@ fn run_capture(args: &CaptureArgs) -> anyhow::Result<()> {
             template: train::template(&args.template, model.as_ref())?,
         },
     )?;
-    let mut progress: Box<dyn Progress> = if std::io::stderr().is_terminal() {
+    let mut progress: Box<dyn Progress> = if progress::is_terminal() {
         let pb = indicatif::ProgressBar::new(0);
         pb.set_style(
             indicatif::ProgressStyle::with_template(
@@ -531,7 +566,11 @@ fn run_capture(args: &CaptureArgs) -> anyhow::Result<()> {
         );
         Box::new(Bar(pb, 0))
     } else {
-        Box::new(capture::NoProgress)
+        let stage = match params.shard {
+            Some((i, n)) => format!("capture shard {i}/{n}"),
+            None => "capture".into(),
+        };
+        Box::new(CaptureLines(progress::Lines::new(stage, "examples"), 0, 0))
     };
     let t0 = std::time::Instant::now();
     let s = capture::capture(
@@ -590,6 +629,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run_demo(a)?,
         Command::Study(a) => study::run_study(a)?,
         Command::Validate(a) => return validate::run_validate(a),
+        Command::Store(a) => store::run_store(a)?,
     }
     Ok(ExitCode::SUCCESS)
 }

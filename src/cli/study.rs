@@ -36,12 +36,23 @@ pub struct StudyArgs {
     pub validate: Option<PathBuf>,
 }
 
-/// Plain progress lines with the elapsed time (a job log shows where the study is).
-struct Lines(std::time::Instant);
+/// Plain progress lines with the elapsed time (a job log shows where the study is), and each
+/// run's training steps every few seconds (stage, done/total, rate, ETA).
+struct Lines(std::time::Instant, Option<(String, super::progress::Lines)>);
 
 impl StudyProgress for Lines {
     fn line(&mut self, msg: &str) {
         eprintln!("[{:>7.1} s] {msg}", self.0.elapsed().as_secs_f64());
+    }
+    fn step(&mut self, run: &str, done: usize, total: usize) {
+        if self.1.as_ref().is_none_or(|(r, _)| r != run) {
+            let mut l = super::progress::Lines::new(format!("study run {run}"), "steps");
+            l.start(total, 0);
+            self.1 = Some((run.to_string(), l));
+        }
+        if let Some((_, l)) = &mut self.1 {
+            l.set(done, "");
+        }
     }
 }
 
@@ -104,7 +115,7 @@ pub fn run_study(a: &StudyArgs) -> anyhow::Result<()> {
         resume: a.resume,
         force: a.force,
     };
-    let mut progress = Lines(std::time::Instant::now());
+    let mut progress = Lines(std::time::Instant::now(), None);
     let mut after = || render_all(&full, a, validate).map(|_| ());
     study::run_study(&s, &base, &job, &device, &mut progress, &mut after)?;
     let summary = render_all(&full, a, validate)?;

@@ -211,7 +211,23 @@ fn progress() -> Box<dyn TrainProgress> {
         );
         Box::new(Bar(pb))
     } else {
-        Box::new(train::NoTrainProgress)
+        Box::new(TrainLines(super::progress::Lines::new("train", "steps")))
+    }
+}
+
+/// Training progress for a log: the phase when it changes, then steps every few seconds.
+struct TrainLines(super::progress::Lines);
+
+impl TrainProgress for TrainLines {
+    fn phase(&mut self, name: &str) {
+        eprintln!("repdrift: train: {name}");
+    }
+    fn start(&mut self, total: usize, done: usize) {
+        self.0.start(total, done);
+    }
+    fn step(&mut self, r: &StepRecord) {
+        self.0
+            .set(r.step, &format!("loss {:.4} (bt {:.4})", r.loss, r.bt));
     }
 }
 

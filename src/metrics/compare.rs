@@ -404,7 +404,7 @@ pub fn compare(
     base: &Store,
     students: &[(String, Store)],
     params: &ValidCompareParams,
-    progress: &mut dyn FnMut(&str),
+    progress: &mut (dyn FnMut(&CompareStep) + Send),
 ) -> Result<Comparison> {
     if students.is_empty() {
         return Err(Error::param(
@@ -419,9 +419,26 @@ pub fn compare(
     let mut rows = Vec::new();
     let mut accs = Vec::new();
     let mut cross = Vec::new();
-    for (name, student) in students {
+    let mut plans = Vec::with_capacity(students.len());
+    for (_, student) in students {
         check_compatible(base, student, hook)?;
-        let layers = layers_to_compare(base, student, params)?;
+        plans.push(layers_to_compare(base, student, params)?);
+    }
+    let total = plans.iter().map(Vec::len).sum();
+    let done = std::sync::Mutex::new((0usize, progress));
+    for ((name, student), layers) in students.iter().zip(&plans) {
+        let report = |layer: usize| {
+            let mut g = done.lock().unwrap_or_else(|e| e.into_inner());
+            g.0 += 1;
+            let step = CompareStep {
+                student: name,
+                hook,
+                layer,
+                done: g.0,
+                total,
+            };
+            (g.1)(&step);
+        };
         let ctx = LayerCtx {
             base,
             student,
@@ -431,11 +448,10 @@ pub fn compare(
             params,
             n,
         };
-        for (layer, out) in layers.iter().zip(run_layers(&ctx, &layers)?) {
+        for out in run_layers(&ctx, layers, &report)? {
             let (r, a) = out;
             rows.extend(r);
             accs.extend(a);
-            progress(&format!("{name}: {hook} layer {layer} done"));
         }
         if params.cross_layer {
             cross.push(cross_layer(
@@ -469,6 +485,16 @@ pub fn compare(
     })
 }
 
+/// One layer of one student compared: `done` of `total` (students × layers) so far.
+#[derive(Debug, Clone, Copy)]
+pub struct CompareStep<'a> {
+    pub student: &'a str,
+    pub hook: HookPoint,
+    pub layer: usize,
+    pub done: usize,
+    pub total: usize,
+}
+
 /// Rows per accumulator update when not sharding (several parts at once: larger BLAS calls).
 const CHUNK_ROWS: usize = 2048;
 
@@ -488,8 +514,16 @@ type KeptRows = (Vec<Array2<f32>>, Vec<Array2<f32>>);
 type LayerOut = (Vec<MetricRow>, Vec<(AccKey, PairAccumulator)>);
 
 /// Compare every layer, spread over the machine's cores; results in `layers` order.
-fn run_layers(ctx: &LayerCtx<'_>, layers: &[usize]) -> Result<Vec<LayerOut>> {
-    crate::parallel::map_indexed(layers.len(), |i| compare_layer(ctx, layers[i]))
+fn run_layers(
+    ctx: &LayerCtx<'_>,
+    layers: &[usize],
+    report: &(dyn Fn(usize) + Sync),
+) -> Result<Vec<LayerOut>> {
+    crate::parallel::map_indexed(layers.len(), |i| {
+        let out = compare_layer(ctx, layers[i])?;
+        report(layers[i]);
+        Ok(out)
+    })
 }
 
 fn compare_layer(ctx: &LayerCtx<'_>, layer: usize) -> Result<LayerOut> {

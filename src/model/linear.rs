@@ -13,24 +13,42 @@ extern "C" {
     fn openblas_get_num_threads() -> std::os::raw::c_int;
 }
 
-/// Sets OpenBLAS's thread count while alive and restores the previous count on drop. Capture
-/// runs one single-threaded BLAS per worker thread rather than one multi-threaded BLAS, so
-/// the element-wise work between products runs on every core too.
-pub struct BlasThreads(std::os::raw::c_int);
+/// Holds OpenBLAS at one thread while alive. Capture and the parallel metric stages run one
+/// single-threaded BLAS per worker thread rather than one multi-threaded BLAS, so the
+/// element-wise work between products runs on every core too.
+///
+/// OpenBLAS's thread count is process-wide, so the guards are counted: the count drops to one
+/// with the first guard and the previous count comes back only when the last guard is dropped.
+/// (Regression: with a plain set-and-restore, two captures running in one process — parallel
+/// tests — restored two threads under each other's feet, and an `sgemm` split over two threads
+/// rounds differently: `validate`'s "bit-identical below the planted block" check failed with
+/// |Δ| 4.8e-7 under `cargo test`.)
+pub struct BlasThreads(());
+
+static BLAS_GUARDS: std::sync::Mutex<(usize, std::os::raw::c_int)> = std::sync::Mutex::new((0, 0));
 
 impl BlasThreads {
-    pub fn set(n: usize) -> Self {
-        // SAFETY: plain FFI calls into the linked OpenBLAS; they take and return integers.
-        let old = unsafe { openblas_get_num_threads() };
-        unsafe { openblas_set_num_threads(n.max(1) as std::os::raw::c_int) };
-        Self(old)
+    /// One BLAS thread until the returned guard (and every other live guard) is dropped.
+    pub fn single() -> Self {
+        let mut g = BLAS_GUARDS.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0 == 0 {
+            // SAFETY: plain FFI calls into the linked OpenBLAS; they take and return integers.
+            g.1 = unsafe { openblas_get_num_threads() };
+            unsafe { openblas_set_num_threads(1) };
+        }
+        g.0 += 1;
+        Self(())
     }
 }
 
 impl Drop for BlasThreads {
     fn drop(&mut self) {
-        // SAFETY: as in `set`.
-        unsafe { openblas_set_num_threads(self.0) };
+        let mut g = BLAS_GUARDS.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 -= 1;
+        if g.0 == 0 {
+            // SAFETY: as in `single`.
+            unsafe { openblas_set_num_threads(g.1) };
+        }
     }
 }
 

@@ -32,8 +32,8 @@ use crate::io::{json_bytes, write_atomic};
 use crate::model::llama::Llama;
 use crate::probe::{cross_validate, fit_pairwise, pair_accuracy, LinearProbe, ProbeData, Solver};
 use crate::train::{
-    self, fit_teacher, NoTrainProgress, Observer, PairSet, Prepared, TrainJob, TrainableRm,
-    WeakLabels,
+    self, fit_teacher, NoTrainProgress, Observer, PairSet, Prepared, TrainJob, TrainProgress,
+    TrainableRm, WeakLabels,
 };
 
 /// The value of a run file's `format`.
@@ -92,6 +92,25 @@ pub struct RunResult {
 /// Reports what the study is doing (the library never prints).
 pub trait StudyProgress {
     fn line(&mut self, _msg: &str) {}
+    /// Step `done` of `total` of run `run` finished (called every step; the receiver decides
+    /// how often to show it).
+    fn step(&mut self, _run: &str, _done: usize, _total: usize) {}
+}
+
+/// Forwards a run's training steps to the study's progress.
+struct RunSteps<'a> {
+    run: &'a str,
+    total: usize,
+    progress: &'a mut dyn StudyProgress,
+}
+
+impl TrainProgress for RunSteps<'_> {
+    fn start(&mut self, total: usize, _done: usize) {
+        self.total = total;
+    }
+    fn step(&mut self, r: &train::StepRecord) {
+        self.progress.step(self.run, r.step, self.total);
+    }
 }
 
 /// A [`StudyProgress`] that ignores everything.
@@ -585,7 +604,11 @@ pub fn run_study(
                     &spec.params,
                     &tjob,
                     device,
-                    &mut NoTrainProgress,
+                    &mut RunSteps {
+                        run: &spec.id,
+                        total: 0,
+                        progress: &mut *progress,
+                    },
                     Some(&mut obs),
                     false,
                 )?

@@ -153,3 +153,104 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// Every file under `dir` (relative path, bytes), sorted; temp files of killed writers
+/// (`.NAME.PID.tmp`) are left out: no reader ever opens them.
+pub fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().ends_with(".tmp"))
+        .map(|p| {
+            (
+                p.strip_prefix(dir).unwrap().to_path_buf(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Run `cmd` and SIGKILL it after `after`; true when it was killed (false: it had finished).
+pub fn kill_after(cmd: &mut std::process::Command, after: std::time::Duration) -> bool {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < after {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    true
+}
+
+/// What a kill may leave in a store: no manifest, or a manifest that parses and lists only
+/// parts whose files are complete safetensors with the rows it says.
+pub fn check_store_state(dir: &Path) {
+    let Ok(bytes) = std::fs::read(dir.join("manifest.json")) else {
+        return;
+    };
+    let m: serde_json::Value = serde_json::from_slice(&bytes).expect("manifest always parses");
+    for p in m["parts"].as_array().unwrap() {
+        let idx = p["index"].as_u64().unwrap();
+        let f = dir.join(format!("resid_post/layer_003/part_{idx:05}.safetensors"));
+        let b = std::fs::read(&f).unwrap_or_else(|_| panic!("listed part {} missing", f.display()));
+        let st = safetensors::SafeTensors::deserialize(&b).expect("listed part is complete");
+        assert_eq!(
+            st.tensor("chosen").unwrap().shape()[0] as u64,
+            p["rows"].as_u64().unwrap()
+        );
+    }
+}
+
+/// The hex sha256 `sha256sum` prints.
+pub fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub fn write_pairs(dir: &Path, n: usize) -> PathBuf {
+    let mut s = String::new();
+    for i in 0..n {
+        s += &serde_json::json!({
+            "prompt": format!("Question {i}: what should I do about case {i}?"),
+            "chosen": format!(" Calmly, step {i}."),
+            "rejected": format!(" Recklessly{}", "!".repeat(i % 5)),
+        })
+        .to_string();
+        s.push('\n');
+    }
+    let p = dir.join("pairs.jsonl");
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+/// Copy every file under `src` to the same place under `dst` (created; replaced if present).
+pub fn copy_tree(src: &Path, dst: &Path) {
+    let _ = std::fs::remove_dir_all(dst);
+    std::fs::create_dir_all(dst).unwrap();
+    for f in files_under(src) {
+        let rel = f.strip_prefix(src).unwrap();
+        std::fs::create_dir_all(dst.join(rel).parent().unwrap()).unwrap();
+        std::fs::copy(&f, dst.join(rel)).unwrap();
+    }
+}
+
+/// `repdrift capture --model MiniLM --data DATA --out OUT` (add flags to taste).
+pub fn minilm_capture(data: &Path, out: &Path) -> std::process::Command {
+    let mut c = bin();
+    c.args(["capture", "--model"])
+        .arg(minilm_path())
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out);
+    c
+}

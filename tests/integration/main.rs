@@ -6,6 +6,7 @@
 mod archs;
 mod chat;
 mod common;
+mod kill;
 mod layout;
 mod metrics;
 mod parity;
@@ -13,6 +14,7 @@ mod probe;
 mod reliability;
 mod report;
 mod rm_head;
+mod shard;
 mod store;
 mod study;
 mod tiny_llama;

@@ -1,226 +1,14 @@
-//! Issue 16: nothing lost, nothing crashes. Seeded `kill -9` trials at random moments of
-//! `capture` and `train`, each resumed with `--resume` to outputs byte-identical to an
-//! uninterrupted run, with every state a kill leaves behind checked to be readable or refused
-//! (never half-valid); and the advisory lock that stops a second writer.
+//! Issue 16: nothing lost, nothing crashes. The advisory lock that stops a second writer, a
+//! catalogue of corrupted inputs (each a named error that leaves nothing behind), determinism
+//! at one and two threads, a full disk, and the parser crashes fuzzing found.
+//! (Process death — seeded `kill -9` trials — is in `kill.rs`.)
 //! Truth: the uninterrupted run of the same command (same bytes), and the store format's
-//! definition (a manifest lists only parts whose files are complete).
+//! definition (a manifest lists only parts whose files are complete and unchanged).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 use super::common::*;
-
-/// Every file under `dir` (relative path, bytes), sorted; temp files of killed writers
-/// (`.NAME.PID.tmp`) are left out: no reader ever opens them.
-fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    files_under(dir)
-        .into_iter()
-        .filter(|p| !p.to_string_lossy().ends_with(".tmp"))
-        .map(|p| {
-            (
-                p.strip_prefix(dir).unwrap().to_path_buf(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// Run `cmd` and SIGKILL it after `after`; true when it was killed (false: it had finished).
-fn kill_after(cmd: &mut Command, after: Duration) -> bool {
-    let mut child = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while t0.elapsed() < after {
-        if child.try_wait().unwrap().is_some() {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    true
-}
-
-/// What a kill may leave in a store: no manifest, or a manifest that parses and lists only
-/// parts whose files are complete safetensors with the rows it says.
-fn check_store_state(dir: &Path) {
-    let Ok(bytes) = std::fs::read(dir.join("manifest.json")) else {
-        return;
-    };
-    let m: serde_json::Value = serde_json::from_slice(&bytes).expect("manifest always parses");
-    for p in m["parts"].as_array().unwrap() {
-        let idx = p["index"].as_u64().unwrap();
-        let f = dir.join(format!("resid_post/layer_003/part_{idx:05}.safetensors"));
-        let b = std::fs::read(&f).unwrap_or_else(|_| panic!("listed part {} missing", f.display()));
-        let st = safetensors::SafeTensors::deserialize(&b).expect("listed part is complete");
-        assert_eq!(
-            st.tensor("chosen").unwrap().shape()[0] as u64,
-            p["rows"].as_u64().unwrap()
-        );
-    }
-}
-
-fn write_pairs(dir: &Path, n: usize) -> PathBuf {
-    let mut s = String::new();
-    for i in 0..n {
-        s += &serde_json::json!({
-            "prompt": format!("Question {i}: what should I do about case {i}?"),
-            "chosen": format!(" Calmly, step {i}."),
-            "rejected": format!(" Recklessly{}", "!".repeat(i % 5)),
-        })
-        .to_string();
-        s.push('\n');
-    }
-    let p = dir.join("pairs.jsonl");
-    std::fs::write(&p, s).unwrap();
-    p
-}
-
-#[test]
-fn capture_survives_twenty_seeded_kills_and_resumes_to_the_same_bytes() {
-    let dir = scratch("reliability-capture");
-    let data = write_pairs(&dir, 48);
-    let cmd = |out: &Path, resume: bool| {
-        let mut c = bin();
-        c.args(["capture", "--model"])
-            .arg(minilm_path())
-            .arg("--data")
-            .arg(&data)
-            .arg("--out")
-            .arg(out)
-            .args(["--part-size", "4", "--batch-size", "4"]);
-        if resume {
-            c.arg("--resume");
-        }
-        c
-    };
-    // The manifest records the --out path, so every run writes to the same path.
-    let out = dir.join("store");
-    let t0 = Instant::now();
-    assert!(cmd(&out, false).output().unwrap().status.success());
-    let clean_secs = t0.elapsed().as_secs_f64();
-    let want = tree(&out);
-    let mut rng = StdRng::seed_from_u64(16);
-    let (mut killed, mut trials) = (0, 0);
-    // Twenty kills mid-run (a trial whose process finished before its kill time counts as a
-    // plain resume and does not count toward the twenty).
-    while killed < 20 {
-        assert!(
-            trials < 60,
-            "only {killed} of {trials} trials were killed mid-run"
-        );
-        std::fs::remove_dir_all(&out).unwrap();
-        trials += 1;
-        let at = Duration::from_secs_f64(rng.random_range(0.0..0.9 * clean_secs));
-        if kill_after(&mut cmd(&out, true), at) {
-            killed += 1;
-            check_store_state(&out);
-            // A killed store never opens as complete.
-            if out.join("manifest.json").exists() {
-                let m: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap())
-                        .unwrap();
-                if m["complete"] == false {
-                    assert!(repdrift::capture::Store::open(&out).is_err());
-                }
-            }
-        }
-        assert!(
-            cmd(&out, true).output().unwrap().status.success(),
-            "trial {trials}: resume failed"
-        );
-        assert!(
-            tree(&out) == want,
-            "trial {trials} (kill at {at:?}): store differs from the clean run"
-        );
-    }
-}
-
-/// Regression: this test found that a kill between the checkpoint's two writes (tensors, then
-/// `state.json`) paired step k's weights with step k − 1's state, so the resumed run differed
-/// from an uninterrupted one (fixed in `src/train/checkpoint.rs`: tensors named by step,
-/// `state.json` the commit point).
-#[test]
-fn train_survives_seeded_kills_and_resumes_to_the_same_weights() {
-    let dir = scratch("reliability-train");
-    let model = dir.join("base");
-    std::fs::create_dir_all(&model).unwrap();
-    write_checkpoint(&model, true);
-    let data = write_pairs(&dir, 48);
-    let cmd = |out: &Path, resume: bool| {
-        let mut c = bin();
-        c.args(["train", "--base"])
-            .arg(&model)
-            .arg("--data")
-            .arg(&data)
-            .arg("--out")
-            .arg(out)
-            .args([
-                "--method",
-                "gold",
-                "--trainable",
-                "top:2",
-                "--epochs",
-                "4",
-                "--lr",
-                "3e-3",
-                "--batch-size",
-                "2",
-                "--checkpoint-every",
-                "1",
-                "--template",
-                "plain",
-            ]);
-        if resume {
-            c.arg("--resume");
-        }
-        c
-    };
-    let clean = dir.join("clean");
-    let t0 = Instant::now();
-    let o = cmd(&clean, false).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let clean_secs = t0.elapsed().as_secs_f64();
-    let want = std::fs::read(clean.join("delta.safetensors")).unwrap();
-    let mut rng = StdRng::seed_from_u64(61);
-    let (mut killed, mut trial) = (0, 0);
-    while killed < 20 {
-        trial += 1;
-        assert!(
-            trial <= 60,
-            "only {killed} of {} trials were killed mid-run",
-            trial - 1
-        );
-        let out = dir.join("killed");
-        let _ = std::fs::remove_dir_all(&out);
-        let at = Duration::from_secs_f64(rng.random_range(0.0..0.9 * clean_secs));
-        if kill_after(&mut cmd(&out, true), at) {
-            killed += 1;
-            // A killed run never leaves a model that loads as finished.
-            assert!(
-                !out.join("repdrift_delta.json").exists() || out.join("delta.safetensors").exists(),
-                "trial {trial}: delta record without its tensors"
-            );
-        }
-        let o = cmd(&out, true).output().unwrap();
-        assert!(
-            o.status.success(),
-            "trial {trial}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(
-            std::fs::read(out.join("delta.safetensors")).unwrap() == want,
-            "trial {trial} (kill at {at:?}): weights differ from the clean run"
-        );
-    }
-}
 
 #[test]
 fn a_second_writer_gets_a_named_error_and_writes_nothing() {
@@ -231,13 +19,7 @@ fn a_second_writer_gets_a_named_error_and_writes_nothing() {
     let lock = repdrift::io::lock_dir(&out).unwrap();
     let e = repdrift::io::lock_dir(&out).unwrap_err().to_string();
     assert!(e.contains("another repdrift process"), "{e}");
-    let mut c = bin();
-    c.args(["capture", "--model"])
-        .arg(minilm_path())
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&out);
+    let mut c = minilm_capture(&data, &out);
     expect_user_error(&mut c, &["another repdrift process is writing here"]);
     assert!(
         std::fs::read_dir(&out).unwrap().next().is_none(),
@@ -381,13 +163,7 @@ fn corrupted_inputs_get_named_errors_and_leave_nothing_behind() {
     assert!(o.status.success());
     let copy = |name: &str| {
         let d = dir.join(name);
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        for e in files_under(&good) {
-            let rel = e.strip_prefix(&good).unwrap();
-            std::fs::create_dir_all(d.join(rel).parent().unwrap()).unwrap();
-            std::fs::copy(&e, d.join(rel)).unwrap();
-        }
+        copy_tree(&good, &d);
         d
     };
     let cmp = |student: &Path, out: &Path| {
@@ -423,8 +199,31 @@ fn corrupted_inputs_get_named_errors_and_leave_nothing_behind() {
     for k in 0..4 {
         b[8 + n + 4 * k..8 + n + 4 * k + 4].copy_from_slice(&f32::NAN.to_le_bytes());
     }
+    // As if the capture itself had written them: the manifest's sha256 matches the file.
+    let hash = hex_sha256(&b);
     std::fs::write(&p, b).unwrap();
+    let mp = nan.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mp).unwrap()).unwrap();
+    m["sha256"]["resid_post/layer_003/part_00000.safetensors"] = hash.into();
+    std::fs::write(&mp, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
     run(&cmp(&nan, &out), &["layer 3", "NaN or Inf"], &out);
+    // A part changed after capture (one bit of one activation): its sha256 no longer matches
+    // the manifest's, and the error names the file.
+    let flip = copy("bitflip");
+    let p = flip.join("resid_post/layer_004/part_00001.safetensors");
+    let mut b = std::fs::read(&p).unwrap();
+    let last = b.len() - 1;
+    b[last] ^= 0x01;
+    std::fs::write(&p, b).unwrap();
+    run(
+        &cmp(&flip, &out),
+        &[
+            "layer_004/part_00001.safetensors",
+            "sha256",
+            "changed after capture",
+        ],
+        &out,
+    );
     // Stores of different data.
     let other_data = write_pairs(&scratch("reliability-corrupt-other"), 9);
     let other = dir.join("other");
@@ -466,14 +265,8 @@ fn same_inputs_and_seed_give_the_same_bytes_at_one_and_two_threads() {
     let dir = scratch("reliability-determinism");
     let data = write_pairs(&dir, 24);
     let cap = |out: &Path| {
-        let mut c = bin();
-        c.args(["capture", "--model"])
-            .arg(minilm_path())
-            .arg("--data")
-            .arg(&data)
-            .arg("--out")
-            .arg(out)
-            .args(["--part-size", "8"]);
+        let mut c = minilm_capture(&data, out);
+        c.args(["--part-size", "8"]);
         c
     };
     let (a, b, one) = (dir.join("a"), dir.join("b"), dir.join("one"));
@@ -626,4 +419,81 @@ fn fuzz_crashes_in_third_party_parsers_become_named_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("not a readable Parquet file"), "{e}");
+}
+
+/// A full disk: `capture` into a 200 KiB tmpfs (mounted in a private user and mount namespace
+/// by `unshare -rm`, so no root is needed and nothing outside the test sees it) stops with a
+/// named error — the file it was writing and "No space left on device", exit 2 — and leaves no
+/// temp file and a manifest that lists only complete parts. Given room (the same tmpfs
+/// remounted at 16 MiB), `--resume` finishes it to the bytes of an uninterrupted capture.
+#[test]
+fn a_full_disk_gives_a_named_error_and_a_store_that_resumes() {
+    let dir = scratch("reliability-full-disk");
+    let data = write_pairs(&dir, 48);
+    let (mnt, keep) = (dir.join("mnt"), dir.join("keep"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    std::fs::create_dir_all(&keep).unwrap();
+    let script = r#"
+set -u
+mount -t tmpfs -o size=200k tmpfs "$MNT" || exit 90
+cap() { "$EXE" capture --model "$MODEL" --data "$DATA" --out "$MNT/store" --part-size 4 "$@"; }
+cap 2> "$KEEP/full.err"; echo $? > "$KEEP/full.rc"
+cp -a "$MNT/store" "$KEEP/left"
+mount -o remount,size=16m "$MNT" || exit 91
+cap --resume 2> "$KEEP/resume.err"; echo $? > "$KEEP/resume.rc"
+cp -a "$MNT/store" "$KEEP/resumed"
+rm -rf "$MNT/store"
+cap 2> "$KEEP/clean.err"; echo $? > "$KEEP/clean.rc"
+cp -a "$MNT/store" "$KEEP/clean"
+"#;
+    let o = Command::new("unshare")
+        .args(["-rm", "sh", "-c", script])
+        .env("EXE", bin().get_program())
+        .env("MODEL", minilm_path())
+        .env("DATA", &data)
+        .env("MNT", &mnt)
+        .env("KEEP", &keep)
+        .output()
+        .expect("unshare (util-linux) runs");
+    assert!(
+        o.status.success(),
+        "namespace script failed ({:?}; 90/91: mount refused): {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let read = |f: &str| std::fs::read_to_string(keep.join(f)).unwrap();
+    let err = read("full.err");
+    assert_eq!(read("full.rc").trim(), "2", "{err}");
+    assert!(
+        err.contains("No space left on device")
+            && err.contains(&*mnt.join("store").to_string_lossy()),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // The error is printed once, not repeated by its cause chain.
+    assert_eq!(err.matches("No space left on device").count(), 1, "{err}");
+    let left = keep.join("left");
+    let temps: Vec<_> = files_under(&left)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(temps.is_empty(), "temp files left behind: {temps:?}");
+    check_store_state(&left);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(left.join("manifest.json")).unwrap()).unwrap();
+    let (done, planned) = (
+        m["parts"].as_array().unwrap().len(),
+        m["planned_parts"].as_array().unwrap().len(),
+    );
+    assert!(done >= 1 && done < planned, "{done} of {planned} parts");
+    assert!(
+        repdrift::capture::Store::open(&left).is_err(),
+        "a full-disk store opens as complete"
+    );
+    assert_eq!(read("resume.rc").trim(), "0", "{}", read("resume.err"));
+    assert_eq!(read("clean.rc").trim(), "0", "{}", read("clean.err"));
+    assert!(
+        tree(&keep.join("resumed")) == tree(&keep.join("clean")),
+        "the resumed store differs from an uninterrupted capture"
+    );
 }

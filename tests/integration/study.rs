@@ -28,7 +28,7 @@ fn write_pairs(dir: &Path, name: &str, n: usize, offset: usize) -> PathBuf {
     path
 }
 
-fn write_config(dir: &Path, seeds: &str, methods: &str) -> PathBuf {
+pub(super) fn write_config(dir: &Path, seeds: &str, methods: &str) -> PathBuf {
     let model = dir.join("base");
     if !model.exists() {
         std::fs::create_dir_all(&model).unwrap();
