@@ -372,8 +372,9 @@ fn same_inputs_and_seed_give_the_same_bytes_at_one_and_two_threads() {
 
 /// Regression (fuzzing, issue 16): inputs on which a third-party parser panicked — parquet
 /// 57.3's RLE decoder indexing past a dictionary, candle 0.11's GGUF reader dividing by a zero
-/// `general.alignment` — now give a named error naming the file (exit 2), and no panic
-/// message reaches the user.
+/// `general.alignment` — or aborted (parquet 57.3 reserving a list of the length a corrupt
+/// footer declares) now give a named error naming the file (exit 2), and no panic message
+/// reaches the user.
 #[test]
 fn fuzz_crashes_in_third_party_parsers_become_named_errors() {
     let dir = scratch("reliability-fuzz-regressions");
@@ -396,6 +397,27 @@ fn fuzz_crashes_in_third_party_parsers_become_named_errors() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+    // A 3 KB file whose footer declares a key-value list of ~2 billion entries: parquet 57.3
+    // reserved the whole list up front (an allocation of 98 GB, found as an OOM abort by the
+    // 600 s campaign) — an abort no catch_unwind can turn into an error. Fixed by moving to
+    // parquet 60, which checks a list's length against the bytes left.
+    let o = bin()
+        .args(["capture", "--model"])
+        .arg(minilm_path())
+        .arg("--data")
+        .arg(fx.join("parquet_list_length_oom.parquet"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("parquet_list_length_oom.parquet")
+            && err.contains("not a readable Parquet file"),
+        "{err}"
+    );
+    assert!(!out.exists());
     let data = write_pairs(&dir, 2);
     let o = bin()
         .args(["capture", "--model"])
