@@ -52,7 +52,7 @@ pub struct PairAccumulator {
 }
 
 /// The measures that accumulators give.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PairMetrics {
     pub n: usize,
     pub linear_cka: Nullable,
@@ -182,6 +182,32 @@ impl PairAccumulator {
         x: ArrayView2<'_, f32>,
         y: ArrayView2<'_, f32>,
     ) -> Result<(), MetricError> {
+        self.check_rows(&x, &y, |v| v.is_finite())?;
+        self.add_rows(to_f64(x), to_f64(y));
+        Ok(())
+    }
+
+    /// [`update`](Self::update) for float64 rows (no rounding to f32 on the way in).
+    pub fn update_f64(
+        &mut self,
+        x: ArrayView2<'_, f64>,
+        y: ArrayView2<'_, f64>,
+    ) -> Result<(), MetricError> {
+        self.check_rows(&x, &y, |v| v.is_finite())?;
+        self.add_rows(
+            x.as_standard_layout().into_owned(),
+            y.as_standard_layout().into_owned(),
+        );
+        Ok(())
+    }
+
+    /// Shapes `(m, d₁)`, `(m, d₂)` and every value finite (else the row, 0-based).
+    fn check_rows<T: Copy>(
+        &self,
+        x: &ArrayView2<'_, T>,
+        y: &ArrayView2<'_, T>,
+        finite: impl Fn(T) -> bool,
+    ) -> Result<(), MetricError> {
         let (d1, d2) = self.dims();
         if x.nrows() != y.nrows() || x.ncols() != d1 || y.ncols() != d2 {
             return Err(MetricError::Shape {
@@ -191,15 +217,19 @@ impl PairAccumulator {
             });
         }
         for (i, (rx, ry)) in x.outer_iter().zip(y.outer_iter()).enumerate() {
-            if !rx.iter().all(|v| v.is_finite()) {
+            if !rx.iter().all(|&v| finite(v)) {
                 return Err(MetricError::NonFinite { side: "x", row: i });
             }
-            if !ry.iter().all(|v| v.is_finite()) {
+            if !ry.iter().all(|&v| finite(v)) {
                 return Err(MetricError::NonFinite { side: "y", row: i });
             }
         }
-        let xr = to_f64(x);
-        let yr = to_f64(y);
+        Ok(())
+    }
+
+    /// Add checked rows, already in f64.
+    fn add_rows(&mut self, xr: Array2<f64>, yr: Array2<f64>) {
+        let (d1, d2) = self.dims();
         // Raw-row measures.
         for (rx, ry) in xr.outer_iter().zip(yr.outer_iter()) {
             let nx = rx.dot(&rx).sqrt();
@@ -225,7 +255,7 @@ impl PairAccumulator {
         let ys = (&yr - &self.shift_y.view().insert_axis(Axis(0)))
             .as_standard_layout()
             .into_owned();
-        self.n += x.nrows() as f64;
+        self.n += xr.nrows() as f64;
         self.sx += &xs.sum_axis(Axis(0));
         self.sy += &ys.sum_axis(Axis(0));
         syrk_tn_acc(&xs, &mut self.xx);
@@ -242,7 +272,6 @@ impl PairAccumulator {
         self.b_yx += &ys.t().dot(&nx2);
         self.a_xx += &xs.t().dot(&nx2);
         self.b_yy += &ys.t().dot(&ny2);
-        Ok(())
     }
 
     /// Add another accumulator's sums (a shard over other rows, same shift).

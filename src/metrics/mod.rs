@@ -94,6 +94,16 @@ pub fn pair_metrics(
     acc.finalize()
 }
 
+/// [`pair_metrics`] on float64 rows (no rounding to f32; the accumulator checks the shapes).
+pub fn pair_metrics_f64(
+    x: ArrayView2<'_, f64>,
+    y: ArrayView2<'_, f64>,
+) -> Result<PairMetrics, MetricError> {
+    let mut acc = PairAccumulator::new(x.ncols(), y.ncols());
+    acc.update_f64(x, y)?;
+    acc.finalize()
+}
+
 /// Linear CKA of `x (n, d₁)` and `y (n, d₂)`.
 pub fn linear_cka(x: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>) -> Result<Nullable, MetricError> {
     Ok(pair_metrics(x, y)?.linear_cka)
@@ -127,4 +137,26 @@ pub fn procrustes_distance(
 /// Mean ‖yᵢ‖ / ‖xᵢ‖.
 pub fn norm_ratio(x: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>) -> Result<Nullable, MetricError> {
     Ok(pair_metrics(x, y)?.norm_ratio)
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array2;
+
+    /// The f64 entry point on f32-representable values gives the very numbers of the f32
+    /// entry point (both accumulate in f64; only the input type differs).
+    #[test]
+    fn pair_metrics_f64_equals_pair_metrics_on_f32_values() {
+        let x = Array2::from_shape_fn((40, 6), |(i, j)| ((i * 7 + j * 3) % 11) as f32 * 0.25 - 1.0);
+        let y = Array2::from_shape_fn((40, 6), |(i, j)| ((i * 5 + j) % 13) as f32 * 0.5 + 0.1);
+        let a = super::pair_metrics(x.view(), y.view()).unwrap();
+        let b =
+            super::pair_metrics_f64(x.mapv(f64::from).view(), y.mapv(f64::from).view()).unwrap();
+        assert_eq!(a, b);
+        let bad = super::pair_metrics_f64(
+            x.mapv(f64::from).view(),
+            y.mapv(f64::from).slice(ndarray::s![..39, ..]),
+        );
+        assert!(bad.is_err());
+    }
 }
