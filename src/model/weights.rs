@@ -23,20 +23,43 @@ enum Source {
 }
 
 impl Store {
+    fn new(path: PathBuf, source: Source, device: Device) -> Self {
+        let mut s = Self {
+            path,
+            source,
+            device,
+            headless: false,
+        };
+        s.headless = !s.contains("model.embed_tokens.weight") && s.contains("embed_tokens.weight");
+        s
+    }
+
+    /// The stored name of HF name `full`: in a headless checkpoint (saved from the bare model
+    /// class, `LlamaModel.save_pretrained`: `embed_tokens.weight`, `layers.0.…`, `norm.weight`)
+    /// `model.X` is stored as `X`.
+    fn stored<'a>(&self, full: &'a str) -> &'a str {
+        match (self.headless, full.strip_prefix("model.")) {
+            (true, Some(rest)) => rest,
+            _ => full,
+        }
+    }
+
     fn contains(&self, full: &str) -> bool {
+        let name = self.stored(full);
         match &self.source {
-            Source::Map(m) => m.contains_key(full),
-            Source::Mmap(m) => m.get(full).is_ok(),
+            Source::Map(m) => m.contains_key(name),
+            Source::Mmap(m) => m.get(name).is_ok(),
             Source::Overlay(m, base) => m.contains_key(full) || base.contains(full),
         }
     }
 
     /// The tensor named `full`, on the store's device, in its stored dtype.
     fn lookup(&self, full: &str) -> Result<Option<Tensor>> {
+        let name = self.stored(full);
         Ok(match &self.source {
-            Source::Map(m) => m.get(full).cloned(),
-            Source::Mmap(m) => match m.get(full) {
-                Ok(_) => Some(m.load(full, &self.device)?),
+            Source::Map(m) => m.get(name).cloned(),
+            Source::Mmap(m) => match m.get(name) {
+                Ok(_) => Some(m.load(name, &self.device)?),
                 Err(_) => None,
             },
             Source::Overlay(m, base) => match m.get(full) {
@@ -51,6 +74,8 @@ struct Store {
     path: PathBuf,
     source: Source,
     device: Device,
+    /// Saved from the bare model class: HF names lose their `model.` prefix (see `stored`).
+    headless: bool,
 }
 
 /// A view of a weight store under a name prefix.
@@ -66,11 +91,11 @@ impl Weights {
     /// Weights from an in-memory map (names in HF convention).
     pub fn from_map(path: &Path, map: HashMap<String, Tensor>, device: &Device) -> Self {
         Self {
-            store: Arc::new(Store {
-                path: path.to_path_buf(),
-                source: Source::Map(map),
-                device: device.clone(),
-            }),
+            store: Arc::new(Store::new(
+                path.to_path_buf(),
+                Source::Map(map),
+                device.clone(),
+            )),
             prefix: String::new(),
             dtype: DType::F32,
         }
@@ -80,11 +105,11 @@ impl Weights {
     /// tensors training changed). Errors name `path` (the delta).
     pub fn overlay(path: &Path, delta: HashMap<String, Tensor>, base: &Weights) -> Self {
         Self {
-            store: Arc::new(Store {
-                path: path.to_path_buf(),
-                source: Source::Overlay(delta, base.store.clone()),
-                device: base.store.device.clone(),
-            }),
+            store: Arc::new(Store::new(
+                path.to_path_buf(),
+                Source::Overlay(delta, base.store.clone()),
+                base.store.device.clone(),
+            )),
             prefix: String::new(),
             dtype: base.dtype,
         }
@@ -98,11 +123,11 @@ impl Weights {
         let st = unsafe { MmapedSafetensors::new(path) }
             .map_err(|e| Error::model(path, format!("cannot read safetensors: {e}")))?;
         Ok(Self {
-            store: Arc::new(Store {
-                path: path.to_path_buf(),
-                source: Source::Mmap(st),
-                device: device.clone(),
-            }),
+            store: Arc::new(Store::new(
+                path.to_path_buf(),
+                Source::Mmap(st),
+                device.clone(),
+            )),
             prefix: String::new(),
             dtype: DType::F32,
         })
@@ -165,11 +190,7 @@ impl Weights {
         let sha = crate::data::hex(&sha2::Digest::finalize(hasher));
         Ok((
             Self {
-                store: Arc::new(Store {
-                    path: index,
-                    source: Source::Mmap(st),
-                    device: device.clone(),
-                }),
+                store: Arc::new(Store::new(index, Source::Mmap(st), device.clone())),
                 prefix: String::new(),
                 dtype: DType::F32,
             },

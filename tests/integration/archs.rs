@@ -36,7 +36,11 @@ fn hidden(model: &dyn HookedModel, seqs: &[Vec<u32>]) -> Vec<Vec<Vec<Vec<f32>>>>
 }
 
 fn check(arch: &str) {
-    let dir = root().join("tests/reference/tiny").join(arch);
+    check_dir(arch, &root().join("tests/reference/tiny").join(arch));
+}
+
+/// The checkpoint in `dir` gives `tests/reference/tiny/{arch}.json`'s hidden states.
+fn check_dir(arch: &str, dir: &std::path::Path) {
     let reference: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(root().join(format!("tests/reference/tiny/{arch}.json"))).unwrap(),
     )
@@ -44,7 +48,7 @@ fn check(arch: &str) {
     let seqs: Vec<Vec<u32>> = serde_json::from_value(reference["ids"].clone()).unwrap();
     let want: Vec<Vec<Vec<Vec<f64>>>> =
         serde_json::from_value(reference["hidden_states"].clone()).unwrap();
-    let model = load(&dir);
+    let model = load(dir);
     assert_eq!(model.info().architecture, arch);
     let batched = hidden(model.as_ref(), &seqs);
     assert_eq!(batched.len(), want.len(), "{arch}: number of hidden states");
@@ -121,6 +125,28 @@ fn gemma2_softcap_and_sandwich_norms_equal_hf() {
 #[test]
 fn llama3_rope_scaling_equals_hf() {
     check("llama");
+}
+
+/// Regression (issue 19): checkpoints saved from the bare model class (`AutoModel`
+/// `.save_pretrained`: `embed_tokens.weight`, `layers.0.…`, no `model.` prefix, no head) failed
+/// with "missing weight `model.embed_tokens.weight`". Fixtures written by HF transformers
+/// (tests/reference/make_headless_fixtures.py), one file and sharded, for every architecture;
+/// the weights are the prefixed fixtures', so the truth is the same HF reference.
+#[test]
+fn headless_checkpoints_of_every_architecture_equal_hf() {
+    for arch in ["llama", "mistral", "qwen2", "qwen3", "gemma2"] {
+        for name in [arch.to_string(), format!("{arch}-sharded")] {
+            let dir = root().join("tests/reference/tiny/headless").join(&name);
+            assert!(
+                std::fs::read_dir(&dir)
+                    .unwrap()
+                    .any(|f| f.unwrap().file_name() == "config.json"),
+                "{}",
+                dir.display()
+            );
+            check_dir(arch, &dir);
+        }
+    }
 }
 
 #[test]
