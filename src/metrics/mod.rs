@@ -33,6 +33,7 @@ pub mod bootstrap;
 pub mod compare;
 pub mod knn;
 pub mod permutation;
+mod render;
 mod shard;
 
 use ndarray::{Array2, ArrayView2};
