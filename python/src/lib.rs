@@ -78,13 +78,17 @@ impl NativeStore {
         field: &str,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let hook = repdrift::model::HookPoint::parse(hook).map_err(err)?;
-        let m = py.detach(|| self.0.read(hook, layer, field)).map_err(err)?;
+        let m = py
+            .detach(|| self.0.read(hook, layer, field).map_err(|e| e.to_string()))
+            .map_err(err)?;
         Ok(m.into_pyarray(py))
     }
 
     /// `(n_examples, n_fields)` float64 rewards, or None when the model had no reward head.
     fn rewards<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyArray2<f64>>>> {
-        let r = py.detach(|| self.0.rewards()).map_err(err)?;
+        let r = py
+            .detach(|| self.0.rewards().map_err(|e| e.to_string()))
+            .map_err(err)?;
         Ok(r.map(|r| r.into_pyarray(py)))
     }
 }
