@@ -73,11 +73,11 @@ pub fn merge_shards(shards: &[PathBuf], out: &Path, force: bool) -> Result<Manif
                 ),
             });
         }
-        let (first_dir, first) = match by_index.values().next() {
-            Some((d, f)) => (d.clone(), Some(f.clone())),
-            None => (dir.clone(), None),
-        };
-        if let Some(first) = &first {
+        let first_dir = by_index
+            .values()
+            .next()
+            .map_or_else(|| dir.clone(), |(d, _)| d.clone());
+        if let Some((_, first)) = by_index.values().next() {
             let diff = differences(first, &m);
             if !diff.is_empty() {
                 return Err(Error::Incompatible {
@@ -186,19 +186,17 @@ fn write_merged(
             for src in files {
                 let bytes = std::fs::read(&src).map_err(|e| Error::io(&src, e))?;
                 let key = rel_key(dir, &src);
-                if !m.sha256.is_empty() {
-                    let got = crate::data::sha256_bytes(&bytes);
-                    if m.sha256.get(&key) != Some(&got) {
-                        return Err(Error::InvalidStore {
-                            path: src.clone(),
-                            reason: format!(
-                                "sha256 {got} is not the manifest's {}: the part changed after capture",
-                                m.sha256.get(&key).map(String::as_str).unwrap_or("(none)")
-                            ),
-                        });
-                    }
+                let got = crate::data::sha256_bytes(&bytes);
+                if !m.sha256.is_empty() && m.sha256.get(&key) != Some(&got) {
+                    return Err(Error::InvalidStore {
+                        path: src.clone(),
+                        reason: format!(
+                            "sha256 {got} is not the manifest's {}: the part changed after capture",
+                            m.sha256.get(&key).map(String::as_str).unwrap_or("(none)")
+                        ),
+                    });
                 }
-                copied.push((key, bytes));
+                copied.push((key, bytes, got));
             }
             writer.adopt_part(*part, &copied)?;
         }

@@ -458,8 +458,13 @@ impl StoreWriter {
     }
 
     /// Add part `part` from files already written elsewhere (a shard): `files` are
-    /// `(path relative to the store, bytes)`; the part must be the next one planned.
-    pub fn adopt_part(&mut self, part: PartInfo, files: &[(String, Vec<u8>)]) -> Result<()> {
+    /// `(path relative to the store, bytes, their sha256)`, the digest already checked by the
+    /// caller; the part must be the next one planned.
+    pub fn adopt_part(
+        &mut self,
+        part: PartInfo,
+        files: &[(String, Vec<u8>, String)],
+    ) -> Result<()> {
         let expected = self.manifest.planned_parts.get(self.manifest.parts.len());
         if expected != Some(&part) {
             return Err(Error::InvalidStore {
@@ -467,9 +472,9 @@ impl StoreWriter {
                 reason: format!("part {part:?} is not the next planned part ({expected:?})"),
             });
         }
-        for (key, bytes) in files {
-            let path = self.dir.join(key);
-            self.write_hashed(&path, bytes)?;
+        for (key, bytes, sha) in files {
+            write_atomic(&self.dir.join(key), bytes)?;
+            self.manifest.sha256.insert(key.clone(), sha.clone());
         }
         self.manifest.parts.push(part);
         self.write_manifest()

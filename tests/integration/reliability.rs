@@ -380,62 +380,48 @@ fn fuzz_crashes_in_third_party_parsers_become_named_errors() {
     let dir = scratch("reliability-fuzz-regressions");
     let fx = root().join("tests/fixtures/fuzz");
     let out = dir.join("out");
-    let o = bin()
-        .args(["capture", "--model"])
-        .arg(minilm_path())
-        .arg("--data")
-        .arg(fx.join("parquet_rle_dictionary_panic.parquet"))
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("parquet_rle_dictionary_panic.parquet")
-            && err.contains("not a readable Parquet file"),
-        "{err}"
+    // `capture` of `model` on `data`: exit 2, every needle in stderr, no panic, no output.
+    let refused = |model: &Path, data: &Path, needles: &[&str]| {
+        let o = bin()
+            .args(["capture", "--model"])
+            .arg(model)
+            .arg("--data")
+            .arg(data)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(needles.iter().all(|n| err.contains(n)), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out.exists());
+    };
+    refused(
+        &minilm_path(),
+        &fx.join("parquet_rle_dictionary_panic.parquet"),
+        &[
+            "parquet_rle_dictionary_panic.parquet",
+            "not a readable Parquet file",
+        ],
     );
-    assert!(!err.contains("panicked"), "{err}");
     // A 3 KB file whose footer declares a key-value list of ~2 billion entries: parquet 57.3
     // reserved the whole list up front (an allocation of 98 GB, found as an OOM abort by the
     // 600 s campaign) — an abort no catch_unwind can turn into an error. Fixed by moving to
     // parquet 60, which checks a list's length against the bytes left.
-    let o = bin()
-        .args(["capture", "--model"])
-        .arg(minilm_path())
-        .arg("--data")
-        .arg(fx.join("parquet_list_length_oom.parquet"))
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("parquet_list_length_oom.parquet")
-            && err.contains("not a readable Parquet file"),
-        "{err}"
+    refused(
+        &minilm_path(),
+        &fx.join("parquet_list_length_oom.parquet"),
+        &[
+            "parquet_list_length_oom.parquet",
+            "not a readable Parquet file",
+        ],
     );
-    assert!(!out.exists());
-    let data = write_pairs(&dir, 2);
-    let o = bin()
-        .args(["capture", "--model"])
-        .arg(fx.join("gguf_zero_alignment.gguf"))
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("gguf_zero_alignment.gguf") && err.contains("not a readable GGUF file"),
-        "{err}"
+    refused(
+        &fx.join("gguf_zero_alignment.gguf"),
+        &write_pairs(&dir, 2),
+        &["gguf_zero_alignment.gguf", "not a readable GGUF file"],
     );
-    assert!(!err.contains("panicked"), "{err}");
-    assert!(!out.exists());
     // The library returns the same errors (no process-wide hook needed).
     let e = repdrift::data::read_jsonl(&fx.join("parquet_rle_dictionary_panic.parquet"), None)
         .unwrap_err()
