@@ -61,12 +61,7 @@ fn error_chain(err: &anyhow::Error) -> String {
 
 fn main() -> ExitCode {
     pin_openblas_kernels();
-    // Capture parallelises over sequences itself (one single-threaded BLAS per core); candle's
-    // own per-op thread pool would only contend with it (measured: 526 → 647 tok/s on 2
-    // cores, benches/capture.rs). A user's explicit setting wins.
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
+    repdrift::parallel::keep_freed_memory();
     // Panics inside a guarded third-party parser become named errors: do not print them.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -75,6 +70,16 @@ fn main() -> ExitCode {
         }
     }));
     let cli = repdrift::cli::Cli::parse();
+    // Capture parallelises over sequences itself (one single-threaded BLAS per core); candle's
+    // own per-op thread pool would only contend with it (measured: 526 → 647 tok/s on 2
+    // cores, benches/capture.rs). `train` is one autograd graph per step, whose elementwise
+    // ops gain from the pool (≈ 10 % more steps/s, scripts/bench.sh). Set before any candle op
+    // runs (the pool reads it once); a user's explicit setting wins.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none()
+        && !matches!(cli.command, repdrift::cli::Command::Train(_))
+    {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     match repdrift::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {

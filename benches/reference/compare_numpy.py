@@ -1,7 +1,7 @@
 """NumPy reference for benches/compare.rs: 2 students x 31 layers, n = 4096, d = 576, float64;
 linear CKA, debiased CKA, cosine distance (mean, std), orthogonal Procrustes, norm ratio.
 
-    /tmp/refenv/bin/python benches/reference/compare_numpy.py [gram|feature|both]
+    python benches/reference/compare_numpy.py [gram|feature|both] [--n 4096] [--students 2]
 
 Two ways NumPy code computes these today:
   gram     sample space, as most CKA code does (Kornblith et al.'s notebook and its copies):
@@ -9,14 +9,16 @@ Two ways NumPy code computes these today:
   feature  the same feature-space algebra repdrift uses (d x d cross products), in NumPy.
 Data: random float32 (generated here; the timing does not depend on the values), each layer's
 matrices already in memory (repdrift reads them from its store on disk inside the timing).
-Prints the wall time for all 62 (student, layer) pairs.
+Prints one JSON line per kind: the wall time for all (student, layer) pairs.
 """
+import argparse
+import json
 import sys
 import time
 
 import numpy as np
 
-N, D, LAYERS, STUDENTS = 4096, 576, 31, 2
+D, LAYERS = 576, 31
 rng = np.random.default_rng(0)
 
 
@@ -69,23 +71,29 @@ def common(x, y):
     return cos.mean(), cos.std(), proc, ratio
 
 
-def run(kind):
-    base = [rng.standard_normal((N, D), dtype=np.float32) for _ in range(LAYERS)]
-    students = [[b + 0.5 * rng.standard_normal((N, D), dtype=np.float32) for b in base] for _ in range(STUDENTS)]
+def run(kind, n, students):
+    base = [rng.standard_normal((n, D), dtype=np.float32) for _ in range(LAYERS)]
+    studs = [[b + 0.5 * rng.standard_normal((n, D), dtype=np.float32) for b in base] for _ in range(students)]
     f = gram if kind == "gram" else feature
     t0 = time.perf_counter()
-    for s in range(STUDENTS):
+    for s in range(students):
         for l in range(LAYERS):
             x = base[l].astype(np.float64)
-            y = students[s][l].astype(np.float64)
+            y = studs[s][l].astype(np.float64)
             f(x, y)
             common(x, y)
     t = time.perf_counter() - t0
-    print(f"numpy {np.__version__} {kind}: {t:.1f} s for {STUDENTS * LAYERS} (student, layer) pairs "
-          f"(n = {N}, d = {D}), {1000 * t / (STUDENTS * LAYERS):.0f} ms per pair")
+    print(f"numpy {np.__version__} {kind}: {t:.1f} s for {students * LAYERS} (student, layer) pairs "
+          f"(n = {n}, d = {D}), {1000 * t / (students * LAYERS):.0f} ms per pair", file=sys.stderr)
+    print(json.dumps({"seconds": t, "kind": kind, "n": n, "students": students, "layers": LAYERS,
+                      "versions": {"numpy": np.__version__}}))
 
 
 if __name__ == "__main__":
-    kinds = ["gram", "feature"] if len(sys.argv) < 2 or sys.argv[1] == "both" else [sys.argv[1]]
-    for k in kinds:
-        run(k)
+    ap = argparse.ArgumentParser()
+    ap.add_argument("kind", nargs="?", default="both", choices=["gram", "feature", "both"])
+    ap.add_argument("--n", type=int, default=4096)
+    ap.add_argument("--students", type=int, default=2)
+    a = ap.parse_args()
+    for k in (["gram", "feature"] if a.kind == "both" else [a.kind]):
+        run(k, a.n, a.students)

@@ -2,11 +2,14 @@
 Bradley-Terry probe = LogisticRegression(fit_intercept=False) on [Z; -Z] with Z = D / rms(D);
 5-fold CV over C in {0.001, 0.01, 0.1, 1} (folds over pairs) plus the final fit; 2 threads.
 
-    /tmp/refenv/bin/python benches/reference/probe_sklearn.py
-Fits the very matrices the Rust bench saved (run `cargo bench --bench probe` first):
-target/bench-stores/probe_data.safetensors.
+    python benches/reference/probe_sklearn.py
+Fits the very matrices the Rust side saved (`cargo bench --bench side_by_side -- probe` or
+`cargo bench --bench probe` first): target/bench-stores/probe_data.safetensors.
+Prints one JSON line (seconds, mean in-distribution CV accuracy).
 """
+import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -48,4 +51,7 @@ data = [saved[f"layer_{l:03d}"].astype(np.float64) for l in range(LAYERS)]
 t0 = time.perf_counter()
 accs = [cv(d) for d in data]
 t = time.perf_counter() - t0
-print(f"scikit-learn {sklearn.__version__}: {t:.1f} s for {LAYERS} layers; mean in-dist CV accuracy {np.mean(accs):.4f}")
+print(f"scikit-learn {sklearn.__version__}: {t:.1f} s for {LAYERS} layers; mean in-dist CV accuracy {np.mean(accs):.4f}",
+      file=sys.stderr)
+print(json.dumps({"seconds": t, "accuracy": float(np.mean(accs)),
+                  "versions": {"scikit-learn": sklearn.__version__, "numpy": np.__version__}}))

@@ -14,12 +14,13 @@
 //! P(sᵢ > −sⱼ) over all pairs (i, j), ties counting ½. Shapes: `(n_pairs, d)` for Δh,
 //! `(n_examples, d)` for h.
 
+mod bt;
 pub mod run;
 pub mod transfer;
 
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
-use ndarray::{concatenate, Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -129,10 +130,21 @@ pub fn fit_pairwise(delta: ArrayView2<'_, f64>, c: f64, solver: Solver) -> Resul
     let d = delta.ncols();
     let scale = rms_scale(delta);
     let z = &delta * &scale.view().insert_axis(Axis(0));
-    let x = concatenate(Axis(0), &[z.view(), (-&z).view()]).expect("same widths");
-    let n = delta.nrows();
-    let y: Array1<bool> = (0..2 * n).map(|i| i < n).collect();
-    let (w, _) = logistic(x, y, c, false, solver)?;
+    if !(c > 0.0 && c.is_finite()) {
+        return Err(Error::param(
+            "c",
+            format!("C must be positive and finite, got {c}"),
+        ));
+    }
+    // linfa's objective on [z; −z] written over the n pairs (see `bt`): same minimiser, half
+    // the rows; the tolerance stays on linfa's summed scale over the 2n stacked rows.
+    let rows = (2 * delta.nrows()).max(1) as f64;
+    let w = bt::fit_bt(
+        z.view(),
+        1.0 / c,
+        solver.max_iterations,
+        solver.gradient_tolerance * rows,
+    )?;
     Ok(LinearProbe {
         w,
         b: 0.0,

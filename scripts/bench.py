@@ -1,0 +1,284 @@
+"""Side-by-side benchmark driver (run by scripts/bench.sh inside its reference venv).
+
+Every workload runs as its own process, repdrift's side and then the reference's, one after
+the other on the same idle machine; the driver takes each process's peak RSS from `wait4` and
+each side's workload seconds from the JSON line the process prints (model loading and data
+generation are outside the timed part on both sides). Writes reports/bench/bench.json and
+reports/bench/bench.md, and replaces the README's table between the `bench:begin` and
+`bench:end` markers with bench.md.
+
+    python scripts/bench.py --sxs PATH_TO_side_by_side_BINARY [--quick]
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GGUF = os.path.join(ROOT, "models", "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+REPDRIFT = os.path.join(ROOT, "target", "release", "repdrift")
+OUT = os.path.join(ROOT, "reports", "bench")
+WORK = os.path.join(ROOT, "target", "bench-stores", "sxs")
+PY = sys.executable
+
+TARGETS = {"capture": 1.3, "compare": 5.0, "probe": 2.0, "train": 1.0}
+
+
+def run(cmd, env=None):
+    """Run `cmd`; return (last JSON line of stdout, wall seconds, peak RSS MiB)."""
+    sys.stderr.write("bench: " + " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c
+                                          for c in cmd) + "\n")
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=ROOT, env=env, text=True)
+    out = p.stdout.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(f"bench: {cmd[0]} failed with exit code {code}")
+    lines = [l for l in out.splitlines() if l.startswith("{")]
+    res = json.loads(lines[-1]) if lines else {}
+    return res, wall, ru.ru_maxrss / 1024.0
+
+
+def long_pairs(path, n):
+    """`n` preference pairs whose texts are all longer than 128 SmolLM2 tokens, so that
+    `--max-tokens 128` cuts every sequence to exactly 128 tokens (the shapes of the references'
+    fixed batches). Words from a fixed list, seeded."""
+    words = ("the a of to and in is it you that he was for on are with as his they be at one have "
+             "this from or had by word but what some we can out other were all there when up use "
+             "your how said an each she which do their time if will way about many then them write "
+             "would like so these her long make thing see him two has look more day could go come "
+             "did number sound no most people my over know water than call first who may down side "
+             "been now find any new work part take get place made live where after back little only "
+             "round man year came show every good me give our under name very through just form "
+             "sentence great think say help low line differ turn cause much mean before move right "
+             "boy old too same tell does set three want air well also play small end put home read "
+             "hand port large spell add even land here must big high such follow act why ask men "
+             "change went light kind off need house picture try us again animal point mother world "
+             "near build self earth father head stand own page should country found answer school "
+             "grow study still learn plant cover food sun four between state keep eye never last "
+             "let thought city tree cross farm hard start might story saw far sea draw left late run "
+             "while press close night real life few north").split()
+    rng = random.Random(0)
+    with open(path, "w") as f:
+        for i in range(n):
+            prompt = " ".join(rng.choice(words) for _ in range(150))
+            reply = [" ".join(rng.choice(words) for _ in range(60)) for _ in range(2)]
+            f.write(json.dumps({
+                "chosen": f"\n\nHuman: {prompt}?\n\nAssistant: {reply[0]}.",
+                "rejected": f"\n\nHuman: {prompt}?\n\nAssistant: {reply[1]}.",
+                "id": f"bench-{i}"}) + "\n")
+
+
+def machine():
+    cpu = "unknown"
+    flags = set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name") and cpu == "unknown":
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    mem = 0
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                mem = int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=ROOT).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_mib": mem,
+        "avx512": all(f in flags for f in ("avx512f", "avx512bw", "avx512dq", "avx512vl")),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "rustc": rustc,
+        "commit": commit,
+    }
+
+
+def row(workload, desc, ours, ref_name, ref, target, extra=None):
+    ratio = ref["seconds"] / ours["seconds"]
+    r = {
+        "workload": workload,
+        "description": desc,
+        "ours_s": ours["seconds"],
+        "reference": ref_name,
+        "reference_s": ref["seconds"],
+        "ratio": ratio,
+        "target": target,
+        "meets_target": ratio >= target,
+        "ours_peak_rss_mib": ours["rss"],
+        "reference_peak_rss_mib": ref["rss"],
+    }
+    r.update(extra or {})
+    return r
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sxs", required=True, help="the built side_by_side bench binary")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions and steps, no 16x")
+    a = ap.parse_args()
+    os.makedirs(WORK, exist_ok=True)
+    os.makedirs(OUT, exist_ok=True)
+    env = dict(os.environ)
+    mach = machine()
+    # As the repdrift binary does for itself (src/main.rs): pin OpenBLAS's kernels on AVX-512
+    # machines, here for every process (NumPy's OpenBLAS reads the same variable).
+    if mach["avx512"] and "OPENBLAS_CORETYPE" not in env:
+        env["OPENBLAS_CORETYPE"] = "SKYLAKEX"
+    threads = 2 if (os.cpu_count() or 2) >= 2 else 1
+    rows, scaling, versions = [], [], {}
+
+    def both(ours_cmd, ref_cmd):
+        o, _, o_rss = run(ours_cmd, env)
+        r, _, r_rss = run(ref_cmd, env)
+        o["rss"], r["rss"] = o_rss, r_rss
+        versions.update(r.get("versions", {}))
+        return o, r
+
+    reps = "3" if a.quick else "7"
+    o, r = both([a.sxs, "capture", "--reps", reps],
+                [PY, "benches/reference/capture_torch.py", "--reps", reps, "--threads", str(threads)])
+    rows.append(row("capture", "SmolLM2-135M f32, 8 seqs x 128 tokens, all 31 hidden states "
+                    f"(last-token rows kept), median of {reps} batches",
+                    o, "PyTorch + transformers (output_hidden_states)", r, TARGETS["capture"],
+                    {"ours_tokens_per_s": o["tokens_per_second"],
+                     "reference_tokens_per_s": r["tokens_per_second"]}))
+
+    run([a.sxs, "stores", "--n", "4096", "--students", "2", "--dir", WORK], env)
+    o, r = both([a.sxs, "compare", "--n", "4096", "--students", "2", "--dir", WORK],
+                [PY, "benches/reference/compare_numpy.py", "feature", "--n", "4096", "--students", "2"])
+    rows.append(row("compare", "2 students x 31 layers x n = 4,096 x d = 576: linear and debiased "
+                    "CKA, cosine distance, Procrustes, norm ratio (ours reads the stores from "
+                    "disk; NumPy has them in memory)",
+                    o, "NumPy float64, the same d x d algebra", r, TARGETS["compare"]))
+
+    o, r = both([a.sxs, "probe"], [PY, "benches/reference/probe_sklearn.py"])
+    rows.append(row("probe", "31 layers x 2,000 pairs x d = 576 Bradley-Terry probes, 5-fold CV "
+                    "over C in {0.001, 0.01, 0.1, 1} + final fit",
+                    o, "scikit-learn LogisticRegression (lbfgs)", r, TARGETS["probe"],
+                    {"ours_accuracy": o["accuracy"], "reference_accuracy": r["accuracy"],
+                     "accuracy_gap_points": 100 * abs(o["accuracy"] - r["accuracy"])}))
+
+    pairs_path = os.path.join(WORK, "long_pairs.jsonl")
+    long_pairs(pairs_path, 128)
+    # 36 pairs, test fraction 0.12: 4 test pairs, 16 + 16 halves -> 2 steps of 8 pairs per epoch.
+    for trainable, epochs in (("top:4", 6), ("top:16", 3), ("all", 2)):
+        if a.quick:
+            epochs = 1
+        steps = 2 * epochs
+        out = os.path.join(WORK, "train-" + trainable.replace(":", ""))
+        o, _, o_rss = run([REPDRIFT, "train", "--base", GGUF, "--data", pairs_path, "--out", out,
+                           "--method", "gold", "--trainable", trainable, "--batch-size", "8",
+                           "--max-tokens", "128", "--epochs", str(epochs), "--limit", "36",
+                           "--test-fraction", "0.12", "--checkpoint-every", "0", "--force"], env)
+        summ = json.load(open(os.path.join(out, "train_summary.json")))
+        assert summ["steps"] == steps, summ["steps"]
+        ours = {"seconds": 1.0 / summ["steps_per_second"], "rss": o_rss}
+        r, _, r_rss = run([PY, "benches/reference/train_torch.py", "--trainable", trainable,
+                           "--steps", str(steps), "--threads", str(threads)], env)
+        ref = {"seconds": r["seconds_per_step"], "rss": r_rss}
+        assert r["trainable_parameters"] == summ["trainable_parameters"], \
+            (r["trainable_parameters"], summ["trainable_parameters"])
+        rows.append(row(f"train {trainable}", f"one step: 8 pairs = 16 seqs x 128 tokens, "
+                        f"{summ['trainable_parameters']:,} trainable parameters, BT loss, "
+                        f"clipping, AdamW; seconds per step over {steps} steps",
+                        ours, "PyTorch, the same step as a plain script", ref, TARGETS["train"],
+                        {"trainable_parameters": summ["trainable_parameters"], "steps": steps}))
+
+    factors = (1, 4) if a.quick else (1, 4, 16)
+    for f in factors:
+        n = 8 * f
+        store = os.path.join(WORK, f"scale-capture-{f}")
+        t0 = time.perf_counter()
+        _, wall, rss = run([REPDRIFT, "capture", "--model", GGUF, "--data", pairs_path, "--out",
+                            store, "--max-tokens", "128", "--limit", str(n), "--force"], env)
+        scaling.append({"workload": "capture (repdrift capture, end to end)", "factor": f,
+                        "examples": n, "tokens": 2 * n * 128, "seconds": wall,
+                        "peak_rss_mib": rss})
+    for f in factors:
+        n = 1024 * f
+        run([a.sxs, "stores", "--n", str(n), "--students", "1", "--dir", WORK], env)
+        o, wall, rss = run([a.sxs, "compare", "--n", str(n), "--students", "1", "--dir", WORK], env)
+        scaling.append({"workload": "compare (1 student, 31 layers, from disk)", "factor": f,
+                        "examples": n, "seconds": o["seconds"], "peak_rss_mib": rss})
+
+    report = {
+        "format": "repdrift-bench",
+        "version": 1,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": "bash scripts/bench.sh" + (" --quick" if a.quick else ""),
+        "machine": mach,
+        "threads": threads,
+        "openblas_coretype": env.get("OPENBLAS_CORETYPE"),
+        "versions": versions,
+        "ratio": "reference seconds / repdrift seconds (above 1: repdrift is faster)",
+        "workloads": rows,
+        "scaling": scaling,
+    }
+    with open(os.path.join(OUT, "bench.json"), "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    md = render(report)
+    with open(os.path.join(OUT, "bench.md"), "w") as f:
+        f.write(md)
+    readme = os.path.join(ROOT, "README.md")
+    text = open(readme).read()
+    b, e = "<!-- bench:begin -->", "<!-- bench:end -->"
+    if b in text and e in text and not a.quick:
+        text = text[:text.index(b) + len(b)] + "\n" + md + text[text.index(e):]
+        with open(readme, "w") as f:
+            f.write(text)
+    sys.stdout.write(md)
+
+
+def render(rep):
+    m = rep["machine"]
+    v = rep["versions"]
+    out = [f"Measured by `{rep['command']}` on {rep['date'][:10]} (commit {m['commit']}): "
+           f"{m['cpu']}, {m['cores']} cores, {m['memory_mib'] // 1024} GiB, {rep['threads']} "
+           f"threads on both sides; " + ", ".join(f"{k} {v[k]}" for k in sorted(v)) + ". "
+           "Ratio = reference seconds / repdrift seconds (above 1: repdrift is faster); "
+           "every workload and its reference ran in the same run, one process each.", "",
+           "| workload | repdrift s | reference | reference s | ratio | target | peak RSS MiB (repdrift / reference) |",
+           "|---|---|---|---|---|---|---|"]
+    for r in rep["workloads"]:
+        ok = "met" if r["meets_target"] else "**not met**"
+        out.append(f"| {r['workload']} | {r['ours_s']:.3f} | {r['reference']} | "
+                   f"{r['reference_s']:.3f} | {r['ratio']:.2f}x | {r['target']}x ({ok}) | "
+                   f"{r['ours_peak_rss_mib']:.0f} / {r['reference_peak_rss_mib']:.0f} |")
+    out += ["", "What each workload is:", ""]
+    for r in rep["workloads"]:
+        extra = ""
+        if "ours_accuracy" in r:
+            extra = (f" Mean CV accuracy: repdrift {r['ours_accuracy']:.4f}, reference "
+                     f"{r['reference_accuracy']:.4f} ({r['accuracy_gap_points']:.2f} points apart).")
+        if "ours_tokens_per_s" in r:
+            extra = (f" Tokens/s: repdrift {r['ours_tokens_per_s']:.0f}, reference "
+                     f"{r['reference_tokens_per_s']:.0f}.")
+        out.append(f"- **{r['workload']}**: {r['description']}.{extra}")
+    out += ["", "Scaling (repdrift alone; time should grow linearly in the examples, memory stay flat):", "",
+            "| workload | factor | examples | seconds | seconds per example | peak RSS MiB |",
+            "|---|---|---|---|---|---|"]
+    for s in rep["scaling"]:
+        out.append(f"| {s['workload']} | {s['factor']}x | {s['examples']} | {s['seconds']:.2f} | "
+                   f"{s['seconds'] / s['examples'] * 1000:.2f} ms | {s['peak_rss_mib']:.0f} |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    main()
