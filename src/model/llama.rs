@@ -20,8 +20,9 @@ use super::{HookPoint, HookRequest, HookedModel, ModelInfo, TokenBatch};
 use crate::error::{Error, Result};
 
 /// One decoder block. Its forward pass has two forms: inference (candle's fused norm,
-/// softmax and RoPE kernels, which cut the autograd graph) and `diff` (differentiable
-/// compositions of primitive ops, for training).
+/// softmax and RoPE kernels, which cut the autograd graph) and `diff` (differentiable, for
+/// training: on the CPU in f32 the fused ops of [`super::fused`] with their own backward
+/// passes, elsewhere compositions of candle's primitive ops).
 #[derive(Clone)]
 pub struct Block {
     pub input_layernorm: Tensor,
@@ -347,10 +348,12 @@ impl Llama {
         &self.tokenizer
     }
 
-    /// RMSNorm; `diff` selects the differentiable composition.
+    /// RMSNorm; `diff` selects the differentiable form.
     pub fn rms_norm(&self, x: &Tensor, w: &Tensor, diff: bool) -> Result<Tensor> {
         let eps = self.cfg.rms_norm_eps as f32;
-        Ok(if diff {
+        Ok(if diff && super::fused::fusable(x) {
+            super::fused::rms_norm(x, w, eps)?
+        } else if diff {
             candle_nn::ops::rms_norm_slow(x, w, eps)?
         } else {
             candle_nn::ops::rms_norm(&x.contiguous()?, w, eps)?
@@ -379,7 +382,12 @@ impl Llama {
             k = self.rms_norm(&k, kn, diff)?;
         }
         let (cos, sin) = rope;
-        let (q, k) = if diff {
+        let (q, k) = if diff && super::fused::fusable(&q) {
+            (
+                super::fused::rope(&q, cos, sin)?,
+                super::fused::rope(&k, cos, sin)?,
+            )
+        } else if diff {
             (
                 candle_nn::rotary_emb::rope_slow(&q, cos, sin)?,
                 candle_nn::rotary_emb::rope_slow(&k, cos, sin)?,
@@ -392,7 +400,9 @@ impl Llama {
         };
         let scores =
             (attention_matmul(&q, &k, true, diff)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
-        let probs = if diff {
+        let probs = if diff && super::fused::fusable(&scores) {
+            super::fused::softmax_last_dim(&scores)?
+        } else if diff {
             candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?
         } else {
             candle_nn::ops::softmax_last_dim(&scores)?

@@ -15,6 +15,7 @@
 pub mod bert;
 pub mod delta;
 pub mod edit;
+pub mod fused;
 pub mod gemma2;
 pub mod gguf;
 pub mod linear;
