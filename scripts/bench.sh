@@ -10,7 +10,7 @@
 # transformers 5.24, NumPy, scikit-learn, safetensors, gguf; ~6 GB, ~3 min), builds the release
 # binary and the side_by_side bench, then runs scripts/bench.py, which writes
 # reports/bench/bench.json and reports/bench/bench.md and regenerates the README's
-# performance table. Takes ~15 min on 2 cores; run it on an otherwise idle machine.
+# performance table. Takes ~18 min on 2 cores; run it on an otherwise idle machine.
 # --quick: fewer repetitions and steps, no 16x, README left alone (a smoke run).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

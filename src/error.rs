@@ -7,11 +7,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An I/O error on a named file.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// Shown in the message, not exposed as `source()`, so that an error chain prints it
+        /// once (the same for `Metric` and `Json`).
+        cause: std::io::Error,
     },
 
     /// A data file line that is not what the format requires.
@@ -79,12 +80,8 @@ pub enum Error {
     InvalidParam { name: String, reason: String },
 
     /// A metric computation failed on named data.
-    #[error("{what}: {source}")]
-    Metric {
-        what: String,
-        #[source]
-        source: MetricError,
-    },
+    #[error("{what}: {cause}")]
+    Metric { what: String, cause: MetricError },
 
     /// Two stores (or shard states) that must describe the same examples do not.
     #[error("{left} and {right} cannot be compared: {reason}")]
@@ -103,11 +100,10 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
 
     /// A JSON (de)serialisation error on a named file.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Json {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 }
 
@@ -116,7 +112,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 

@@ -41,22 +41,13 @@ fn pin_openblas_kernels() {
 #[cfg(not(all(target_arch = "x86_64", unix)))]
 fn pin_openblas_kernels() {}
 
-/// The error and its causes joined by ": ", each cause once: repdrift's errors already show
-/// their source in their own message (`{path}: {source}`), so a cause the message ends with
-/// is not repeated.
+/// The error and its causes joined by ": ". repdrift's own errors show their cause in their
+/// message (`{path}: {cause}`) and do not expose it again as `source()`, so each appears once.
 fn error_chain(err: &anyhow::Error) -> String {
-    let mut msg = String::new();
-    for cause in err.chain() {
-        let s = cause.to_string();
-        if msg.ends_with(&s) {
-            continue;
-        }
-        if !msg.is_empty() {
-            msg.push_str(": ");
-        }
-        msg.push_str(&s);
-    }
-    msg
+    err.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn main() -> ExitCode {

@@ -338,7 +338,7 @@ impl StoreWriter {
     fn write_manifest(&self) -> Result<()> {
         let mut bytes = serde_json::to_vec_pretty(&self.manifest).map_err(|e| Error::Json {
             path: self.dir.join("manifest.json"),
-            source: e,
+            cause: e,
         })?;
         bytes.push(b'\n');
         write_atomic(&self.dir.join("manifest.json"), &bytes)
@@ -511,7 +511,7 @@ pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest> {
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let m: Manifest = serde_json::from_str(&text).map_err(|e| Error::Json {
         path: path.clone(),
-        source: e,
+        cause: e,
     })?;
     if m.format != STORE_FORMAT || m.version != STORE_VERSION {
         return Err(Error::InvalidStore {

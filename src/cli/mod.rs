@@ -259,7 +259,7 @@ fn run_transfer(a: &TransferArgs) -> anyhow::Result<()> {
     let text = std::fs::read(&a.scores).map_err(|e| crate::Error::io(&a.scores, e))?;
     let scores: Scores = serde_json::from_slice(&text).map_err(|e| crate::Error::Json {
         path: a.scores.clone(),
-        source: e,
+        cause: e,
     })?;
     let r = summarise(&scores)?;
     crate::io::write_atomic(&a.out, &render_json(&r))?;

@@ -274,7 +274,7 @@ pub fn read_labels(path: &Path) -> crate::Result<WeakLabels> {
     let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
     let labels: WeakLabels = serde_json::from_str(&text).map_err(|e| crate::Error::Json {
         path: path.to_path_buf(),
-        source: e,
+        cause: e,
     })?;
     if labels.format != train::teacher::LABELS_FORMAT || labels.lines.len() != labels.p.len() {
         return Err(crate::Error::param(

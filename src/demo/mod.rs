@@ -256,7 +256,7 @@ pub fn study_context(path: &Path, regime: &str) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let f: File = serde_json::from_str(&text).map_err(|e| Error::Json {
         path: path.to_path_buf(),
-        source: e,
+        cause: e,
     })?;
     let s = f.summary;
     let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();

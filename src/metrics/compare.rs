@@ -383,7 +383,10 @@ pub(super) fn metric_row(
 }
 
 pub(super) fn metric_err(what: String) -> impl FnOnce(super::MetricError) -> Error {
-    move |source| Error::Metric { what, source }
+    move |source| Error::Metric {
+        what,
+        cause: source,
+    }
 }
 
 /// Compare each student store with the base store. `progress` receives one line per

@@ -134,7 +134,7 @@ fn read_state(dir: &Path) -> Result<(ShardState, BTreeMap<AccKey, PairAccumulato
     )
     .map_err(|e| Error::Json {
         path: jp.clone(),
-        source: e,
+        cause: e,
     })?;
     let bytes = std::fs::read(&sp).map_err(|e| Error::io(&sp, e))?;
     if !state.tensors_sha256.is_empty() && state.tensors_sha256 != crate::data::sha256_bytes(&bytes)

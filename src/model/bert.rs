@@ -175,7 +175,7 @@ impl Bert {
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
         let cfg: BertConfig = serde_json::from_str(&text).map_err(|e| Error::Json {
             path: cfg_path.clone(),
-            source: e,
+            cause: e,
         })?;
         let (weights, sha) = Weights::from_hf_dir(dir, device)?;
         let tokenizer = ModelTokenizer::from_json_file(&dir.join("tokenizer.json"))?;

@@ -150,7 +150,7 @@ pub fn read_manifest(dir: &Path) -> Result<DeltaManifest> {
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let m: DeltaManifest = serde_json::from_str(&text).map_err(|e| Error::Json {
         path: path.clone(),
-        source: e,
+        cause: e,
     })?;
     if m.format != FORMAT || m.version != VERSION {
         return Err(Error::model(

@@ -241,7 +241,7 @@ pub fn read_config<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<T> {
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
     serde_json::from_str(&text).map_err(|e| Error::Json {
         path: cfg_path.clone(),
-        source: e,
+        cause: e,
     })
 }
 

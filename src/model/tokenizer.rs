@@ -52,7 +52,7 @@ fn hf_chat_template(dir: &Path) -> Result<Option<crate::data::chat::ChatTemplate
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
         serde_json::from_str(&text).map_err(|e| Error::Json {
             path: cfg_path.clone(),
-            source: e,
+            cause: e,
         })?
     } else {
         serde_json::Value::Null

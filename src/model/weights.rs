@@ -147,7 +147,7 @@ impl Weights {
         let bytes = std::fs::read(&index).map_err(|e| Error::io(&index, e))?;
         let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
             path: index.clone(),
-            source: e,
+            cause: e,
         })?;
         let map = v
             .get("weight_map")

@@ -498,7 +498,7 @@ pub fn read_inputs(
         let b = std::fs::read(p).map_err(|e| Error::io(p, e))?;
         serde_json::from_slice(&b).map_err(|e| Error::Json {
             path: p.to_path_buf(),
-            source: e,
+            cause: e,
         })
     }
     let metrics: MetricsReport = json(&metrics_dir.join("metrics.json"))?;

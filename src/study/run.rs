@@ -351,7 +351,7 @@ pub fn read_run(path: &Path) -> Result<RunResult> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let r: RunResult = serde_json::from_str(&text).map_err(|e| Error::Json {
         path: path.to_path_buf(),
-        source: e,
+        cause: e,
     })?;
     if r.format != RUN_FORMAT {
         return Err(Error::InvalidStore {
@@ -397,7 +397,7 @@ fn check_out(study: &ValidStudy, job: &StudyJob<'_>) -> Result<()> {
             let old: super::config::StudyConfig =
                 serde_json::from_str(&text).map_err(|e| Error::Json {
                     path: cfg_path.clone(),
-                    source: e,
+                    cause: e,
                 })?;
             // Runs already done keep their meaning only if the shared settings are unchanged;
             // the grid itself may grow (more seeds, methods or regimes).
@@ -451,7 +451,7 @@ fn weak_labels(
         let text = std::fs::read_to_string(&lp).map_err(|e| Error::io(&lp, e))?;
         return serde_json::from_str(&text).map_err(|e| Error::Json {
             path: lp.clone(),
-            source: e,
+            cause: e,
         });
     }
     progress.line(&format!("seed {seed}: fitting the weak teacher"));

@@ -108,7 +108,7 @@ pub(super) fn load_checkpoint(
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let state: CheckpointState = serde_json::from_str(&text).map_err(|e| Error::Json {
         path: path.clone(),
-        source: e,
+        cause: e,
     })?;
     if &state.params != params {
         return Err(Error::InvalidStore {

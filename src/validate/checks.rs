@@ -30,7 +30,7 @@ pub type Deviations = [Option<f64>; 5];
 fn merr(what: &str) -> impl FnOnce(crate::metrics::MetricError) -> Error + '_ {
     move |source| Error::Metric {
         what: what.to_string(),
-        source,
+        cause: source,
     }
 }
 

@@ -254,7 +254,7 @@ pub fn read_report(path: &Path) -> Result<ValidateReport> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let r: ValidateReport = serde_json::from_str(&text).map_err(|e| Error::Json {
         path: path.to_path_buf(),
-        source: e,
+        cause: e,
     })?;
     if r.format != VALIDATE_FORMAT {
         return Err(Error::param(

@@ -59,6 +59,21 @@ pub fn bin() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_repdrift"))
 }
 
+/// `repdrift train --method gold` of `model` on `data` into `out`, then `extra` arguments (the
+/// kill trials, the lock test and the determinism test train this way).
+pub fn gold_train(model: &Path, data: &Path, out: &Path, extra: &[&str]) -> std::process::Command {
+    let mut c = bin();
+    c.args(["train", "--base"])
+        .arg(model)
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args(["--method", "gold"])
+        .args(extra);
+    c
+}
+
 /// Run `cmd`, expect exit code 2 (a user error) and every needle in its stderr.
 pub fn expect_user_error(cmd: &mut std::process::Command, needles: &[&str]) {
     let out = cmd.output().unwrap();

@@ -93,16 +93,11 @@ fn train_survives_seeded_kills_and_resumes_to_the_same_weights() {
     write_checkpoint(&model, true);
     let data = write_pairs(&dir, 48);
     let cmd = |out: &Path, resume: bool| {
-        let mut c = bin();
-        c.args(["train", "--base"])
-            .arg(&model)
-            .arg("--data")
-            .arg(&data)
-            .arg("--out")
-            .arg(out)
-            .args([
-                "--method",
-                "gold",
+        let mut c = gold_train(
+            &model,
+            &data,
+            out,
+            &[
                 "--trainable",
                 "top:2",
                 "--epochs",
@@ -115,7 +110,8 @@ fn train_survives_seeded_kills_and_resumes_to_the_same_weights() {
                 "1",
                 "--template",
                 "plain",
-            ]);
+            ],
+        );
         if resume {
             c.arg("--resume");
         }

@@ -31,14 +31,12 @@ fn a_second_writer_gets_a_named_error_and_writes_nothing() {
     write_checkpoint(&model, true);
     let run = dir.join("run");
     let held = repdrift::io::lock_dir(&run).unwrap();
-    let mut t = bin();
-    t.args(["train", "--base"])
-        .arg(&model)
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&run)
-        .args(["--method", "gold", "--trainable", "top:1", "--epochs", "1"]);
+    let mut t = gold_train(
+        &model,
+        &data,
+        &run,
+        &["--trainable", "top:1", "--epochs", "1"],
+    );
     expect_user_error(&mut t, &["another repdrift process is writing here"]);
     // Released (a process that dies releases it too): the capture now runs.
     drop((lock, held));
@@ -343,25 +341,21 @@ fn same_inputs_and_seed_give_the_same_bytes_at_one_and_two_threads() {
     std::fs::create_dir_all(&model).unwrap();
     write_checkpoint(&model, true);
     let train = |out: &Path| {
-        let mut c = bin();
-        c.args(["train", "--base"])
-            .arg(&model)
-            .arg("--data")
-            .arg(&data)
-            .arg("--out")
-            .arg(out)
-            .args([
-                "--method",
-                "gold",
+        gold_train(
+            &model,
+            &data,
+            out,
+            &[
                 "--trainable",
                 "top:2",
                 "--epochs",
                 "2",
                 "--lr",
                 "3e-3",
-            ])
-            .args(["--batch-size", "4"]);
-        c
+                "--batch-size",
+                "4",
+            ],
+        )
     };
     ok(train(&dir.join("t2")));
     ok(one_core(train(&dir.join("t1"))));
