@@ -7,7 +7,7 @@ generation are outside the timed part on both sides). Writes reports/bench/bench
 reports/bench/bench.md, and replaces the README's table between the `bench:begin` and
 `bench:end` markers with bench.md.
 
-    python scripts/bench.py --sxs PATH_TO_side_by_side_BINARY [--quick]
+    python scripts/bench.py --sxs PATH_TO_side_by_side_BINARY [--quick] [--repeat K]
 """
 import argparse
 import datetime
@@ -122,6 +122,8 @@ def row(workload, desc, ours, ref_name, ref, target, extra=None):
         "meets_target": ratio >= target,
         "ours_peak_rss_mib": ours["rss"],
         "reference_peak_rss_mib": ref["rss"],
+        "ours_runs_s": ours.get("runs_s", [ours["seconds"]]),
+        "reference_runs_s": ref.get("runs_s", [ref["seconds"]]),
     }
     r.update(extra or {})
     return r
@@ -130,10 +132,17 @@ def row(workload, desc, ours, ref_name, ref, target, extra=None):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sxs", required=True, help="the built side_by_side bench binary")
-    ap.add_argument("--quick", action="store_true", help="fewer repetitions and steps, no 16x")
+    ap.add_argument("--quick", action="store_true",
+                    help="fewer repetitions and steps, no 16x; writes reports/tmp/bench-quick/")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run each workload and its reference K times, alternating; report the "
+                         "median run of each side (all runs are in bench.json)")
     a = ap.parse_args()
+    if a.repeat < 1:
+        sys.exit("bench: --repeat must be at least 1")
+    out_dir = os.path.join(ROOT, "reports", "tmp", "bench-quick") if a.quick else OUT
     os.makedirs(WORK, exist_ok=True)
-    os.makedirs(OUT, exist_ok=True)
+    os.makedirs(out_dir, exist_ok=True)
     env = dict(os.environ)
     mach = machine()
     # As the repdrift binary does for itself (src/main.rs): pin OpenBLAS's kernels on AVX-512
@@ -143,12 +152,29 @@ def main():
     threads = 2 if (os.cpu_count() or 2) >= 2 else 1
     rows, scaling, versions = [], [], {}
 
+    def proc(cmd):
+        res, _, rss = run(cmd, env)
+        res["rss"] = rss
+        versions.update(res.get("versions", {}))
+        return res
+
+    def median_run(runs):
+        """The run with the median seconds (the lower middle for an even count), with every
+        run's seconds and the largest peak RSS."""
+        best = dict(sorted(runs, key=lambda x: x["seconds"])[(len(runs) - 1) // 2])
+        best["runs_s"] = [x["seconds"] for x in runs]
+        best["rss"] = max(x["rss"] for x in runs)
+        return best
+
+    def pair(ours_fn, ref_fn):
+        ours, refs = [], []
+        for _ in range(a.repeat):
+            ours.append(ours_fn())
+            refs.append(ref_fn())
+        return median_run(ours), median_run(refs)
+
     def both(ours_cmd, ref_cmd):
-        o, _, o_rss = run(ours_cmd, env)
-        r, _, r_rss = run(ref_cmd, env)
-        o["rss"], r["rss"] = o_rss, r_rss
-        versions.update(r.get("versions", {}))
-        return o, r
+        return pair(lambda: proc(ours_cmd), lambda: proc(ref_cmd))
 
     reps = "3" if a.quick else "7"
     o, r = both([a.sxs, "capture", "--reps", reps],
@@ -182,18 +208,27 @@ def main():
             epochs = 1
         steps = 2 * epochs
         out = os.path.join(WORK, "train-" + trainable.replace(":", ""))
-        o, _, o_rss = run([REPDRIFT, "train", "--base", GGUF, "--data", pairs_path, "--out", out,
-                           "--method", "gold", "--trainable", trainable, "--batch-size", "8",
-                           "--max-tokens", "128", "--epochs", str(epochs), "--limit", "36",
-                           "--test-fraction", "0.12", "--checkpoint-every", "0", "--force"], env)
-        summ = json.load(open(os.path.join(out, "train_summary.json")))
-        assert summ["steps"] == steps, summ["steps"]
-        ours = {"seconds": 1.0 / summ["steps_per_second"], "rss": o_rss}
-        r, _, r_rss = run([PY, "benches/reference/train_torch.py", "--trainable", trainable,
-                           "--steps", str(steps), "--threads", str(threads)], env)
-        ref = {"seconds": r["seconds_per_step"], "rss": r_rss}
-        assert r["trainable_parameters"] == summ["trainable_parameters"], \
-            (r["trainable_parameters"], summ["trainable_parameters"])
+
+        def ours_train():
+            res = proc([REPDRIFT, "train", "--base", GGUF, "--data", pairs_path, "--out", out,
+                        "--method", "gold", "--trainable", trainable, "--batch-size", "8",
+                        "--max-tokens", "128", "--epochs", str(epochs), "--limit", "36",
+                        "--test-fraction", "0.12", "--checkpoint-every", "0", "--force"])
+            summ = json.load(open(os.path.join(out, "train_summary.json")))
+            assert summ["steps"] == steps, summ["steps"]
+            return {"seconds": 1.0 / summ["steps_per_second"], "rss": res["rss"],
+                    "summary": summ}
+
+        def ref_train():
+            r = proc([PY, "benches/reference/train_torch.py", "--trainable", trainable,
+                      "--steps", str(steps), "--threads", str(threads)])
+            return {"seconds": r["seconds_per_step"], "rss": r["rss"],
+                    "trainable_parameters": r["trainable_parameters"]}
+
+        ours, ref = pair(ours_train, ref_train)
+        summ = ours.pop("summary")
+        assert ref["trainable_parameters"] == summ["trainable_parameters"], \
+            (ref["trainable_parameters"], summ["trainable_parameters"])
         rows.append(row(f"train {trainable}", f"one step: 8 pairs = 16 seqs x 128 tokens, "
                         f"{summ['trainable_parameters']:,} trainable parameters, BT loss, "
                         f"clipping, AdamW; seconds per step over {steps} steps",
@@ -221,7 +256,9 @@ def main():
         "format": "repdrift-bench",
         "version": 1,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": "bash scripts/bench.sh" + (" --quick" if a.quick else ""),
+        "command": "bash scripts/bench.sh" + (" --quick" if a.quick else "")
+        + (f" --repeat {a.repeat}" if a.repeat > 1 else ""),
+        "repeat": a.repeat,
         "machine": mach,
         "threads": threads,
         "openblas_coretype": env.get("OPENBLAS_CORETYPE"),
@@ -230,11 +267,11 @@ def main():
         "workloads": rows,
         "scaling": scaling,
     }
-    with open(os.path.join(OUT, "bench.json"), "w") as f:
+    with open(os.path.join(out_dir, "bench.json"), "w") as f:
         json.dump(report, f, indent=2)
         f.write("\n")
     md = render(report)
-    with open(os.path.join(OUT, "bench.md"), "w") as f:
+    with open(os.path.join(out_dir, "bench.md"), "w") as f:
         f.write(md)
     readme = os.path.join(ROOT, "README.md")
     text = open(readme).read()

@@ -3,7 +3,7 @@
 # pick instead (PyTorch + transformers for capture and training, NumPy for compare,
 # scikit-learn for probes), plus repdrift's scaling at 1x/4x/16x the examples.
 #
-#   bash scripts/bench.sh [--quick]
+#   bash scripts/bench.sh [--quick] [--repeat K]
 #
 # Makes (once) its own Python venv outside the repo for the references
 # ($REPDRIFT_BENCH_VENV, default ~/.cache/repdrift-bench-venv: torch 2.15 CPU-capable wheel,
@@ -11,7 +11,10 @@
 # binary and the side_by_side bench, then runs scripts/bench.py, which writes
 # reports/bench/bench.json and reports/bench/bench.md and regenerates the README's
 # performance table. Takes ~18 min on 2 cores; run it on an otherwise idle machine.
-# --quick: fewer repetitions and steps, no 16x, README left alone (a smoke run).
+# --quick: fewer repetitions and steps, no 16x; writes reports/tmp/bench-quick/ and leaves the
+# record and the README alone (a smoke run). --repeat K: each workload and its reference run K
+# times, alternating, and the median run of each side is reported (K times as long; steadier
+# ratios on a noisy machine).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [ -f models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf ] || bash scripts/fetch-models.sh
