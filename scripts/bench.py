@@ -239,7 +239,6 @@ def main():
     for f in factors:
         n = 8 * f
         store = os.path.join(WORK, f"scale-capture-{f}")
-        t0 = time.perf_counter()
         _, wall, rss = run([REPDRIFT, "capture", "--model", GGUF, "--data", pairs_path, "--out",
                             store, "--max-tokens", "128", "--limit", str(n), "--force"], env)
         scaling.append({"workload": "capture (repdrift capture, end to end)", "factor": f,

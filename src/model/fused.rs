@@ -15,17 +15,9 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
-type CResult<T> = candle_core::Result<T>;
+use super::linear::f32_slice as slice;
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> CResult<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle_core::bail!("{op}: f32 only");
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("{op}: input must be contiguous"),
-    }
-}
+type CResult<T> = candle_core::Result<T>;
 
 /// Whether the fused ops apply to `x` (else the caller composes primitive ops).
 pub fn fusable(x: &Tensor) -> bool {
@@ -73,21 +65,24 @@ impl CustomOp2 for RmsNorm {
         _y: &Tensor,
         g: &Tensor,
     ) -> CResult<(Option<Tensor>, Option<Tensor>)> {
-        let g = g.contiguous()?;
+        // One pass computes both: dx's values, then dw's d values, in one flat tensor.
         let x = x.contiguous()?;
-        let dx = x.apply_op3_no_bwd(w, &g, &RmsNormBwdX { eps: self.eps })?;
-        let dw = x.apply_op2_no_bwd(&g, &RmsNormBwdW { eps: self.eps })?;
+        let both = x.apply_op3_no_bwd(w, &g.contiguous()?, &RmsNormBwd { eps: self.eps })?;
+        let n = x.elem_count();
+        let dx = both.narrow(0, 0, n)?.reshape(x.shape())?;
+        let dw = both.narrow(0, n, w.elem_count())?.reshape(w.shape())?;
         Ok((Some(dx), Some(dw)))
     }
 }
 
-struct RmsNormBwdX {
+/// RMSNorm's backward pass: `(x, w, g)` → `[dx (flat); dw]`.
+struct RmsNormBwd {
     eps: f32,
 }
 
-impl CustomOp3 for RmsNormBwdX {
+impl CustomOp3 for RmsNormBwd {
     fn name(&self) -> &'static str {
-        "fused-rms-norm-bwd-x"
+        "fused-rms-norm-bwd"
     }
 
     fn cpu_fwd(
@@ -102,49 +97,19 @@ impl CustomOp3 for RmsNormBwdX {
         let n = self.name();
         let (x, w, g) = (slice(s1, l1, n)?, slice(s2, l2, n)?, slice(s3, l3, n)?);
         let d = w.len();
-        let mut dx = Vec::with_capacity(x.len());
+        let mut out = Vec::with_capacity(x.len() + d);
+        let mut dw = vec![0f32; d];
         for (xr, gr) in x.chunks_exact(d).zip(g.chunks_exact(d)) {
             let r = inv_rms(xr, self.eps);
             let dot: f32 = xr.iter().zip(gr).zip(w).map(|((a, b), c)| a * b * c).sum();
             let k = r * r * dot / d as f32;
-            dx.extend(
-                xr.iter()
-                    .zip(gr)
-                    .zip(w)
-                    .map(|((xi, gi), wi)| r * (gi * wi - xi * k)),
-            );
-        }
-        Ok((CpuStorage::F32(dx), l1.shape().clone()))
-    }
-}
-
-struct RmsNormBwdW {
-    eps: f32,
-}
-
-impl CustomOp2 for RmsNormBwdW {
-    fn name(&self) -> &'static str {
-        "fused-rms-norm-bwd-w"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> CResult<(CpuStorage, Shape)> {
-        let n = self.name();
-        let (x, g) = (slice(s1, l1, n)?, slice(s2, l2, n)?);
-        let d = *l1.dims().last().unwrap_or(&0);
-        let mut dw = vec![0f32; d];
-        for (xr, gr) in x.chunks_exact(d.max(1)).zip(g.chunks_exact(d.max(1))) {
-            let r = inv_rms(xr, self.eps);
-            for ((acc, xi), gi) in dw.iter_mut().zip(xr).zip(gr) {
+            for (((xi, gi), wi), acc) in xr.iter().zip(gr).zip(w).zip(dw.iter_mut()) {
+                out.push(r * (gi * wi - xi * k));
                 *acc += gi * xi * r;
             }
         }
-        Ok((CpuStorage::F32(dw), Shape::from(d)))
+        out.extend(dw);
+        Ok((CpuStorage::F32(out), Shape::from(x.len() + d)))
     }
 }
 

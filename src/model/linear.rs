@@ -52,6 +52,21 @@ impl Drop for BlasThreads {
     }
 }
 
+/// The f32 values of a contiguous CPU storage (the custom ops' inputs), or a named error.
+pub(crate) fn f32_slice<'a>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("{op}: f32 only");
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("{op}: input must be contiguous"),
+    }
+}
+
 /// `op(a) · op(b)` through `cblas_sgemm` for contiguous 2-D f32 inputs, where `op` transposes
 /// when the flag says so. `(false, true)` is the linear layer `x (m, k) · w (n, k)ᵀ`; its
 /// backward pass runs on the same BLAS (`dx = g · w`, `dw = gᵀ · x`), so training keeps
@@ -80,17 +95,10 @@ impl CustomOp2 for BlasGemm {
         if k != k2 {
             candle_core::bail!("blas-gemm: inner dims differ: {k} vs {k2}");
         }
-        let (CpuStorage::F32(a), CpuStorage::F32(b)) = (s1, s2) else {
-            candle_core::bail!("blas-gemm: f32 only");
-        };
-        let a = match l1.contiguous_offsets() {
-            Some((o1, o2)) => &a[o1..o2],
-            None => candle_core::bail!("blas-gemm: lhs not contiguous"),
-        };
-        let b = match l2.contiguous_offsets() {
-            Some((o1, o2)) => &b[o1..o2],
-            None => candle_core::bail!("blas-gemm: rhs not contiguous"),
-        };
+        let (a, b) = (
+            f32_slice(s1, l1, "blas-gemm")?,
+            f32_slice(s2, l2, "blas-gemm")?,
+        );
         // Not zero-filled: with β = 0 BLAS does not read C ("C need not be set on input"), and
         // the fill was a whole extra pass over the output (≈ 4 % of capture's profile).
         let mut c: Vec<f32> = Vec::with_capacity(m * n);
@@ -197,14 +205,10 @@ impl CustomOp2 for BlasBmm {
                 l2.dims()
             );
         }
-        let (CpuStorage::F32(a), CpuStorage::F32(b)) = (s1, s2) else {
-            candle_core::bail!("blas-bmm: f32 only");
-        };
-        let (Some((a0, a1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle_core::bail!("blas-bmm: inputs must be contiguous");
-        };
-        let (a, b) = (&a[a0..a1], &b[b0..b1]);
+        let (a, b) = (
+            f32_slice(s1, l1, "blas-bmm")?,
+            f32_slice(s2, l2, "blas-bmm")?,
+        );
         // Not zero-filled (β = 0: BLAS does not read C); every matrix i is written below.
         let mut c: Vec<f32> = Vec::with_capacity(ba * m * n);
         if m == 0 || n == 0 || k == 0 {

@@ -82,6 +82,18 @@ impl Solver {
     }
 }
 
+/// C must be positive and finite.
+fn check_c(c: f64) -> Result<()> {
+    if c > 0.0 && c.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::param(
+            "c",
+            format!("C must be positive and finite, got {c}"),
+        ))
+    }
+}
+
 fn logistic(
     x: Array2<f64>,
     y: Array1<bool>,
@@ -89,12 +101,7 @@ fn logistic(
     intercept: bool,
     solver: Solver,
 ) -> Result<(Array1<f64>, f64)> {
-    if !(c > 0.0 && c.is_finite()) {
-        return Err(Error::param(
-            "c",
-            format!("C must be positive and finite, got {c}"),
-        ));
-    }
+    check_c(c)?;
     let rows = x.nrows().max(1) as f64;
     let ds = Dataset::new(x, y);
     let fitted = LogisticRegression::default()
@@ -130,12 +137,7 @@ pub fn fit_pairwise(delta: ArrayView2<'_, f64>, c: f64, solver: Solver) -> Resul
     let d = delta.ncols();
     let scale = rms_scale(delta);
     let z = &delta * &scale.view().insert_axis(Axis(0));
-    if !(c > 0.0 && c.is_finite()) {
-        return Err(Error::param(
-            "c",
-            format!("C must be positive and finite, got {c}"),
-        ));
-    }
+    check_c(c)?;
     // linfa's objective on [z; −z] written over the n pairs (see `bt`): same minimiser, half
     // the rows; the tolerance stays on linfa's summed scale over the 2n stacked rows.
     let rows = (2 * delta.nrows()).max(1) as f64;
