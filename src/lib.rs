@@ -22,6 +22,7 @@
 // Links the system OpenBLAS that ndarray-linalg and the BLAS linear layer call.
 extern crate openblas_src;
 
+pub mod bias;
 pub mod capture;
 pub mod cli;
 pub mod data;
@@ -35,6 +36,7 @@ pub mod parallel;
 pub mod probe;
 pub mod recommend;
 pub mod report;
+pub mod stats;
 pub mod study;
 pub mod train;
 pub mod validate;

@@ -8,6 +8,7 @@
 //! Results do not depend on batch size or padding: sequences are right-padded, attention
 //! masks hide the padding, and pooling reads real tokens only (tests prove it).
 
+pub mod logprob;
 pub mod merge;
 mod read;
 pub mod store;

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod args;
+pub mod bias;
 pub mod demo;
 pub mod progress;
 pub mod recommend;
@@ -54,6 +56,12 @@ pub enum Command {
     /// A grid of weak-to-strong trainings (methods × regimes × seeds): accuracy table with
     /// error bars, drift against transfer, trajectories, drift or head (resumable).
     Study(study::StudyArgs),
+    /// The implicit reward of a causal LM on a data set: response log-probabilities (minus a
+    /// reference model's), and its pairwise accuracy on preference pairs.
+    ImplicitReward(bias::ImplicitRewardArgs),
+    /// Reward-hacking cues: the reward change when a reply gets more length, a list, an apology
+    /// or hedging with its content kept; length bias; per-layer cue directions.
+    Cues(bias::CuesArgs),
     /// Prove that the measures measure on a real model and data: numerical floor, identity and
     /// invariances, null, planted drift, layer matching, shuffled-label probes, sample size.
     Validate(validate::ValidateArgs),
@@ -443,28 +451,10 @@ pub struct CaptureArgs {
     /// `all` or a comma-separated list of layers (HF hidden_states indexing).
     #[arg(long, default_value = "all")]
     pub layers: String,
-    /// Sequences per forward pass.
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
-    /// Keep at most this many tokens per sequence, dropping from the left (0 = no limit).
-    #[arg(long, default_value_t = 512)]
-    pub max_tokens: usize,
-    /// Use only the first N examples.
-    #[arg(long)]
-    pub limit: Option<usize>,
-    /// PKU-SafeRLHF rows: which label picks the chosen reply (`safer` or `better`).
-    #[arg(long, default_value = "safer")]
-    pub label: String,
-    /// How message lists (conversations, PKU rows) become text: hh, plain, or model (the
-    /// model's own chat template).
-    #[arg(long, default_value = "hh")]
-    pub template: String,
-    /// cpu or cuda:N (build with --features cuda).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Compute dtype: auto (f32 on CPU; the checkpoint's bf16/f16 on a GPU), f32, bf16, f16.
-    #[arg(long, default_value = "auto")]
-    pub dtype: String,
+    #[command(flatten)]
+    pub run: args::RunArgs,
+    #[command(flatten)]
+    pub data_args: args::DataArgs,
     /// Examples per store part (the unit of atomic write and resume).
     #[arg(long, default_value_t = 256)]
     pub part_size: usize,
@@ -492,8 +482,8 @@ impl CaptureArgs {
             pooling: Pooling::parse(&self.pool)?,
             hooks,
             layers: LayerSelection::parse(&self.layers)?,
-            batch_size: self.batch_size,
-            max_tokens: (self.max_tokens > 0).then_some(self.max_tokens),
+            batch_size: self.run.batch_size,
+            max_tokens: self.run.max_tokens(),
             part_size: self.part_size,
             resume: self.resume,
             force: self.force,
@@ -545,17 +535,9 @@ impl Progress for CaptureLines {
 
 fn run_capture(args: &CaptureArgs) -> anyhow::Result<()> {
     let params = args.params()?;
-    let device = parse_device(&args.device)?;
-    let dtype = crate::model::resolve_dtype(&args.dtype, &args.model, &device)?;
-    let model = crate::model::load_with(&args.model, &device, dtype)?;
-    let data = crate::data::read_jsonl_with(
-        &args.data,
-        &crate::data::ReadOptions {
-            limit: args.limit,
-            label: crate::data::PairLabel::parse(&args.label)?,
-            template: train::template(&args.template, model.as_ref())?,
-        },
-    )?;
+    let device = args.run.device()?;
+    let model = args.run.load(&args.model, &device)?;
+    let data = args.data_args.read(&args.data, model.as_ref())?;
     let mut progress: Box<dyn Progress> = if progress::is_terminal() {
         let pb = indicatif::ProgressBar::new(0);
         pb.set_style(
@@ -630,6 +612,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Study(a) => study::run_study(a)?,
         Command::Validate(a) => return validate::run_validate(a),
         Command::Store(a) => store::run_store(a)?,
+        Command::ImplicitReward(a) => bias::run_implicit_reward(a)?,
+        Command::Cues(a) => bias::run_cues(a)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -75,6 +75,9 @@ pub struct Gemma2 {
     embed_tokens: Tensor,
     layers: Vec<Block>,
     norm: Tensor,
+    /// `lm_head.weight` when the config unties it; else the LM head is the token embeddings
+    /// (Gemma 2 ties them by default).
+    lm_head: Option<Tensor>,
     score: Option<RewardHead>,
     device: Device,
 }
@@ -158,6 +161,11 @@ impl Gemma2 {
             });
         }
         let norm = norm_w(&m.pp("norm"))?;
+        let lm_head = if weights.contains("lm_head.weight") && !c.tie_word_embeddings {
+            Some(weights.pp("lm_head").get("weight", &[c.vocab_size, d])?)
+        } else {
+            None
+        };
         let score = RewardHead::load(&weights, d)?;
         let info = ModelInfo {
             path: dir.to_path_buf(),
@@ -173,6 +181,7 @@ impl Gemma2 {
             tokenizer,
             embed_tokens,
             layers,
+            lm_head,
             norm,
             score,
             device: device.clone(),
@@ -230,6 +239,15 @@ impl HookedModel for Gemma2 {
 
     fn has_reward_head(&self) -> bool {
         self.score.is_some()
+    }
+
+    fn lm_logits(&self, final_hidden: &Tensor) -> Result<Tensor> {
+        let w = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
+        let logits = Linear::new(w.clone(), None).forward(final_hidden)?;
+        Ok(match self.cfg.final_logit_softcapping {
+            Some(cap) => ((logits / cap)?.tanh()? * cap)?,
+            None => logits,
+        })
     }
 
     fn forward_hooked(

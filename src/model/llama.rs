@@ -301,9 +301,20 @@ impl Llama {
         &self.cfg
     }
 
-    /// Next-token logits `(…, vocab)` from final hidden states (`resid_post` layer n).
+    /// Next-token logits `(…, vocab)` from final hidden states (`resid_post` layer n): through
+    /// `lm_head.weight`, or the token embeddings when the config ties them. A checkpoint with
+    /// neither (a headless `AutoModel` save, a sequence-classification RM) is refused.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        let w = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
+        let w = match (&self.lm_head, self.cfg.tie_word_embeddings) {
+            (Some(w), _) => w,
+            (None, true) => &self.embed_tokens,
+            (None, false) => {
+                return Err(Error::model(
+                    &self.info.path,
+                    "no lm_head.weight and tie_word_embeddings is false: the checkpoint has no language-model head (saved without it, or a sequence-classification model)",
+                ))
+            }
+        };
         Ok(Linear::new(w.clone(), None).forward(hidden)?)
     }
 
@@ -450,6 +461,10 @@ impl HookedModel for Llama {
 
     fn pad_id(&self) -> u32 {
         self.cfg.pad_token_id.unwrap_or(0)
+    }
+
+    fn lm_logits(&self, final_hidden: &Tensor) -> Result<Tensor> {
+        self.logits(final_hidden)
     }
 
     fn has_reward_head(&self) -> bool {

@@ -277,6 +277,19 @@ pub trait HookedModel: Send + Sync {
     fn has_reward_head(&self) -> bool {
         false
     }
+    /// Next-token logits `(rows, vocab)` from final hidden states `(rows, hidden)` (`resid_post`
+    /// layer n): the language-model head — `lm_head.weight`, or the token embeddings when they
+    /// are tied — with Gemma 2's final soft-capping. An error for models without one (BERT
+    /// encoders, sequence-classification checkpoints that dropped the head).
+    fn lm_logits(&self, _final_hidden: &Tensor) -> Result<Tensor> {
+        Err(Error::model(
+            &self.info().path,
+            format!(
+                "a {} model has no language-model head: log-probabilities need a causal LM",
+                self.info().architecture
+            ),
+        ))
+    }
     /// Run the forward pass on `batch` and hand every requested activation to `sink`, as a
     /// `(batch, seq, hidden)` tensor, in layer order. Stops after the last requested block.
     fn forward_hooked(

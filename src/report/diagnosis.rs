@@ -16,9 +16,6 @@
 //!    accuracy − 0.5): where the base's preference direction transfers and the student moved
 //!    away most. A heuristic shortlist, not a validated recommendation.
 
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 /// Thresholds of the diagnosis rules.
@@ -41,67 +38,7 @@ impl Default for Rules {
     }
 }
 
-/// Spearman's rank correlation with its permutation p-value.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Spearman {
-    pub rho: f64,
-    pub n: usize,
-    pub p: f64,
-}
-
-fn ranks(v: &[f64]) -> Vec<f64> {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| v[a].partial_cmp(&v[b]).expect("finite"));
-    let mut r = vec![0.0; v.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
-            j += 1;
-        }
-        for &k in &idx[i..=j] {
-            r[k] = (i + j) as f64 / 2.0 + 1.0;
-        }
-        i = j + 1;
-    }
-    r
-}
-
-fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (x, y) in a.iter().zip(b) {
-        sab += (x - ma) * (y - mb);
-        saa += (x - ma) * (x - ma);
-        sbb += (y - mb) * (y - mb);
-    }
-    (saa > 0.0 && sbb > 0.0).then(|| sab / (saa * sbb).sqrt())
-}
-
-/// Spearman's ρ of `a` and `b` with a two-sided permutation p-value; None when either side is
-/// constant or n < 3.
-pub fn spearman(a: &[f64], b: &[f64], permutations: usize, seed: u64) -> Option<Spearman> {
-    if a.len() != b.len() || a.len() < 3 {
-        return None;
-    }
-    let (ra, rb) = (ranks(a), ranks(b));
-    let rho = pearson(&ra, &rb)?;
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut perm = rb.clone();
-    let mut extreme = 0usize;
-    for _ in 0..permutations {
-        perm.shuffle(&mut rng);
-        if pearson(&ra, &perm).is_some_and(|r| r.abs() >= rho.abs() - 1e-12) {
-            extreme += 1;
-        }
-    }
-    Some(Spearman {
-        rho,
-        n: a.len(),
-        p: (1 + extreme) as f64 / (1 + permutations) as f64,
-    })
-}
+pub use crate::stats::{spearman, Spearman};
 
 /// Contiguous ranges of sorted layers, e.g. `[18, 19, 20, 25]` → "18–20, 25".
 pub fn ranges(layers: &[usize]) -> String {

@@ -26,51 +26,9 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::run::RunResult;
-use crate::report::diagnosis::spearman;
+use crate::stats::spearman;
 
-/// Mean, sample standard deviation and count.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Stat {
-    pub mean: f64,
-    pub sd: Option<f64>,
-    pub n: usize,
-}
-
-/// Two-sided 95 % Student-t quantiles t(0.975; df) for df = 1..=30, three decimals, as printed
-/// in standard tables (e.g. NIST/SEMATECH e-Handbook of Statistical Methods, 1.3.6.7.2); the
-/// tests check each against a numerical integral of the t density.
-const T975: [f64; 30] = [
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-    2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-    2.052, 2.048, 2.045, 2.042,
-];
-
-/// t(0.975; df), df ≥ 1; above 30 the df-30 value (an interval at most 4 % too wide).
-pub fn t975(df: usize) -> f64 {
-    T975[df.clamp(1, 30) - 1]
-}
-
-impl Stat {
-    /// The 95 % Student-t interval for the mean, `mean ± t975(n − 1) · sd / √n` (None for n < 2).
-    pub fn ci95(&self) -> Option<(f64, f64)> {
-        let sd = self.sd?;
-        let h = t975(self.n - 1) * sd / (self.n as f64).sqrt();
-        Some((self.mean - h, self.mean + h))
-    }
-}
-
-/// [`Stat`] of the finite values of `v` (None when there are none).
-pub fn stat(v: &[f64]) -> Option<Stat> {
-    let v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    let n = v.len();
-    let mean = v.iter().sum::<f64>() / n as f64;
-    let sd = (n > 1)
-        .then(|| (v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1) as f64).sqrt());
-    Some(Stat { mean, sd, n })
-}
+pub use crate::stats::{stat, t975, Stat};
 
 /// One cell of the table: a method in a regime, over its seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -606,44 +564,5 @@ mod tests {
             spearman_ci(&[1.0; 5], &[1.0, 2.0, 3.0, 4.0, 5.0], 10, 0),
             (None, None, None)
         );
-    }
-
-    /// P(|T| < q) for Student's t with `df` degrees of freedom, by Simpson's rule after
-    /// x = √df · tan θ, which turns the density into cos^(df−1) θ on (−π/2, π/2).
-    fn t_mass(q: f64, df: usize) -> f64 {
-        let f = |th: f64| th.cos().powi(df as i32 - 1);
-        let simpson = |a: f64, b: f64| {
-            let n = 20_000;
-            let h = (b - a) / n as f64;
-            let mut s = f(a) + f(b);
-            for i in 1..n {
-                s += f(a + i as f64 * h) * if i % 2 == 1 { 4.0 } else { 2.0 };
-            }
-            s * h / 3.0
-        };
-        let half = std::f64::consts::FRAC_PI_2;
-        let a = (q / (df as f64).sqrt()).atan();
-        simpson(-a, a) / simpson(-half, half)
-    }
-
-    /// Truth: the t density integrated numerically; the table has three decimals, so each
-    /// quantile ± 0.0005 must bracket 95 % of the mass.
-    #[test]
-    fn t_quantiles_match_the_t_distribution() {
-        for df in 1..=30 {
-            let q = t975(df);
-            let (lo, hi) = (t_mass(q - 0.0005, df), t_mass(q + 0.0005, df));
-            assert!(lo <= 0.95 && 0.95 <= hi, "df {df}: t {q} covers {lo}..{hi}");
-        }
-        assert_eq!(t975(100), t975(30));
-    }
-
-    #[test]
-    fn ci95_is_mean_plus_minus_t_se() {
-        let s = stat(&[1.0, 2.0, 6.0]).unwrap();
-        let (lo, hi) = s.ci95().unwrap();
-        let h = 4.303 * s.sd.unwrap() / 3f64.sqrt();
-        assert!((lo - (3.0 - h)).abs() < 1e-12 && (hi - (3.0 + h)).abs() < 1e-12);
-        assert_eq!(stat(&[5.0]).unwrap().ci95(), None);
     }
 }

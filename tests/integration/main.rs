@@ -6,6 +6,7 @@
 mod archs;
 mod chat;
 mod common;
+mod implicit;
 mod kill;
 mod layout;
 mod metrics;

@@ -1,0 +1,78 @@
+//! Flags shared by the commands that run a model over a data set (`capture`,
+//! `implicit-reward`, `cues`, `values`): how to read the data and how to run the model.
+
+use std::path::Path;
+
+use crate::model::HookedModel;
+
+/// How a data file is read.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataArgs {
+    /// Use only the first N examples.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// PKU-SafeRLHF rows: which label picks the chosen reply (`safer` or `better`).
+    #[arg(long, default_value = "safer")]
+    pub label: String,
+    /// How message lists (conversations, PKU rows) become text: hh, plain, or model (the
+    /// model's own chat template).
+    #[arg(long, default_value = "hh")]
+    pub template: String,
+}
+
+impl DataArgs {
+    /// Read `path` with these options (`--template model` takes `model`'s template).
+    pub fn read(
+        &self,
+        path: &Path,
+        model: &dyn HookedModel,
+    ) -> crate::Result<crate::data::Dataset> {
+        crate::data::read_jsonl_with(
+            path,
+            &crate::data::ReadOptions {
+                limit: self.limit,
+                label: crate::data::PairLabel::parse(&self.label)?,
+                template: super::train::template(&self.template, model)?,
+            },
+        )
+    }
+}
+
+/// How a model runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Keep at most this many tokens per sequence, dropping from the left (0 = no limit).
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: usize,
+    /// cpu or cuda:N (build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Compute dtype: auto (f32 on CPU; the checkpoint's bf16/f16 on a GPU), f32, bf16, f16.
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
+}
+
+impl RunArgs {
+    /// `--max-tokens`, 0 meaning no limit.
+    pub fn max_tokens(&self) -> Option<usize> {
+        (self.max_tokens > 0).then_some(self.max_tokens)
+    }
+
+    /// The device.
+    pub fn device(&self) -> crate::Result<candle_core::Device> {
+        super::parse_device(&self.device)
+    }
+
+    /// Load the model at `path` on `device` in the `--dtype` it resolves to.
+    pub fn load(
+        &self,
+        path: &Path,
+        device: &candle_core::Device,
+    ) -> crate::Result<Box<dyn HookedModel>> {
+        let dtype = crate::model::resolve_dtype(&self.dtype, path, device)?;
+        crate::model::load_with(path, device, dtype)
+    }
+}
