@@ -273,7 +273,7 @@ pub fn cues(scorer: &Scorer<'_>, data: &Dataset, progress: &mut dyn Progress) ->
         }
         edits.push((cue, of));
     }
-    progress.start(items.len() * (1 + scorer.reference.is_some() as usize), 0);
+    progress.start(items.len() * scorer.passes(true), 0);
     let s = scorer.score(&items, &data.path, true, progress)?;
     progress.finish();
     let d = scorer.model.info().hidden_size;

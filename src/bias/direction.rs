@@ -51,7 +51,17 @@ pub fn decodability(x0: &[f32], x1: &[f32], d: usize, folds: usize) -> Option<f6
     if n < folds.max(2) || x1.len() != x0.len() {
         return None;
     }
-    let mut correct = 0usize;
+    // Ties (a row exactly on the threshold, e.g. when both sides are identical) count ½.
+    let mut correct = 0f64;
+    let score = |v: f64| -> f64 {
+        if v > 0.0 {
+            1.0
+        } else if v == 0.0 {
+            0.5
+        } else {
+            0.0
+        }
+    };
     for f in 0..folds {
         let train: Vec<usize> = (0..n).filter(|i| i % folds != f).collect();
         let (m0, m1) = (mean_rows(x0, d, &train), mean_rows(x1, d, &train));
@@ -65,11 +75,11 @@ pub fn decodability(x0: &[f32], x1: &[f32], d: usize, folds: usize) -> Option<f6
             row.iter().zip(&w).map(|(&x, w)| x as f64 * w).sum::<f64>() - mid
         };
         for i in (0..n).filter(|i| i % folds == f) {
-            correct += (side(&x0[i * d..(i + 1) * d]) < 0.0) as usize;
-            correct += (side(&x1[i * d..(i + 1) * d]) > 0.0) as usize;
+            correct += score(-side(&x0[i * d..(i + 1) * d]));
+            correct += score(side(&x1[i * d..(i + 1) * d]));
         }
     }
-    Some(correct as f64 / (2 * n) as f64)
+    Some(correct / (2 * n) as f64)
 }
 
 /// The ridge direction of `y` on the rows of `x` (width `d`); see the module docs. `what`
@@ -145,6 +155,8 @@ mod tests {
         let c = noise(&mut rng, n * d);
         let chance = decodability(&a, &c, d, 5).unwrap();
         assert!((0.3..0.7).contains(&chance), "{chance}");
+        // Identical sides: every row on the threshold, exactly chance.
+        assert_eq!(decodability(&a, &a, d, 5), Some(0.5));
     }
 
     /// Truth: y = 2·x₀ − x₂ exactly, with a vanishing ridge: the direction is (2, 0, −1, 0)

@@ -13,6 +13,7 @@ pub mod cues;
 pub mod direction;
 pub mod implicit;
 pub mod score;
+pub mod values;
 
 use crate::error::{Error, Result};
 

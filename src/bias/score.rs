@@ -78,6 +78,17 @@ impl Scorer<'_> {
         Ok(RewardSource::Head)
     }
 
+    /// How many sequences [`Scorer::score`] reports to its progress per item: one forward pass
+    /// for a reward head; for a causal LM one log-probability pass per model (and one more for
+    /// the states when they are asked for).
+    pub fn passes(&self, states: bool) -> usize {
+        if self.model.has_reward_head() {
+            1
+        } else {
+            1 + self.reference.is_some() as usize + states as usize
+        }
+    }
+
     /// Score `items` (`path` names their data file in errors); with `states`, also return the
     /// last-token states of every layer.
     pub fn score(

@@ -1,4 +1,4 @@
-//! `implicit-reward` and `cues`: arguments and the runs (outputs written here, rendered by the
+//! `implicit-reward`, `cues` and `values`: arguments and the runs (outputs written here, rendered by the
 //! library).
 
 use std::path::PathBuf;
@@ -148,5 +148,78 @@ pub fn run_cues(a: &CuesArgs) -> anyhow::Result<()> {
         );
     }
     eprintln!("repdrift: cue sensitivity in {}", a.out.display());
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValuesArgs {
+    /// A reward model, or a causal LM (then its implicit reward is used).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// For a causal LM: the reference LM of its implicit reward.
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// The base the model was trained from: adds its reward side, its agency–communion axis and
+    /// how the model's alignment moved from it (a causal LM base is scored by implicit reward).
+    #[arg(long)]
+    pub base: Option<PathBuf>,
+    /// The value lexicon: matched pairs, agency reply as `chosen`, communion as `rejected`.
+    #[arg(long, default_value = "probes/values/items.jsonl")]
+    pub items: PathBuf,
+    /// Output directory (values.json, values.csv, values.md).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub run: super::args::RunArgs,
+    #[command(flatten)]
+    pub data_args: super::args::DataArgs,
+}
+
+pub fn run_values(a: &ValuesArgs) -> anyhow::Result<()> {
+    use crate::bias::score::Scorer;
+    use crate::bias::values::{render_csv, render_json, render_md, values};
+    use crate::bias::ScoreParams;
+    let params = ScoreParams {
+        max_tokens: a.run.max_tokens(),
+        batch_size: a.run.batch_size,
+    }
+    .check()?;
+    let device = a.run.device()?;
+    let model = a.run.load(&a.model, &device)?;
+    let reference = a
+        .reference
+        .as_deref()
+        .map(|p| a.run.load(p, &device))
+        .transpose()?;
+    let base = a
+        .base
+        .as_deref()
+        .map(|p| a.run.load(p, &device))
+        .transpose()?;
+    let scorer = Scorer {
+        model: model.as_ref(),
+        reference: reference.as_deref(),
+        params: &params,
+        device: &device,
+    };
+    scorer.source()?;
+    let base_scorer = base.as_deref().map(|b| Scorer {
+        model: b,
+        reference: None,
+        params: &params,
+        device: &device,
+    });
+    let items = a.data_args.read(&a.items, model.as_ref())?;
+    let mut progress = SeqLines(super::progress::Lines::new("values", "sequences"), 0);
+    let r = values(&scorer, base_scorer.as_ref(), &items, &mut progress)?;
+    crate::io::write_atomic(&a.out.join("values.json"), &render_json(&r))?;
+    crate::io::write_atomic(&a.out.join("values.csv"), &render_csv(&r))?;
+    let md = render_md(&r, &a.model.display().to_string());
+    crate::io::write_atomic(&a.out.join("values.md"), md.as_bytes())?;
+    eprintln!(
+        "repdrift: {}",
+        crate::bias::values::reward_sentence("the model", &r.value)
+    );
+    eprintln!("repdrift: value bias in {}", a.out.display());
     Ok(())
 }

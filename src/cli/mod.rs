@@ -62,6 +62,10 @@ pub enum Command {
     /// Reward-hacking cues: the reward change when a reply gets more length, a list, an apology
     /// or hedging with its content kept; length bias; per-layer cue directions.
     Cues(bias::CuesArgs),
+    /// Value bias on the Big Two: agency against communion rewards on the repo's value lexicon,
+    /// the reward direction's alignment with the agency–communion axis per layer, and its move
+    /// from the base.
+    Values(bias::ValuesArgs),
     /// Prove that the measures measure on a real model and data: numerical floor, identity and
     /// invariances, null, planted drift, layer matching, shuffled-label probes, sample size.
     Validate(validate::ValidateArgs),
@@ -614,6 +618,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store(a) => store::run_store(a)?,
         Command::ImplicitReward(a) => bias::run_implicit_reward(a)?,
         Command::Cues(a) => bias::run_cues(a)?,
+        Command::Values(a) => bias::run_values(a)?,
     }
     Ok(ExitCode::SUCCESS)
 }

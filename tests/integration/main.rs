@@ -6,6 +6,7 @@
 mod archs;
 mod chat;
 mod common;
+mod cues;
 mod implicit;
 mod kill;
 mod layout;
@@ -21,3 +22,4 @@ mod study;
 mod tiny_llama;
 mod train;
 mod validate;
+mod values;
