@@ -7,12 +7,14 @@
 //! - [`direction`]: per-layer directions — a cue's or a value axis's mean difference, how
 //!   linearly decodable it is, the reward's ridge direction and the cosine between them;
 //! - [`cues`]: sensitivity to length and style cues through counterfactual edits;
-//! - [`values`]: agency against communion on the repo's value lexicon.
+//! - [`values`]: agency against communion on the repo's value lexicon;
+//! - [`summary`]: one table and a few sentences over several models (the report's section).
 
 pub mod cues;
 pub mod direction;
 pub mod implicit;
 pub mod score;
+pub mod summary;
 pub mod values;
 
 use crate::error::{Error, Result};

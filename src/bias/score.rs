@@ -59,7 +59,21 @@ pub struct Scorer<'a> {
     pub device: &'a Device,
 }
 
-impl Scorer<'_> {
+impl<'a> Scorer<'a> {
+    /// A scorer without a reference model.
+    pub fn new(
+        model: &'a dyn HookedModel,
+        params: &'a ValidScoreParams,
+        device: &'a Device,
+    ) -> Self {
+        Self {
+            model,
+            reference: None,
+            params,
+            device,
+        }
+    }
+
     /// What this scorer's rewards are, or an error when a reference is given to a reward
     /// model.
     pub fn source(&self) -> Result<RewardSource> {

@@ -129,6 +129,27 @@ fn geometry(s: &Scores, d: usize) -> Result<LayerGeometry> {
     Ok(out)
 }
 
+/// A model's scores on the value items, and which model it was.
+pub struct Scored {
+    pub model: ModelRef,
+    pub reference: Option<ModelRef>,
+    pub scores: Scores,
+}
+
+/// Score the value items under `scorer` (states included).
+pub fn score_items(
+    scorer: &Scorer<'_>,
+    items: &Dataset,
+    progress: &mut dyn Progress,
+) -> Result<Scored> {
+    let list = items_of(items)?;
+    Ok(Scored {
+        model: ModelRef::of(scorer.model),
+        reference: scorer.reference.map(ModelRef::of),
+        scores: scorer.score(&list, &items.path, true, progress)?,
+    })
+}
+
 /// Measure `scorer`'s model (and `base`, when given) on the value items.
 pub fn values(
     scorer: &Scorer<'_>,
@@ -136,17 +157,30 @@ pub fn values(
     items: &Dataset,
     progress: &mut dyn Progress,
 ) -> Result<ValueReport> {
-    let list = items_of(items)?;
-    let per = |s: &Scorer<'_>| list.len() * s.passes(true);
-    progress.start(per(scorer) + base.map_or(0, per), 0);
-    let s = scorer.score(&list, &items.path, true, progress)?;
-    let b = base
-        .map(|b| b.score(&list, &items.path, true, progress))
-        .transpose()?;
+    let n = items_of(items)?.len();
+    progress.start(
+        n * (scorer.passes(true) + base.map_or(0, |b| b.passes(true))),
+        0,
+    );
+    let s = score_items(scorer, items, progress)?;
+    let b = base.map(|b| score_items(b, items, progress)).transpose()?;
     progress.finish();
-    let d = scorer.model.info().hidden_size;
-    if let Some(bs) = base {
-        let bd = bs.model.info().hidden_size;
+    analyse(&s, b.as_ref(), items)
+}
+
+/// The width of the states in `s` (0 when it holds none).
+fn hidden_of(s: &Scores) -> usize {
+    s.states
+        .as_ref()
+        .and_then(|m| m.values().next())
+        .map_or(0, |x| x.len() / s.rewards.len().max(1))
+}
+
+/// The value report of scored items `s`, against the base's scores `b` when given.
+pub fn analyse(s: &Scored, b: Option<&Scored>, items: &Dataset) -> Result<ValueReport> {
+    let d = hidden_of(&s.scores);
+    if let Some(bs) = b {
+        let bd = hidden_of(&bs.scores);
         if bd != d {
             return Err(Error::ShapeMismatch {
                 what: "the model's and the base's residual streams".into(),
@@ -157,8 +191,8 @@ pub fn values(
             });
         }
     }
-    let g = geometry(&s, d)?;
-    let bg = b.as_ref().map(|b| geometry(b, d)).transpose()?;
+    let g = geometry(&s.scores, d)?;
+    let bg = b.map(|b| geometry(&b.scores, d)).transpose()?;
     let layers = g
         .iter()
         .map(|(l, axis, dec, w)| {
@@ -178,14 +212,14 @@ pub fn values(
         })
         .collect();
     Ok(ValueReport {
-        model: ModelRef::of(scorer.model),
-        reference: scorer.reference.map(ModelRef::of),
-        base: base.map(|b| ModelRef::of(b.model)),
+        model: s.model.clone(),
+        reference: s.reference.clone(),
+        base: b.map(|b| b.model.clone()),
         items: items.path.display().to_string(),
         items_sha256: items.sha256.clone(),
         pairs: items.examples.len(),
-        value: reward_side(&s),
-        base_value: b.as_ref().map(reward_side),
+        value: reward_side(&s.scores),
+        base_value: b.map(|b| reward_side(&b.scores)),
         layers,
     })
 }

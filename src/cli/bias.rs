@@ -203,12 +203,7 @@ pub fn run_values(a: &ValuesArgs) -> anyhow::Result<()> {
         device: &device,
     };
     scorer.source()?;
-    let base_scorer = base.as_deref().map(|b| Scorer {
-        model: b,
-        reference: None,
-        params: &params,
-        device: &device,
-    });
+    let base_scorer = base.as_deref().map(|b| Scorer::new(b, &params, &device));
     let items = a.data_args.read(&a.items, model.as_ref())?;
     let mut progress = SeqLines(super::progress::Lines::new("values", "sequences"), 0);
     let r = values(&scorer, base_scorer.as_ref(), &items, &mut progress)?;

@@ -103,6 +103,16 @@ pub struct ReportArgs {
     /// and check results to "Can these numbers be trusted?".
     #[arg(long)]
     pub validate: Option<PathBuf>,
+    /// A `repdrift cues` output directory, NAME=DIR (repeatable): adds the cue and value
+    /// section.
+    #[arg(long = "cues", value_name = "NAME=DIR")]
+    pub cues: Vec<String>,
+    /// A `repdrift values` output directory, NAME=DIR (repeatable).
+    #[arg(long = "values", value_name = "NAME=DIR")]
+    pub values: Vec<String>,
+    /// The NAME (of --cues) of the gold student, whose cue effects the others are held to.
+    #[arg(long)]
+    pub gold: Option<String>,
     #[arg(long, default_value = "repdrift report")]
     pub title: String,
     /// The model name (`probe --model`) of the base model's probe results.
@@ -129,6 +139,48 @@ fn run_export(a: &ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The cue and value section from `--cues` / `--values` directories (None when neither given).
+fn bias_section(a: &ReportArgs) -> crate::Result<Option<crate::bias::summary::BiasSection>> {
+    use crate::bias::{cues::CueReport, summary, values::ValueReport};
+    fn read<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> crate::Result<T> {
+        let bytes = std::fs::read(path).map_err(|e| crate::Error::io(path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| crate::Error::Json {
+            path: path.to_path_buf(),
+            cause: e,
+        })
+    }
+    let mut models: Vec<(String, Option<CueReport>, Option<ValueReport>)> = Vec::new();
+    for (flag, list) in [("cues", &a.cues), ("values", &a.values)] {
+        for s in list {
+            let (name, dir) = named(s, flag, None)?;
+            let i = match models.iter().position(|m| m.0 == name) {
+                Some(i) => i,
+                None => {
+                    models.push((name, None, None));
+                    models.len() - 1
+                }
+            };
+            if flag == "cues" {
+                models[i].1 = Some(read(&dir.join("cues.json"))?);
+            } else {
+                models[i].2 = Some(read(&dir.join("values.json"))?);
+            }
+        }
+    }
+    if models.is_empty() {
+        return Ok(None);
+    }
+    let measured: Vec<summary::Measured<'_>> = models
+        .iter()
+        .map(|(n, c, v)| summary::Measured {
+            name: n,
+            cues: c.as_ref(),
+            values: v.as_ref(),
+        })
+        .collect();
+    Ok(Some(summary::section(&measured, a.gold.as_deref())))
+}
+
 fn run_report(a: &ReportArgs) -> anyhow::Result<()> {
     use crate::report;
     let mut inputs = report::read_inputs(
@@ -145,6 +197,7 @@ fn run_report(a: &ReportArgs) -> anyhow::Result<()> {
             &inputs.metrics.base.model_sha256,
         )?);
     }
+    inputs.bias = bias_section(a)?;
     let r = report::build(&inputs, &report::diagnosis::Rules::default());
     let plots = report::plots::render_all(&r)?;
     report::write(&a.out, &r, &plots)?;

@@ -15,6 +15,8 @@
 //!
 //! Work files (checkpoints, stores) go to `work/`; the report to `out/`.
 
+pub mod bias;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -66,6 +68,15 @@ pub struct DemoConfig {
     /// Permutations behind each measure's chance band (`compare --permutations`).
     #[serde(default)]
     pub permutations: usize,
+    /// Held-out source pairs on which cue sensitivity is measured (0 = no cue and value
+    /// section).
+    #[serde(default)]
+    pub cue_pairs: usize,
+    /// The value lexicon and how many of its pairs to use.
+    #[serde(default)]
+    pub value_items: Option<PathBuf>,
+    #[serde(default)]
+    pub value_pairs: usize,
 }
 
 impl DemoConfig {
@@ -100,6 +111,9 @@ impl DemoConfig {
             study_regime: "top8-lr3e-4".into(),
             validate_record: Some(root.join("reports/validate/smollm2/validate.json")),
             permutations: 100,
+            cue_pairs: 32,
+            value_items: Some(root.join("probes/values/items.jsonl")),
+            value_pairs: 48,
         }
     }
 
@@ -113,6 +127,8 @@ impl DemoConfig {
             lr: 1e-4,
             validate: false,
             permutations: 50,
+            cue_pairs: 8,
+            value_pairs: 8,
             ..Self::full(root)
         }
     }
@@ -584,6 +600,26 @@ pub fn run(
     let rec_path = work.join("recommend.json");
     crate::io::write_atomic(&rec_path, &crate::io::json_bytes(&rec))?;
     st.done("students compared and probed, transfer metrics");
+    let bias = match (&cfg.value_items, cfg.cue_pairs) {
+        (Some(items), n) if n > 0 => {
+            let plan = bias::BiasPlan {
+                base: &cfg.base,
+                students: ["gold", "naive", "anchor"]
+                    .iter()
+                    .map(|n| (*n, work.join(n)))
+                    .collect(),
+                cue_data: &heldout_path,
+                cue_pairs: n,
+                value_items: items,
+                value_pairs: cfg.value_pairs,
+                max_tokens: cfg.max_tokens,
+            };
+            let b = bias::measure(&plan, work, device)?;
+            st.done("cue sensitivity and value bias of base and students");
+            Some(b)
+        }
+        _ => None,
+    };
     let mut inputs = crate::report::read_inputs(
         &metrics_dir,
         &probe_dirs,
@@ -617,6 +653,7 @@ pub fn run(
             Err(e) => return Err(e),
         }
     }
+    inputs.bias = bias;
     let r = crate::report::build(&inputs, &crate::report::diagnosis::Rules::default());
     let plots = crate::report::plots::render_all(&r)?;
     crate::report::write(out, &r, &plots)?;

@@ -38,6 +38,8 @@ pub struct ReportInputs {
     pub context: Vec<String>,
     /// A `repdrift validate` run of the base model (its numerical floor and check results).
     pub validate: Option<trust::ValidateSummary>,
+    /// Cue sensitivity and value bias of the models (`repdrift cues` / `values`).
+    pub bias: Option<crate::bias::summary::BiasSection>,
 }
 
 /// Per-layer numbers of one student on the diagnosis field.
@@ -120,6 +122,9 @@ pub struct Report {
     /// "Can these numbers be trusted?"
     #[serde(default)]
     pub trust: trust::Trust,
+    /// "What else did the students learn?": cue sensitivity and value bias.
+    #[serde(default)]
+    pub bias: Option<crate::bias::summary::BiasSection>,
 }
 
 fn diagnosis_field(rows: &[MetricRow]) -> String {
@@ -320,6 +325,7 @@ pub fn build(inp: &ReportInputs, rules: &Rules) -> Report {
         }
     }
     Report {
+        bias: inp.bias.clone(),
         context: inp.context.clone(),
         title: inp.title.clone(),
         repdrift_version: env!("CARGO_PKG_VERSION").into(),
@@ -522,6 +528,7 @@ pub fn read_inputs(
         recommendation,
         context: Vec::new(),
         validate: None,
+        bias: None,
     })
 }
 

@@ -5,6 +5,15 @@ use super::{plots, ProbeSeries, Report};
 use crate::fmt::{esc, f3, md};
 
 const TRUST: &str = "Can these numbers be trusted?";
+const BIAS: &str = "What else did the students learn? Cues and values";
+
+/// The bias section's lead paragraph.
+fn bias_lead(b: &crate::bias::summary::BiasSection) -> String {
+    format!(
+        "Each model's reward on counterfactual replies (repdrift cues, {} pairs of {}): the mean change when a reply gets a cue with its content kept, in units of the sd of the model's rewards (* = 95 % interval of the change excludes 0); length ρ = Spearman of reward against response tokens. Value bias (repdrift values, {} matched pairs of probes/values): how often the agency reply beats the communion one [95 % CI], how much of the base's agency–communion axis each model kept, and how the reward's alignment with it moved at the last layer. Base: implicit reward (summed response log-probability); students: their reward heads.",
+        b.cue_pairs, b.cue_data, b.value_pairs
+    )
+}
 
 const SECTIONS: [&str; 4] = [
     "Where did each student drift?",
@@ -95,6 +104,15 @@ pub fn render_markdown(r: &Report, plots: &[plots::Plot]) -> Vec<u8> {
     o.push_str(&anchor_text(r, false));
     if let Some(rec) = &r.recommendation {
         o.push_str(&crate::recommend::render_markdown(rec));
+    }
+    if let Some(b) = &r.bias {
+        let (head, rows) = crate::bias::summary::table(b);
+        o.push_str(&format!("\n## {BIAS}\n\n{}\n\n", md(&bias_lead(b))));
+        o.push_str(&crate::fmt::md_table(&head, &rows));
+        o.push('\n');
+        for t in &b.sentences {
+            o.push_str(&format!("- {}\n", md(t)));
+        }
     }
     o.push_str("\n## Inputs\n\n| input | path | hashes (sha256, first 12) |\n|---|---|---|\n");
     for (a, b, c) in &r.inputs {
@@ -258,6 +276,20 @@ pub fn render_html(r: &Report, plots: &[plots::Plot]) -> Vec<u8> {
     o.push_str(&anchor_text(r, true));
     if let Some(rec) = &r.recommendation {
         o.push_str(&crate::recommend::render_html(rec));
+    }
+    if let Some(b) = &r.bias {
+        let (head, rows) = crate::bias::summary::table(b);
+        o.push_str(&format!(
+            "<h2>{}</h2>\n<p>{}</p>\n",
+            esc(BIAS),
+            esc(&bias_lead(b))
+        ));
+        o.push_str(&crate::fmt::html_table(&head, &rows));
+        o.push_str("<ul>\n");
+        for t in &b.sentences {
+            o.push_str(&format!("<li>{}</li>\n", esc(t)));
+        }
+        o.push_str("</ul>\n");
     }
     o.push_str("<h2>Inputs</h2>\n<table><tr><th>input</th><th>path</th><th>hashes (sha256, first 12)</th></tr>\n");
     for (a, b, c) in &r.inputs {

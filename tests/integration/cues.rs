@@ -168,3 +168,62 @@ fn cli_writes_cue_outputs_and_refuses_bad_input() {
     );
     assert!(!bad.exists());
 }
+
+/// `repdrift report --cues/--values` adds the section to report.md and index.html, with the
+/// gold comparison: the same model as gold and as student differs by exactly 0.
+#[test]
+fn report_gains_the_cue_and_value_section() {
+    let dir = scratch("cues-report");
+    let data = write_pairs(&dir, 6);
+    let rm = root().join("tests/reference/hf_rm_tiny");
+    let out_c = dir.join("cues");
+    let out_v = dir.join("values");
+    for (cmd, out, extra) in [
+        (
+            "cues",
+            &out_c,
+            vec!["--data".to_string(), data.display().to_string()],
+        ),
+        (
+            "values",
+            &out_v,
+            vec!["--limit".to_string(), "4".to_string()],
+        ),
+    ] {
+        let st = bin()
+            .current_dir(root())
+            .arg(cmd)
+            .arg("--model")
+            .arg(&rm)
+            .args(&extra)
+            .arg("--out")
+            .arg(out)
+            .status()
+            .unwrap();
+        assert!(st.success(), "{cmd}");
+    }
+    let f = root().join("tests/fixtures/report");
+    let rep = dir.join("report");
+    let st = bin()
+        .args(["report", "--metrics"])
+        .arg(f.join("metrics"))
+        .arg("--probe")
+        .arg(f.join("probe_base"))
+        .arg("--cues")
+        .arg(format!("gold={}", out_c.display()))
+        .arg("--cues")
+        .arg(format!("naive={}", out_c.display()))
+        .arg("--values")
+        .arg(format!("naive={}", out_v.display()))
+        .args(["--gold", "gold", "--out"])
+        .arg(&rep)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
+    assert!(md.contains("## What else did the students learn? Cues and values"));
+    assert!(md.contains("| naive | head |"), "{md}");
+    assert!(md.contains("is +0.00 sd (naive,"), "{md}");
+    let html = std::fs::read_to_string(rep.join("index.html")).unwrap();
+    assert!(html.contains("<h2>What else did the students learn? Cues and values</h2>"));
+}

@@ -34,18 +34,8 @@ fn run(model: &Path, base: Option<&Path>, items: &Path) -> ValueReport {
     let m = load(model);
     let b = base.map(load);
     let params = ScoreParams::default().check().unwrap();
-    let s = Scorer {
-        model: m.as_ref(),
-        reference: None,
-        params: &params,
-        device: &Device::Cpu,
-    };
-    let bs = b.as_deref().map(|b| Scorer {
-        model: b,
-        reference: None,
-        params: &params,
-        device: &Device::Cpu,
-    });
+    let s = Scorer::new(m.as_ref(), &params, &Device::Cpu);
+    let bs = b.as_deref().map(|b| Scorer::new(b, &params, &Device::Cpu));
     let ds = repdrift::data::read_jsonl(items, None).unwrap();
     values(&s, bs.as_ref(), &ds, &mut NoProgress).unwrap()
 }
