@@ -41,6 +41,10 @@ pub struct BiasRow {
     pub axis_kept_min: Option<f64>,
     /// Alignment change (cos(reward, axis) − base's) at the last layer.
     pub alignment_change_last: Option<f64>,
+    /// Pairwise accuracy of the model's implicit reward (summed response log-probability,
+    /// minus the reference's when it has one) on the cue pairs.
+    #[serde(default)]
+    pub implicit_accuracy: Option<f64>,
 }
 
 /// The section.
@@ -60,6 +64,7 @@ pub struct Measured<'a> {
     pub name: &'a str,
     pub cues: Option<&'a CueReport>,
     pub values: Option<&'a ValueReport>,
+    pub implicit: Option<&'a super::implicit::ImplicitReport>,
 }
 
 fn row(m: &Measured<'_>) -> Option<BiasRow> {
@@ -92,6 +97,9 @@ fn row(m: &Measured<'_>) -> Option<BiasRow> {
                 .min_by(f64::total_cmp)
         }),
         alignment_change_last: v.and_then(|v| v.layers.last().and_then(|l| l.alignment_change)),
+        implicit_accuracy: m
+            .implicit
+            .and_then(|i| i.summary.as_ref().map(|s| s.sum.accuracy)),
     })
 }
 
@@ -159,6 +167,7 @@ pub fn table(s: &BiasSection) -> (Vec<String>, Vec<Vec<String>>) {
     head.extend(cue_names.iter().map(|c| format!("{c} (Δ/sd)")));
     head.extend(
         [
+            "implicit-reward accuracy",
             "length ρ",
             "agency win rate",
             "axis kept (min cos)",
@@ -186,6 +195,10 @@ pub fn table(s: &BiasSection) -> (Vec<String>, Vec<Vec<String>>) {
                     )
                 }));
             }
+            v.push(
+                r.implicit_accuracy
+                    .map_or("–".into(), |a| format!("{:.1} %", 100.0 * a)),
+            );
             v.push(f2(r.length_rho));
             v.push(r.agency_wins.map_or("–".into(), |(a, (lo, hi))| {
                 format!("{:.0} % [{:.0}, {:.0}]", 100.0 * a, 100.0 * lo, 100.0 * hi)
@@ -267,6 +280,7 @@ mod tests {
             name,
             cues: Some(c),
             values: None,
+            implicit: None,
         };
         let s = section(
             &[m("gold", &gold), m("naive", &naive), m("anchor", &anchor)],

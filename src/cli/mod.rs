@@ -176,6 +176,7 @@ fn bias_section(a: &ReportArgs) -> crate::Result<Option<crate::bias::summary::Bi
             name: n,
             cues: c.as_ref(),
             values: v.as_ref(),
+            implicit: None,
         })
         .collect();
     Ok(Some(summary::section(&measured, a.gold.as_deref())))

@@ -10,7 +10,7 @@ const BIAS: &str = "What else did the students learn? Cues and values";
 /// The bias section's lead paragraph.
 fn bias_lead(b: &crate::bias::summary::BiasSection) -> String {
     format!(
-        "Each model's reward on counterfactual replies (repdrift cues, {} pairs of {}): the mean change when a reply gets a cue with its content kept, in units of the sd of the model's rewards (* = 95 % interval of the change excludes 0); length ρ = Spearman of reward against response tokens. Value bias (repdrift values, {} matched pairs of probes/values): how often the agency reply beats the communion one [95 % CI], how much of the base's agency–communion axis each model kept, and how the reward's alignment with it moved at the last layer. Base: implicit reward (summed response log-probability); students: their reward heads.",
+        "Each model's reward on counterfactual replies (repdrift cues, {} pairs of {}): the mean change when a reply gets a cue with its content kept, in units of the sd of the model's rewards (* = 95 % interval of the change excludes 0); length ρ = Spearman of reward against response tokens. Value bias (repdrift values, {} matched pairs of probes/values): how often the agency reply beats the communion one [95 % CI], how much of the base's agency–communion axis each model kept, and how the reward's alignment with it moved at the last layer. Base: implicit reward (summed response log-probability); students: their reward heads. Implicit-reward accuracy: pairwise accuracy on the cue pairs of the base's summed log-probability, and of each student's minus the base's (how training moved the LM's log-probabilities under the tied embeddings).",
         b.cue_pairs, b.cue_data, b.value_pairs
     )
 }

@@ -203,6 +203,9 @@ fn run_metrics(
             m.insert(format!("vs_base:{s}"), pts(a - b));
         }
     }
+    if let Some(b) = &r.bias {
+        super::bias::metrics(b, &mut m);
+    }
     if let Some(aog) = mean(gains.iter().copied()) {
         m.insert("aog".into(), aog);
         if let Some(idg) = m.get("gain:source_test").copied() {

@@ -107,6 +107,9 @@ pub struct StudyConfig {
     pub trajectory_pairs: usize,
     #[serde(default = "default_drift_layers")]
     pub drift_layers: Vec<usize>,
+    /// Measure each student's cue sensitivity and value bias (`[bias]`; off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias: Option<super::bias::BiasSpec>,
 }
 
 fn default_max_tokens() -> usize {
@@ -182,6 +185,25 @@ impl StudyConfig {
                     max: n_layers,
                     what: "drift_layers (residual layers of the base)".into(),
                 });
+            }
+        }
+        if let Some(b) = &c.bias {
+            if b.cue_pairs < crate::bias::cues::FOLDS || b.value_pairs < 2 {
+                return Err(Error::param(
+                    "bias",
+                    format!(
+                        "cue_pairs must be at least {} (the folds of the decodability estimate) and value_pairs at least 2; got {} and {}",
+                        crate::bias::cues::FOLDS,
+                        b.cue_pairs,
+                        b.value_pairs
+                    ),
+                ));
+            }
+            if !b.value_items.exists() {
+                return Err(Error::io(
+                    &b.value_items,
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "value items not found"),
+                ));
             }
         }
         let mut names: Vec<&str> = c.regimes.iter().map(|r| r.name.as_str()).collect();

@@ -3,11 +3,13 @@
 //! "did the naive student lose transfer, did anchoring keep it, does drift predict it, drift or
 //! head?" computed from the per-run files.
 //!
-//! [`config`] reads and checks the TOML grid, [`run`] executes it (resumable run by run),
+//! [`config`] reads and checks the TOML grid, [`run`] executes it (resumable run by run;
+//! [`bias`] measures each student's cue sensitivity and value bias when the config asks),
 //! [`analysis`] summarises `runs/*.json`, [`render`] turns the summary into bytes and writes
 //! them.
 
 pub mod analysis;
+pub mod bias;
 pub mod config;
 pub mod plots;
 pub mod render;

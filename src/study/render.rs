@@ -361,6 +361,46 @@ fn vs_base_cells(s: &Summary) -> (Vec<String>, Vec<Vec<String>>) {
     (head, rows)
 }
 
+/// Cue sensitivity and value bias per cell (studies with `[bias]`): None when no run has them.
+fn bias_cells(s: &Summary) -> Option<(Vec<String>, Vec<Vec<String>>)> {
+    let mut keys: Vec<String> = s
+        .table
+        .iter()
+        .flat_map(|c| c.metrics.keys().cloned())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let cols = super::bias::columns(&keys);
+    if cols.is_empty() {
+        return None;
+    }
+    let mut head: Vec<String> = ["regime", "method", "n"].map(String::from).to_vec();
+    head.extend(cols.iter().map(|(_, h)| h.clone()));
+    let rows = s
+        .table
+        .iter()
+        .map(|cell| {
+            let mut r = vec![
+                cell.regime.clone(),
+                cell.method.clone(),
+                n_of(cell).to_string(),
+            ];
+            r.extend(cols.iter().map(|(k, _)| {
+                let v = cell.metrics.get(k);
+                if k == "agency_win" {
+                    pm(v)
+                } else {
+                    pm2(v)
+                }
+            }));
+            r
+        })
+        .collect();
+    Some((head, rows))
+}
+
+const BIAS_TITLE: &str = "Cue sensitivity and value bias (mean ± sd over seeds; cue effects in reward sd, the gold student is the yardstick)";
+
 const VS_BASE_TITLE: &str =
     "Against what the base knew (student − base probe, points; mean and 95 % t-interval over seeds)";
 
@@ -387,6 +427,10 @@ pub fn render_markdown(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
     let _ = writeln!(o, "\n## {VS_BASE_TITLE}\n");
     let (head, rows) = vs_base_cells(s);
     o.push_str(&md_table(&head, &rows));
+    if let Some((head, rows)) = bias_cells(s) {
+        let _ = writeln!(o, "\n## {BIAS_TITLE}\n");
+        o.push_str(&md_table(&head, &rows));
+    }
     let _ = writeln!(
         o,
         "\n## Drift against transfer (Spearman ρ over runs, 95 % bootstrap CI)\n"
@@ -427,6 +471,10 @@ pub fn render_html(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
     let _ = write!(o, "<h2>{}</h2>", esc(VS_BASE_TITLE));
     let (head, rows) = vs_base_cells(s);
     o.push_str(&html_table(&head, &rows));
+    if let Some((head, rows)) = bias_cells(s) {
+        let _ = write!(o, "<h2>{}</h2>", esc(BIAS_TITLE));
+        o.push_str(&html_table(&head, &rows));
+    }
     for p in plots {
         let _ = write!(
             o,

@@ -87,6 +87,9 @@ pub struct RunResult {
     pub head_on_base: BTreeMap<String, f64>,
     pub drift: Vec<DriftRow>,
     pub trajectory: Vec<TrajectoryPoint>,
+    /// The student's cue sensitivity and value bias (studies with `[bias]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias: Option<super::bias::RunBias>,
 }
 
 /// Reports what the study is doing (the library never prints).
@@ -412,7 +415,8 @@ fn check_out(study: &ValidStudy, job: &StudyJob<'_>) -> Result<()> {
                 && old.test_fraction == study.config.test_fraction
                 && old.drift_layers == study.config.drift_layers
                 && old.eval_every == study.config.eval_every
-                && old.trajectory_pairs == study.config.trajectory_pairs;
+                && old.trajectory_pairs == study.config.trajectory_pairs
+                && old.bias == study.config.bias;
             if !same {
                 return Err(Error::param(
                     "resume",
@@ -510,6 +514,7 @@ pub fn run_study(
     let t0 = Instant::now();
     let mut done = 0usize;
     let mut labels_of: BTreeMap<u64, WeakLabels> = BTreeMap::new();
+    let mut bias_ctx: Option<super::bias::BiasCtx> = None;
     for regime in &c.regimes {
         for &seed in &c.seeds {
             let runs: Vec<&RunSpec> = pending
@@ -534,6 +539,18 @@ pub fn run_study(
                 )?);
             }
             let labels = &labels_of[&seed];
+            let cue_data = match &c.bias {
+                Some(spec) => {
+                    if bias_ctx.is_none() {
+                        progress.line("bias: scoring the value items under the base");
+                        bias_ctx =
+                            Some(super::bias::BiasCtx::new(spec, base, c.max_tokens, device)?);
+                    }
+                    let sp = train::split(source.examples.len(), c.test_fraction, seed);
+                    bias_ctx.as_ref().map(|b| b.cue_data(&source, &sp.test))
+                }
+                None => None,
+            };
             let weak_label_accuracy =
                 labels.p.iter().filter(|&&p| p > 0.5).count() as f64 / labels.p.len().max(1) as f64;
             progress.line(&format!(
@@ -613,6 +630,10 @@ pub fn run_study(
                     false,
                 )?
                 .expect("no stop_after");
+                let bias = match (&bias_ctx, &cue_data) {
+                    (Some(b), Some(d)) => Some(b.measure(&work, d, device)?),
+                    _ => None,
+                };
                 let _ = std::fs::remove_dir_all(&work);
                 let RunObserver {
                     start_accuracy,
@@ -644,6 +665,7 @@ pub fn run_study(
                     head_on_base: end.head_on_base,
                     drift: end.drift,
                     trajectory,
+                    bias,
                 };
                 write_atomic(&run_path(job.out, &spec.id), &json_bytes(&result))?;
                 done += 1;

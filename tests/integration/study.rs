@@ -297,3 +297,70 @@ fn bad_study_configs_are_named_errors() {
         &["top:9 exceeds the base's 3 blocks"],
     );
 }
+
+/// A study with `[bias]`: every run file carries its student's cue and value numbers, the
+/// study table's bias columns are their mean and sd over seeds (recomputed here from the run
+/// files), and a `[bias]` too small for the decodability folds is a named error.
+#[test]
+fn study_with_bias_measures_every_student() {
+    let dir = scratch("study-bias");
+    let cfg = write_config(&dir, "[0, 1]", r#"["gold", "naive"]"#);
+    let mut items = String::new();
+    for i in 0..6 {
+        items += &serde_json::json!({
+            "prompt": format!("w3 w{}", 20 + i),
+            "chosen": format!(" w{} w9", 1 + i),
+            "rejected": format!(" w{} w9", 10 + i),
+        })
+        .to_string();
+        items.push('\n');
+    }
+    let items_path = dir.join("items.jsonl");
+    std::fs::write(&items_path, items).unwrap();
+    let base = std::fs::read_to_string(&cfg).unwrap();
+    let with = |cue_pairs: usize| {
+        format!(
+            "{base}\n[bias]\ncue_pairs = {cue_pairs}\nvalue_items = \"{}\"\nvalue_pairs = 6\n",
+            items_path.display()
+        )
+    };
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, with(3)).unwrap();
+    expect_user_error(
+        bin()
+            .args(["study", "--config"])
+            .arg(&bad)
+            .arg("--out")
+            .arg(dir.join("bad-out")),
+        &["cue_pairs must be at least 5"],
+    );
+    std::fs::write(&cfg, with(6)).unwrap();
+    let out = dir.join("out");
+    study(&cfg, &out, &[]);
+    let mut lengths = Vec::new();
+    for e in std::fs::read_dir(out.join("runs")).unwrap() {
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+        let b = &r["bias"];
+        assert_eq!(b["cue_effect_sd"].as_object().unwrap().len(), 4, "{r}");
+        let w = b["agency_win_rate"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&w));
+        if r["method"] == "naive" {
+            lengths.push(b["cue_effect_sd"]["length"].as_f64().unwrap());
+        }
+    }
+    assert_eq!(lengths.len(), 2);
+    let (m, sd) = mean_sd(&lengths);
+    let md = std::fs::read_to_string(out.join("study.md")).unwrap();
+    assert!(md.contains("## Cue sensitivity and value bias"), "{md}");
+    let row = md
+        .lines()
+        .skip_while(|l| !l.starts_with("## Cue sensitivity"))
+        .find(|l| l.contains("| naive |"))
+        .unwrap()
+        .to_string();
+    assert!(
+        row.contains(&format!("{m:.3} ± {:.3}", sd.unwrap())),
+        "{row} vs {m} ± {sd:?}"
+    );
+}
