@@ -627,7 +627,8 @@ pub fn run_study(
                         progress: &mut *progress,
                     },
                     Some(&mut obs),
-                    false,
+                    // The student is written only when its cue and value numbers are wanted.
+                    bias_ctx.is_some(),
                 )?
                 .expect("no stop_after");
                 let bias = match (&bias_ctx, &cue_data) {
