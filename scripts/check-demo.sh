@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Check a demo report directory: index.html, report.md, report.json, demo.json and the plots
 # exist; every number in report.json and demo.json is finite; accuracies lie in [0, 1]; linear
-# CKA is defined at all but at most two layers per student (undefined ones carry a reason).
+# CKA is defined at all but at most two layers per student (undefined ones carry a reason); the
+# cue and value section covers the base and the three students.
 set -euo pipefail
 dir="${1:?usage: scripts/check-demo.sh REPORT_DIR}"
 for f in index.html report.md report.json demo.json plots/cka.png plots/probe.svg plots/trust_drift.svg; do
@@ -34,6 +35,12 @@ for s in rep["students"]:
 for m in ("weak", "gold", "naive", "anchor"):
     if m not in demo["accuracy"]:
         bad.append(f"no accuracies for {m}")
+# The cue and value section: base and the three students, four cues each.
+bias = rep.get("bias")
+if not bias or [r["model"] for r in bias["rows"]] != ["base", "gold", "naive", "anchor"]:
+    bad.append("no cue and value section for base, gold, naive and anchor")
+elif any(len(r["cues"]) != 4 for r in bias["rows"]):
+    bad.append("a model of the cue section lacks a cue")
 if bad:
     sys.exit("check-demo: " + "; ".join(bad[:20]))
 print(f"check-demo: {d}: report complete, all numbers finite ({len(rep['students'])} students)")

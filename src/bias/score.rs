@@ -158,10 +158,12 @@ impl<'a> Scorer<'a> {
             pooled = Some(p);
         }
         if source == RewardSource::Implicit {
-            let scored = |m: &dyn HookedModel, progress: &mut dyn Progress| -> Result<Vec<f64>> {
-                let seqs = prepare(m)?;
+            let scored = |m: &dyn HookedModel,
+                          seqs: &[ScoredSeq],
+                          progress: &mut dyn Progress|
+             -> Result<Vec<f64>> {
                 Ok(
-                    response_logprobs(m, &seqs, params.batch_size, device, |n, t| {
+                    response_logprobs(m, seqs, params.batch_size, device, |n, t| {
                         progress.advance(n, t)
                     })?
                     .into_iter()
@@ -169,9 +171,10 @@ impl<'a> Scorer<'a> {
                     .collect(),
                 )
             };
-            rewards = scored(model, progress)?;
+            rewards = scored(model, &toks, progress)?;
             if let Some(r) = reference {
-                let base = scored(r, progress)?;
+                // The reference tokenizes with its own tokenizer.
+                let base = scored(r, &prepare(r)?, progress)?;
                 rewards.iter_mut().zip(base).for_each(|(a, b)| *a -= b);
             }
         }
