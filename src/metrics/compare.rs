@@ -10,14 +10,15 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use ndarray::{concatenate, Array2, ArrayView2, Axis};
+use ndarray::{concatenate, Array2, Axis};
 use serde::{Deserialize, Serialize};
 
 use super::bootstrap::{bootstrap, Intervals};
+use super::cross_layer::cross_layer;
 use super::knn::mutual_knn_overlap;
 use super::permutation::{permutation_null, NullBands};
-use super::{accum::linear_cka_from_parts, PairAccumulator, PairMetrics};
-use crate::capture::store::PartInfo;
+use super::rows::{field_matrix, RowCursor};
+use super::{PairAccumulator, PairMetrics};
 use crate::capture::{LayerSelection, Store};
 use crate::error::{Error, Result};
 use crate::model::HookPoint;
@@ -234,59 +235,6 @@ pub fn check_compatible(base: &Store, student: &Store, hook: HookPoint) -> Resul
     Ok(())
 }
 
-/// Reads arbitrary row ranges of one store layer, all fields, across its parts.
-struct RowCursor<'a> {
-    store: &'a Store,
-    hook: HookPoint,
-    layer: usize,
-    cached: Option<(usize, Vec<Array2<f32>>)>,
-}
-
-impl<'a> RowCursor<'a> {
-    fn new(store: &'a Store, hook: HookPoint, layer: usize) -> Self {
-        Self {
-            store,
-            hook,
-            layer,
-            cached: None,
-        }
-    }
-
-    /// Rows `[start, end)` of every field.
-    fn rows(&mut self, start: usize, end: usize) -> Result<Vec<Array2<f32>>> {
-        let store = self.store;
-        let parts: &[PartInfo] = &store.manifest().parts;
-        let n_fields = self.store.manifest().fields.len();
-        let mut pieces: Vec<Vec<Array2<f32>>> = vec![Vec::new(); n_fields];
-        let mut r = start;
-        while r < end {
-            let p = parts
-                .iter()
-                .find(|p| p.start <= r && r < p.start + p.rows)
-                .copied()
-                .expect("row inside the store");
-            if self.cached.as_ref().map(|c| c.0) != Some(p.index) {
-                let m = store.read_part(self.hook, self.layer, &p)?;
-                self.cached = Some((p.index, m));
-            }
-            let mats = &self.cached.as_ref().expect("just cached").1;
-            let lo = r - p.start;
-            let hi = (end - p.start).min(p.rows);
-            for (f, m) in mats.iter().enumerate() {
-                pieces[f].push(m.slice(ndarray::s![lo..hi, ..]).to_owned());
-            }
-            r = p.start + hi;
-        }
-        Ok(pieces
-            .into_iter()
-            .map(|ps| {
-                let views: Vec<ArrayView2<'_, f32>> = ps.iter().map(|p| p.view()).collect();
-                concatenate(Axis(0), &views).expect("same widths")
-            })
-            .collect())
-    }
-}
-
 /// Field names to compare and how each is built from store fields.
 fn plan_fields(store: &Store, wanted: &Option<Vec<String>>) -> Result<Vec<String>> {
     let have = &store.manifest().fields;
@@ -308,19 +256,6 @@ fn plan_fields(store: &Store, wanted: &Option<Vec<String>>) -> Result<Vec<String
             }
             Ok(w.clone())
         }
-    }
-}
-
-/// The matrix of `field` from a store's fields (`diff` = chosen − rejected).
-fn field_matrix(store_fields: &[String], mats: &[Array2<f32>], field: &str) -> Array2<f32> {
-    if field == "diff" {
-        &mats[0] - &mats[1]
-    } else {
-        let i = store_fields
-            .iter()
-            .position(|f| f == field)
-            .expect("planned field");
-        mats[i].clone()
     }
 }
 
@@ -637,61 +572,4 @@ fn compare_layer(ctx: &LayerCtx<'_>, layer: usize) -> Result<LayerOut> {
         accs.push(((name.to_string(), layer, f.clone()), fa[fi].clone()));
     }
     Ok((rows, accs))
-}
-
-/// Centred f64 copy of every layer's `field` matrix.
-fn centred_layers(
-    store: &Store,
-    hook: HookPoint,
-    layers: &[usize],
-    field: &str,
-    store_fields: &[String],
-) -> Result<Vec<Array2<f64>>> {
-    let n = store.manifest().n_examples();
-    layers
-        .iter()
-        .map(|&l| {
-            let mats = RowCursor::new(store, hook, l).rows(0, n)?;
-            let x = field_matrix(store_fields, &mats, field).mapv(|v| v as f64);
-            let mean = x.mean_axis(Axis(0)).expect("n > 0");
-            Ok(x - &mean.insert_axis(Axis(0)))
-        })
-        .collect()
-}
-
-fn cross_layer(
-    base: &Store,
-    student: &Store,
-    name: &str,
-    hook: HookPoint,
-    field: &str,
-    store_fields: &[String],
-) -> Result<CrossLayer> {
-    let bl = base.manifest().layers_of(hook).to_vec();
-    let sl = student.manifest().layers_of(hook).to_vec();
-    let xs = centred_layers(base, hook, &bl, field, store_fields)?;
-    let ys = centred_layers(student, hook, &sl, field, store_fields)?;
-    let fro = |m: &Array2<f64>| m.iter().map(|v| v * v).sum::<f64>().sqrt();
-    let fx: Vec<f64> = xs.iter().map(|x| fro(&x.t().dot(x))).collect();
-    let fy: Vec<f64> = ys.iter().map(|y| fro(&y.t().dot(y))).collect();
-    let cka = xs
-        .iter()
-        .zip(&fx)
-        .map(|(x, &a)| {
-            ys.iter()
-                .zip(&fy)
-                .map(|(y, &b)| {
-                    let c = y.t().dot(x);
-                    linear_cka_from_parts(c.iter().map(|v| v * v).sum(), a, b)
-                })
-                .collect()
-        })
-        .collect();
-    Ok(CrossLayer {
-        student: name.to_string(),
-        field: field.to_string(),
-        base_layers: bl,
-        student_layers: sl,
-        cka,
-    })
 }

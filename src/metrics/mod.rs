@@ -31,9 +31,11 @@
 pub mod accum;
 pub mod bootstrap;
 pub mod compare;
+mod cross_layer;
 pub mod knn;
 pub mod permutation;
 mod render;
+mod rows;
 mod shard;
 
 use ndarray::{Array2, ArrayView2};
