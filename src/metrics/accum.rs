@@ -183,7 +183,35 @@ impl PairAccumulator {
         y: ArrayView2<'_, f32>,
     ) -> Result<(), MetricError> {
         self.check_rows(&x, &y, |v| v.is_finite())?;
-        self.add_rows(to_f64(x), to_f64(y));
+        self.add_rows(to_f64(x), to_f64(y), true);
+        Ok(())
+    }
+
+    /// [`update`](Self::update) without adding `xᵀx`: for accumulators that share their x rows
+    /// and shift with another one, whose `xᵀx` is copied in afterwards by
+    /// [`copy_xx_from`](Self::copy_xx_from) (several students against one base compute the
+    /// base's Gram matrix once).
+    pub fn update_without_xx(
+        &mut self,
+        x: ArrayView2<'_, f32>,
+        y: ArrayView2<'_, f32>,
+    ) -> Result<(), MetricError> {
+        self.check_rows(&x, &y, |v| v.is_finite())?;
+        self.add_rows(to_f64(x), to_f64(y), false);
+        Ok(())
+    }
+
+    /// Take `xᵀx` from `o`, an accumulator fed the same x rows with the same x shift (refused
+    /// otherwise): completes an accumulator fed by [`update_without_xx`](Self::update_without_xx).
+    pub fn copy_xx_from(&mut self, o: &PairAccumulator) -> Result<(), MetricError> {
+        if self.dims().0 != o.dims().0
+            || self.shift_x != o.shift_x
+            || self.n != o.n
+            || self.sx != o.sx
+        {
+            return Err(MetricError::Merge);
+        }
+        self.xx.assign(&o.xx);
         Ok(())
     }
 
@@ -197,6 +225,7 @@ impl PairAccumulator {
         self.add_rows(
             x.as_standard_layout().into_owned(),
             y.as_standard_layout().into_owned(),
+            true,
         );
         Ok(())
     }
@@ -227,8 +256,8 @@ impl PairAccumulator {
         Ok(())
     }
 
-    /// Add checked rows, already in f64.
-    fn add_rows(&mut self, xr: Array2<f64>, yr: Array2<f64>) {
+    /// Add checked rows, already in f64 (`xᵀx` only when `with_xx`).
+    fn add_rows(&mut self, xr: Array2<f64>, yr: Array2<f64>, with_xx: bool) {
         let (d1, d2) = self.dims();
         // Raw-row measures.
         for (rx, ry) in xr.outer_iter().zip(yr.outer_iter()) {
@@ -258,7 +287,9 @@ impl PairAccumulator {
         self.n += xr.nrows() as f64;
         self.sx += &xs.sum_axis(Axis(0));
         self.sy += &ys.sum_axis(Axis(0));
-        syrk_tn_acc(&xs, &mut self.xx);
+        if with_xx {
+            syrk_tn_acc(&xs, &mut self.xx);
+        }
         syrk_tn_acc(&ys, &mut self.yy);
         gemm_tn_acc(&ys, &xs, &mut self.yx);
         let nx2: Array1<f64> = xs.map_axis(Axis(1), |r| r.dot(&r));

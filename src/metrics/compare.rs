@@ -365,34 +365,53 @@ pub fn compare(
     }
     let total = plans.iter().map(Vec::len).sum();
     let done = std::sync::Mutex::new((0usize, progress));
-    for ((name, student), layers) in students.iter().zip(&plans) {
-        let report = |layer: usize| {
-            let mut g = done.lock().unwrap_or_else(|e| e.into_inner());
-            g.0 += 1;
-            let step = CompareStep {
-                student: name,
-                hook,
-                layer,
-                done: g.0,
-                total,
-            };
-            (g.1)(&step);
+    let report = |student: usize, layer: usize| {
+        let mut g = done.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 += 1;
+        let step = CompareStep {
+            student: &students[student].0,
+            hook,
+            layer,
+            done: g.0,
+            total,
         };
-        let ctx = LayerCtx {
-            base,
-            student,
-            name,
-            fields: &fields,
-            store_fields: &store_fields,
-            params,
-            n,
-        };
-        for out in run_layers(&ctx, layers, &report)? {
-            let (r, a) = out;
+        (g.1)(&step);
+    };
+    // Layers outer (spread over the cores), students inner: a layer's base rows are read, checked
+    // and multiplied out (xᵀx) once for every student that has the layer.
+    let mut union: Vec<usize> = plans.iter().flatten().copied().collect();
+    union.sort_unstable();
+    union.dedup();
+    let ctx = LayerCtx {
+        base,
+        students,
+        fields: &fields,
+        store_fields: &store_fields,
+        params,
+        n,
+    };
+    let per_layer = crate::parallel::map_indexed(union.len(), |i| {
+        let layer = union[i];
+        let who: Vec<usize> = (0..students.len())
+            .filter(|&s| plans[s].contains(&layer))
+            .collect();
+        compare_layer(&ctx, layer, &who, &report)
+    })?;
+    let mut outs: BTreeMap<(usize, usize), LayerOut> = BTreeMap::new();
+    for (i, per_student) in per_layer.into_iter().enumerate() {
+        for (s, out) in per_student {
+            outs.insert((s, union[i]), out);
+        }
+    }
+    // Rows in student order, then each student's layer order (as one student at a time gave).
+    for (s, layers) in plans.iter().enumerate() {
+        for &l in layers {
+            let (r, a) = outs.remove(&(s, l)).expect("every planned layer ran");
             rows.extend(r);
             accs.extend(a);
         }
         if params.cross_layer {
+            let (name, student) = &students[s];
             cross.push(cross_layer(
                 base,
                 student,
@@ -439,8 +458,7 @@ const CHUNK_ROWS: usize = 2048;
 
 struct LayerCtx<'a> {
     base: &'a Store,
-    student: &'a Store,
-    name: &'a str,
+    students: &'a [(String, Store)],
     fields: &'a [String],
     store_fields: &'a [String],
     params: &'a ValidCompareParams,
@@ -452,24 +470,17 @@ type KeptRows = (Vec<Array2<f32>>, Vec<Array2<f32>>);
 
 type LayerOut = (Vec<MetricRow>, Vec<(AccKey, PairAccumulator)>);
 
-/// Compare every layer, spread over the machine's cores; results in `layers` order.
-fn run_layers(
+/// Compare one layer for the students `who` (indices into the context's students), reporting
+/// each as it finishes; one output per student, in `who` order.
+fn compare_layer(
     ctx: &LayerCtx<'_>,
-    layers: &[usize],
-    report: &(dyn Fn(usize) + Sync),
-) -> Result<Vec<LayerOut>> {
-    crate::parallel::map_indexed(layers.len(), |i| {
-        let out = compare_layer(ctx, layers[i])?;
-        report(layers[i]);
-        Ok(out)
-    })
-}
-
-fn compare_layer(ctx: &LayerCtx<'_>, layer: usize) -> Result<LayerOut> {
+    layer: usize,
+    who: &[usize],
+    report: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Vec<(usize, LayerOut)>> {
     let LayerCtx {
         base,
-        student,
-        name,
+        students,
         fields,
         store_fields,
         params,
@@ -477,21 +488,29 @@ fn compare_layer(ctx: &LayerCtx<'_>, layer: usize) -> Result<LayerOut> {
     } = *ctx;
     let hook = params.hook;
     let mut bc = RowCursor::new(base, hook, layer);
-    let mut sc = RowCursor::new(student, hook, layer);
+    let mut scs: Vec<RowCursor<'_>> = who
+        .iter()
+        .map(|&s| RowCursor::new(&students[s].1, hook, layer))
+        .collect();
     // Shift: row 0 of each store (the same for every shard).
     let b0 = bc.rows(0, 1)?;
-    let s0 = sc.rows(0, 1)?;
-    let mut fa: Vec<PairAccumulator> = fields
-        .iter()
-        .map(|f| {
-            let bx = field_matrix(store_fields, &b0, f).row(0).mapv(|v| v as f64);
-            let sy = field_matrix(store_fields, &s0, f).row(0).mapv(|v| v as f64);
-            PairAccumulator::with_shift(bx, sy)
-        })
-        .collect();
+    let mut fas: Vec<Vec<PairAccumulator>> = Vec::with_capacity(who.len());
+    for sc in &mut scs {
+        let s0 = sc.rows(0, 1)?;
+        fas.push(
+            fields
+                .iter()
+                .map(|f| {
+                    let bx = field_matrix(store_fields, &b0, f).row(0).mapv(|v| v as f64);
+                    let sy = field_matrix(store_fields, &s0, f).row(0).mapv(|v| v as f64);
+                    PairAccumulator::with_shift(bx, sy)
+                })
+                .collect(),
+        );
+    }
     let keep = params.shard.is_none()
         && (params.bootstrap > 0 || params.permutations > 0 || n <= params.knn_max_n);
-    let mut kept: Vec<KeptRows> = vec![KeptRows::default(); fields.len()];
+    let mut kept: Vec<Vec<KeptRows>> = vec![vec![KeptRows::default(); fields.len()]; who.len()];
     // Row ranges: this shard's parts, or chunks of CHUNK_ROWS over the whole store.
     let ranges: Vec<(usize, usize)> = match params.shard {
         Some((i, nsh)) => base
@@ -508,68 +527,95 @@ fn compare_layer(ctx: &LayerCtx<'_>, layer: usize) -> Result<LayerOut> {
     };
     for (start, end) in ranges {
         let bm = bc.rows(start, end)?;
-        let sm = sc.rows(start, end)?;
-        for (fi, f) in fields.iter().enumerate() {
-            let x = field_matrix(store_fields, &bm, f);
-            let y = field_matrix(store_fields, &sm, f);
-            fa[fi]
-                .update(x.view(), y.view())
-                .map_err(metric_err(format!(
+        let xs: Vec<Array2<f32>> = fields
+            .iter()
+            .map(|f| field_matrix(store_fields, &bm, f))
+            .collect();
+        for (k, sc) in scs.iter_mut().enumerate() {
+            let sm = sc.rows(start, end)?;
+            for (fi, f) in fields.iter().enumerate() {
+                let y = field_matrix(store_fields, &sm, f);
+                let x = &xs[fi];
+                let acc = &mut fas[k][fi];
+                // The first student adds the base's xᵀx; the others copy it at the end.
+                let added = if k == 0 {
+                    acc.update(x.view(), y.view())
+                } else {
+                    acc.update_without_xx(x.view(), y.view())
+                };
+                added.map_err(metric_err(format!(
                     "{hook} layer {layer} field {f}, rows {start}..{end} of {} / {}",
                     base.dir().display(),
-                    student.dir().display()
+                    students[who[k]].1.dir().display()
                 )))?;
-            if keep {
-                kept[fi].0.push(x);
-                kept[fi].1.push(y);
+                if keep {
+                    kept[k][fi].0.push(x.clone());
+                    kept[k][fi].1.push(y);
+                }
             }
         }
     }
-    let mut rows = Vec::new();
-    let mut accs = Vec::new();
-    for (fi, f) in fields.iter().enumerate() {
-        if params.shard.is_none() {
-            let what = format!("{name} {hook} layer {layer} field {f}");
-            let m = fa[fi].finalize().map_err(metric_err(what.clone()))?;
-            let mut row = metric_row(name, hook, layer, f, m);
-            if keep {
-                let cat = |v: &Vec<Array2<f32>>| {
-                    let views: Vec<_> = v.iter().map(|a| a.view()).collect();
-                    concatenate(Axis(0), &views).expect("same widths")
-                };
-                let (x, y) = (cat(&kept[fi].0), cat(&kept[fi].1));
-                if n <= params.knn_max_n {
-                    let k = mutual_knn_overlap(x.view(), y.view(), params.knn_k)
-                        .map_err(metric_err(what.clone()))?;
-                    if let Some(r) = k.reason {
-                        row.null_reasons.insert("knn_overlap".into(), r);
+    let (first, rest) = fas.split_first_mut().expect("at least one student");
+    for fa in rest {
+        for (a, f0) in fa.iter_mut().zip(first.iter()) {
+            a.copy_xx_from(f0).map_err(metric_err(format!(
+                "{hook} layer {layer}: shared base Gram"
+            )))?;
+        }
+    }
+    let mut out = Vec::with_capacity(who.len());
+    for (k, &s) in who.iter().enumerate() {
+        let name = students[s].0.as_str();
+        let fa = &fas[k];
+        let kept = &kept[k];
+        let mut rows = Vec::new();
+        let mut accs = Vec::new();
+        for (fi, f) in fields.iter().enumerate() {
+            if params.shard.is_none() {
+                let what = format!("{name} {hook} layer {layer} field {f}");
+                let m = fa[fi].finalize().map_err(metric_err(what.clone()))?;
+                let mut row = metric_row(name, hook, layer, f, m);
+                if keep {
+                    let cat = |v: &Vec<Array2<f32>>| {
+                        let views: Vec<_> = v.iter().map(|a| a.view()).collect();
+                        concatenate(Axis(0), &views).expect("same widths")
+                    };
+                    let (x, y) = (cat(&kept[fi].0), cat(&kept[fi].1));
+                    if n <= params.knn_max_n {
+                        let k = mutual_knn_overlap(x.view(), y.view(), params.knn_k)
+                            .map_err(metric_err(what.clone()))?;
+                        if let Some(r) = k.reason {
+                            row.null_reasons.insert("knn_overlap".into(), r);
+                        }
+                        row.knn_overlap = k.value;
                     }
-                    row.knn_overlap = k.value;
+                    if params.bootstrap > 0 {
+                        let seed = params.seed ^ ((layer as u64) << 32) ^ (fi as u64);
+                        row.ci = Some(
+                            bootstrap(x.view(), y.view(), params.bootstrap, seed)
+                                .map_err(metric_err(what.clone()))?,
+                        );
+                    }
+                    if params.permutations > 0 {
+                        let seed = params.seed ^ 0x9e37_79b9 ^ ((layer as u64) << 32) ^ (fi as u64);
+                        row.null = Some(
+                            permutation_null(x.view(), y.view(), params.permutations, seed)
+                                .map_err(metric_err(what.clone()))?,
+                        );
+                    }
                 }
-                if params.bootstrap > 0 {
-                    let seed = params.seed ^ ((layer as u64) << 32) ^ (fi as u64);
-                    row.ci = Some(
-                        bootstrap(x.view(), y.view(), params.bootstrap, seed)
-                            .map_err(metric_err(what.clone()))?,
+                if n > params.knn_max_n {
+                    row.null_reasons.insert(
+                        "knn_overlap".into(),
+                        format!("n = {n} is above --knn-max-n {}", params.knn_max_n),
                     );
                 }
-                if params.permutations > 0 {
-                    let seed = params.seed ^ 0x9e37_79b9 ^ ((layer as u64) << 32) ^ (fi as u64);
-                    row.null = Some(
-                        permutation_null(x.view(), y.view(), params.permutations, seed)
-                            .map_err(metric_err(what.clone()))?,
-                    );
-                }
+                rows.push(row);
             }
-            if n > params.knn_max_n {
-                row.null_reasons.insert(
-                    "knn_overlap".into(),
-                    format!("n = {n} is above --knn-max-n {}", params.knn_max_n),
-                );
-            }
-            rows.push(row);
+            accs.push(((name.to_string(), layer, f.clone()), fa[fi].clone()));
         }
-        accs.push(((name.to_string(), layer, f.clone()), fa[fi].clone()));
+        report(s, layer);
+        out.push((s, (rows, accs)));
     }
-    Ok((rows, accs))
+    Ok(out)
 }

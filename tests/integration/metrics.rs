@@ -506,6 +506,31 @@ fn compare_cli_end_to_end() {
             assert!((p - q).abs() <= 1e-12 * q.abs(), "{k}: {p} vs {q}");
         }
     }
+    // Regression (the base's rows and xᵀx are shared by the students of a compare): each
+    // student's rows in a two-student compare equal, number for number, a compare of that
+    // student alone.
+    let mini_alone = dir.join("mini-alone");
+    let st = bin()
+        .args(["compare", "--base"])
+        .arg(&sm)
+        .arg("--student")
+        .arg(format!("mini={}", ml.display()))
+        .args(["--layers", "2", "--bootstrap", "20", "--seed", "7"])
+        .arg("--out")
+        .arg(&mini_alone)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let alone = rows(&mini_alone);
+    let together: Vec<_> = r
+        .iter()
+        .filter(|x| x["student"] == "mini")
+        .cloned()
+        .collect();
+    assert_eq!(
+        alone, together,
+        "a student's rows do not depend on the other students"
+    );
     // A merge missing a shard is refused.
     expect_user_error(
         bin()
