@@ -90,13 +90,8 @@ fn row(m: &Measured<'_>) -> Option<BiasRow> {
         cues,
         length_rho: m.cues.and_then(|c| c.length.spearman.map(|s| s.rho)),
         agency_wins: v.map(|v| (v.value.agency_wins.accuracy, v.value.agency_wins.ci95)),
-        axis_kept_min: v.and_then(|v| {
-            v.layers
-                .iter()
-                .filter_map(|l| l.axis_kept)
-                .min_by(f64::total_cmp)
-        }),
-        alignment_change_last: v.and_then(|v| v.layers.last().and_then(|l| l.alignment_change)),
+        axis_kept_min: v.and_then(ValueReport::axis_kept_min),
+        alignment_change_last: v.and_then(ValueReport::alignment_change_last),
         implicit_accuracy: m
             .implicit
             .and_then(|i| i.summary.as_ref().map(|s| s.sum.accuracy)),

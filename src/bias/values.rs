@@ -71,6 +71,22 @@ pub struct ValueReport {
     pub layers: Vec<ValueLayer>,
 }
 
+impl ValueReport {
+    /// The smallest cosine over layers between the model's agency–communion axis and the
+    /// base's (None without a base).
+    pub fn axis_kept_min(&self) -> Option<f64> {
+        self.layers
+            .iter()
+            .filter_map(|l| l.axis_kept)
+            .min_by(f64::total_cmp)
+    }
+
+    /// The alignment change from the base at the last layer.
+    pub fn alignment_change_last(&self) -> Option<f64> {
+        self.layers.last().and_then(|l| l.alignment_change)
+    }
+}
+
 fn items_of(data: &Dataset) -> Result<Vec<Item>> {
     if data.format.fields().len() != 2 {
         return Err(Error::param(

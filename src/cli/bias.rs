@@ -40,36 +40,89 @@ impl Progress for SeqLines {
     }
 }
 
+/// What every scoring command loads: checked parameters, the device, the model and the optional
+/// reference (and, for `values`, the base), each in the `--dtype` it resolves to.
+struct Loaded {
+    params: crate::bias::ValidScoreParams,
+    device: candle_core::Device,
+    model: Box<dyn crate::model::HookedModel>,
+    reference: Option<Box<dyn crate::model::HookedModel>>,
+}
+
+impl Loaded {
+    fn new(
+        run: &super::args::RunArgs,
+        model: &std::path::Path,
+        reference: Option<&std::path::Path>,
+    ) -> crate::Result<Self> {
+        let params = crate::bias::ScoreParams {
+            max_tokens: run.max_tokens(),
+            batch_size: run.batch_size,
+        }
+        .check()?;
+        let device = run.device()?;
+        let model = run.load(model, &device)?;
+        let reference = reference.map(|p| run.load(p, &device)).transpose()?;
+        Ok(Self {
+            params,
+            device,
+            model,
+            reference,
+        })
+    }
+
+    /// The scorer of the model (and reference); refuses a reference for a reward model.
+    fn scorer(&self) -> crate::Result<crate::bias::score::Scorer<'_>> {
+        let s = crate::bias::score::Scorer {
+            model: self.model.as_ref(),
+            reference: self.reference.as_deref(),
+            params: &self.params,
+            device: &self.device,
+        };
+        s.source()?;
+        Ok(s)
+    }
+}
+
+/// Write `DIR/{stem}.json`, `.csv` and, when given, `.md`.
+fn write_outputs(
+    out: &std::path::Path,
+    stem: &str,
+    json: &[u8],
+    csv: &[u8],
+    md: Option<String>,
+) -> crate::Result<()> {
+    crate::io::write_atomic(&out.join(format!("{stem}.json")), json)?;
+    crate::io::write_atomic(&out.join(format!("{stem}.csv")), csv)?;
+    if let Some(md) = md {
+        crate::io::write_atomic(&out.join(format!("{stem}.md")), md.as_bytes())?;
+    }
+    Ok(())
+}
+
 pub fn run_implicit_reward(a: &ImplicitRewardArgs) -> anyhow::Result<()> {
     use crate::bias::implicit::{implicit_reward, render_csv, render_json};
-    use crate::bias::ScoreParams;
-    let params = ScoreParams {
-        max_tokens: a.run.max_tokens(),
-        batch_size: a.run.batch_size,
-    }
-    .check()?;
-    let device = a.run.device()?;
-    let model = a.run.load(&a.model, &device)?;
-    let reference = a
-        .reference
-        .as_deref()
-        .map(|p| a.run.load(p, &device))
-        .transpose()?;
-    let data = a.data_args.read(&a.data, model.as_ref())?;
+    let l = Loaded::new(&a.run, &a.model, a.reference.as_deref())?;
+    let data = a.data_args.read(&a.data, l.model.as_ref())?;
     let mut progress = SeqLines(
         super::progress::Lines::new("implicit-reward", "sequences"),
         0,
     );
     let r = implicit_reward(
-        model.as_ref(),
-        reference.as_deref(),
+        l.model.as_ref(),
+        l.reference.as_deref(),
         &data,
-        &params,
-        &device,
+        &l.params,
+        &l.device,
         &mut progress,
     )?;
-    crate::io::write_atomic(&a.out.join("implicit_reward.json"), &render_json(&r))?;
-    crate::io::write_atomic(&a.out.join("implicit_reward.csv"), &render_csv(&r))?;
+    write_outputs(
+        &a.out,
+        "implicit_reward",
+        &render_json(&r),
+        &render_csv(&r),
+        None,
+    )?;
     match &r.summary {
         Some(s) => eprintln!(
             "repdrift: implicit reward of {} pairs: accuracy {:.1} % (summed log-prob), {:.1} % (per-token mean); {}",
@@ -110,34 +163,13 @@ pub struct CuesArgs {
 
 pub fn run_cues(a: &CuesArgs) -> anyhow::Result<()> {
     use crate::bias::cues::{cues, render_csv, render_json, render_md};
-    use crate::bias::score::Scorer;
-    use crate::bias::ScoreParams;
-    let params = ScoreParams {
-        max_tokens: a.run.max_tokens(),
-        batch_size: a.run.batch_size,
-    }
-    .check()?;
-    let device = a.run.device()?;
-    let model = a.run.load(&a.model, &device)?;
-    let reference = a
-        .reference
-        .as_deref()
-        .map(|p| a.run.load(p, &device))
-        .transpose()?;
-    let scorer = Scorer {
-        model: model.as_ref(),
-        reference: reference.as_deref(),
-        params: &params,
-        device: &device,
-    };
-    scorer.source()?;
-    let data = a.data_args.read(&a.data, model.as_ref())?;
+    let l = Loaded::new(&a.run, &a.model, a.reference.as_deref())?;
+    let scorer = l.scorer()?;
+    let data = a.data_args.read(&a.data, l.model.as_ref())?;
     let mut progress = SeqLines(super::progress::Lines::new("cues", "sequences"), 0);
     let r = cues(&scorer, &data, &mut progress)?;
-    crate::io::write_atomic(&a.out.join("cues.json"), &render_json(&r))?;
-    crate::io::write_atomic(&a.out.join("cues.csv"), &render_csv(&r))?;
     let md = render_md(&r, &a.model.display().to_string());
-    crate::io::write_atomic(&a.out.join("cues.md"), md.as_bytes())?;
+    write_outputs(&a.out, "cues", &render_json(&r), &render_csv(&r), Some(md))?;
     for c in &r.cues {
         eprintln!(
             "repdrift: cue {:8} mean Δreward {:+.3} ({:+.2} sd) over {} replies",
@@ -178,39 +210,27 @@ pub struct ValuesArgs {
 pub fn run_values(a: &ValuesArgs) -> anyhow::Result<()> {
     use crate::bias::score::Scorer;
     use crate::bias::values::{render_csv, render_json, render_md, values};
-    use crate::bias::ScoreParams;
-    let params = ScoreParams {
-        max_tokens: a.run.max_tokens(),
-        batch_size: a.run.batch_size,
-    }
-    .check()?;
-    let device = a.run.device()?;
-    let model = a.run.load(&a.model, &device)?;
-    let reference = a
-        .reference
-        .as_deref()
-        .map(|p| a.run.load(p, &device))
-        .transpose()?;
+    let l = Loaded::new(&a.run, &a.model, a.reference.as_deref())?;
     let base = a
         .base
         .as_deref()
-        .map(|p| a.run.load(p, &device))
+        .map(|p| a.run.load(p, &l.device))
         .transpose()?;
-    let scorer = Scorer {
-        model: model.as_ref(),
-        reference: reference.as_deref(),
-        params: &params,
-        device: &device,
-    };
-    scorer.source()?;
-    let base_scorer = base.as_deref().map(|b| Scorer::new(b, &params, &device));
-    let items = a.data_args.read(&a.items, model.as_ref())?;
+    let scorer = l.scorer()?;
+    let base_scorer = base
+        .as_deref()
+        .map(|b| Scorer::new(b, &l.params, &l.device));
+    let items = a.data_args.read(&a.items, l.model.as_ref())?;
     let mut progress = SeqLines(super::progress::Lines::new("values", "sequences"), 0);
     let r = values(&scorer, base_scorer.as_ref(), &items, &mut progress)?;
-    crate::io::write_atomic(&a.out.join("values.json"), &render_json(&r))?;
-    crate::io::write_atomic(&a.out.join("values.csv"), &render_csv(&r))?;
     let md = render_md(&r, &a.model.display().to_string());
-    crate::io::write_atomic(&a.out.join("values.md"), md.as_bytes())?;
+    write_outputs(
+        &a.out,
+        "values",
+        &render_json(&r),
+        &render_csv(&r),
+        Some(md),
+    )?;
     eprintln!(
         "repdrift: {}",
         crate::bias::values::reward_sentence("the model", &r.value)

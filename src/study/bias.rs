@@ -128,12 +128,8 @@ impl BiasCtx {
                 .collect(),
             length_rho: c.length.spearman.map(|s| s.rho),
             agency_win_rate: v.value.agency_wins.accuracy,
-            axis_kept_min: v
-                .layers
-                .iter()
-                .filter_map(|l| l.axis_kept)
-                .min_by(f64::total_cmp),
-            alignment_change_last: v.layers.last().and_then(|l| l.alignment_change),
+            axis_kept_min: v.axis_kept_min(),
+            alignment_change_last: v.alignment_change_last(),
         })
     }
 }

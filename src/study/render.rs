@@ -45,6 +45,15 @@ fn pm2(s: Option<&Stat>) -> String {
     }
 }
 
+/// A table row's first cells: regime, method, runs.
+fn row_start(cell: &super::analysis::Cell) -> Vec<String> {
+    vec![
+        cell.regime.clone(),
+        cell.method.clone(),
+        n_of(cell).to_string(),
+    ]
+}
+
 fn n_of(cell: &super::analysis::Cell) -> usize {
     cell.metrics.get("acc:source_test").map_or(0, |s| s.n)
 }
@@ -263,11 +272,7 @@ fn table_cells(s: &Summary) -> (Vec<String>, Vec<Vec<String>>) {
         rows.push(r);
     }
     for cell in &s.table {
-        let mut r = vec![
-            cell.regime.clone(),
-            cell.method.clone(),
-            n_of(cell).to_string(),
-        ];
+        let mut r = row_start(cell);
         r.extend(c.iter().map(|(k, _)| {
             let v = cell.metrics.get(k);
             if k.starts_with("drift") {
@@ -344,11 +349,7 @@ fn vs_base_cells(s: &Summary) -> (Vec<String>, Vec<Vec<String>>) {
         .table
         .iter()
         .map(|cell| {
-            let mut r = vec![
-                cell.regime.clone(),
-                cell.method.clone(),
-                n_of(cell).to_string(),
-            ];
+            let mut r = row_start(cell);
             r.extend(
                 s.targets
                     .iter()
@@ -380,11 +381,7 @@ fn bias_cells(s: &Summary) -> Option<(Vec<String>, Vec<Vec<String>>)> {
         .table
         .iter()
         .map(|cell| {
-            let mut r = vec![
-                cell.regime.clone(),
-                cell.method.clone(),
-                n_of(cell).to_string(),
-            ];
+            let mut r = row_start(cell);
             r.extend(cols.iter().map(|(k, _)| {
                 let v = cell.metrics.get(k);
                 if k == "agency_win" {
