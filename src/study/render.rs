@@ -383,12 +383,18 @@ fn bias_cells(s: &Summary) -> Option<(Vec<String>, Vec<Vec<String>>)> {
         .map(|cell| {
             let mut r = row_start(cell);
             r.extend(cols.iter().map(|(k, _)| {
-                let v = cell.metrics.get(k);
-                if k == "agency_win" {
-                    pm(v)
-                } else {
-                    pm2(v)
-                }
+                // Mean ± sd and the 95 % t-interval over seeds; agency win in points.
+                let places = if k == "agency_win" { 1 } else { 3 };
+                cell.metrics.get(k).map_or("–".into(), |st| {
+                    let mut c = match st.sd {
+                        Some(sd) => format!("{:.p$} ± {sd:.p$}", st.mean, p = places),
+                        None => format!("{:.p$}", st.mean, p = places),
+                    };
+                    if let Some((lo, hi)) = st.ci95() {
+                        c += &format!(" [{lo:.p$}, {hi:.p$}]", p = places);
+                    }
+                    c
+                })
             }));
             r
         })
@@ -396,7 +402,7 @@ fn bias_cells(s: &Summary) -> Option<(Vec<String>, Vec<Vec<String>>)> {
     Some((head, rows))
 }
 
-const BIAS_TITLE: &str = "Cue sensitivity and value bias (mean ± sd over seeds; cue effects in reward sd, the gold student is the yardstick)";
+const BIAS_TITLE: &str = "Cue sensitivity and value bias (mean ± sd and 95 % t-interval over seeds; cue effects in reward sd, the gold student is the yardstick)";
 
 const VS_BASE_TITLE: &str =
     "Against what the base knew (student − base probe, points; mean and 95 % t-interval over seeds)";
