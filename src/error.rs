@@ -31,6 +31,10 @@ pub enum Error {
     #[error("{path}: truncated file: {detail}")]
     Truncated { path: PathBuf, detail: String },
 
+    /// A data file whose structure cannot be read (named by the reader of its format).
+    #[error("{path}: {detail}")]
+    MalformedFile { path: PathBuf, detail: String },
+
     /// A model file or directory that cannot be used.
     #[error("{path}: {reason}")]
     InvalidModel { path: PathBuf, reason: String },

@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 
 pub mod chat;
+pub mod parquet_file;
 use chat::{ChatTemplate, Message};
 
 /// The shape of the lines of a data file.
@@ -477,36 +478,6 @@ pub fn open_lines(path: &Path) -> Result<Box<dyn BufRead>> {
     })
 }
 
-/// The rows of a Parquet file as JSON objects (Parquet lists and structs become JSON arrays
-/// and objects, so `messages` columns read as message lists). A file whose footer or pages
-/// cannot be read is reported as truncated.
-fn parquet_rows(path: &Path, limit: Option<usize>) -> Result<Vec<String>> {
-    crate::io::guarded(|| parquet_rows_unguarded(path, limit)).unwrap_or_else(|panic| {
-        Err(Error::Truncated {
-            path: path.to_path_buf(),
-            detail: format!("not a readable Parquet file (the parquet reader failed: {panic})"),
-        })
-    })
-}
-
-fn parquet_rows_unguarded(path: &Path, limit: Option<usize>) -> Result<Vec<String>> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let bad = |e: parquet::errors::ParquetError| Error::Truncated {
-        path: path.to_path_buf(),
-        detail: format!("not a readable Parquet file ({e})"),
-    };
-    let reader = SerializedFileReader::new(f).map_err(bad)?;
-    let mut rows = Vec::new();
-    for row in reader.get_row_iter(None).map_err(bad)? {
-        if limit.is_some_and(|l| rows.len() >= l) {
-            break;
-        }
-        rows.push(row.map_err(bad)?.to_json_value().to_string());
-    }
-    Ok(rows)
-}
-
 /// Read a data file with explicit [`ReadOptions`]: JSONL (gzip when the name ends in `.gz`),
 /// or Parquet when it ends in `.parquet` (errors then name the 1-based row as the line).
 pub fn read_jsonl_with(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
@@ -515,11 +486,12 @@ pub fn read_jsonl_with(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
     if path.extension().is_some_and(|e| e == "parquet") {
         let mut format = None;
         let mut examples = Vec::new();
-        for (i, row) in parquet_rows(path, limit)?.iter().enumerate() {
+        parquet_file::for_each_row(path, limit, |i, row| {
             let (f, ex) = parse_line(row, path, i + 1, format, opts.label, &opts.template)?;
             format = Some(f);
             examples.push(ex);
-        }
+            Ok(())
+        })?;
         let format = format.ok_or_else(|| Error::EmptyData {
             path: path.to_path_buf(),
         })?;
