@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 
 pub mod chat;
 pub mod parquet_file;
+pub mod thrift;
 use chat::{ChatTemplate, Message};
 
 /// The shape of the lines of a data file.
