@@ -483,11 +483,13 @@ pub fn open_lines(path: &Path) -> Result<Box<dyn BufRead>> {
 /// or Parquet when it ends in `.parquet` (errors then name the 1-based row as the line).
 pub fn read_jsonl_with(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
     let limit = opts.limit;
-    let sha256 = sha256_file(path)?;
     if path.extension().is_some_and(|e| e == "parquet") {
+        // Read once: the digest and the rows come from the same bytes.
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let sha256 = sha256_bytes(&bytes);
         let mut format = None;
         let mut examples = Vec::new();
-        parquet_file::for_each_row(path, limit, |i, row| {
+        parquet_file::for_each_row(path, bytes.into(), limit, |i, row| {
             let (f, ex) = parse_line(row, path, i + 1, format, opts.label, &opts.template)?;
             format = Some(f);
             examples.push(ex);
@@ -503,6 +505,7 @@ pub fn read_jsonl_with(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
             examples,
         });
     }
+    let sha256 = sha256_file(path)?;
     let gz = path.extension().is_some_and(|e| e == "gz");
     let reader = open_lines(path)?;
     let mut format = None;

@@ -39,15 +39,16 @@ pub const SNAPPY_MAX_RATIO: u64 = 22;
 /// Added to the Snappy bound for the stream's length preamble and tiny pages.
 pub const SNAPPY_SLACK: u64 = 64;
 
-/// Call `row(i, json)` for each row of the Parquet file at `path` (0-based `i`), in order, up to
-/// `limit` rows; stops at the first error `row` returns. Rows are JSON objects (Parquet lists
-/// and structs become JSON arrays and objects, so `messages` columns read as message lists).
+/// Call `row(i, json)` for each row of the Parquet file `bytes` (read from `path`, which errors
+/// name; 0-based `i`), in order, up to `limit` rows; stops at the first error `row` returns.
+/// Rows are JSON objects (Parquet lists and structs become JSON arrays and objects, so
+/// `messages` columns read as message lists).
 pub fn for_each_row(
     path: &Path,
+    bytes: bytes::Bytes,
     limit: Option<usize>,
     mut row: impl FnMut(usize, &str) -> Result<()>,
 ) -> Result<()> {
-    let bytes = bytes::Bytes::from(std::fs::read(path).map_err(|e| Error::io(path, e))?);
     // A Parquet file ends with its footer, its length and the magic `PAR1`.
     if bytes.len() < 12 || !bytes.ends_with(b"PAR1") {
         return Err(Error::Truncated {

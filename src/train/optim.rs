@@ -7,9 +7,10 @@ use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Storage, Tensor, V
 
 use crate::error::Result;
 
-/// Whether the fused in-place CPU kernels apply: f32 on the CPU, contiguous.
+/// Whether the fused in-place CPU kernels apply: the model's fused-op condition (f32 on the
+/// CPU), and contiguous.
 fn fusable(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == candle_core::DType::F32 && t.is_contiguous()
+    crate::model::fused::fusable(t) && t.is_contiguous()
 }
 
 /// Sum of squares of a contiguous f32 CPU tensor in f64, read in place.
