@@ -299,15 +299,24 @@ impl StoreWriter {
         // Lock first (creating the directory), so that two writers cannot both pass the
         // checks below.
         let lock = crate::io::lock_dir(dir)?;
-        let non_empty = dir.is_dir()
-            && std::fs::read_dir(dir)
-                .map_err(|e| Error::io(dir, e))?
-                .next()
-                .is_some();
+        let mut non_empty = !is_empty_dir(dir)?;
+        // A writer killed before its first manifest landed leaves at most a temp file: with
+        // `resume` that directory is as good as empty (regression: CI's capture kill trial 15
+        // landed there and the resume failed on the missing manifest).
+        if non_empty && resume && !manifest_path.exists() && holds_only_temps(dir)? {
+            remove_stale_temps(dir)?;
+            non_empty = false;
+        }
         let manifest = if non_empty && force {
             crate::io::clear_dir(dir)?;
             plan
         } else if non_empty && resume {
+            if !manifest_path.exists() {
+                return Err(Error::InvalidStore {
+                    path: dir.to_path_buf(),
+                    reason: "cannot resume: not a repdrift store (no manifest.json, and not empty); use another --out, or --force to replace its contents".into(),
+                });
+            }
             remove_stale_temps(dir)?;
             let old = read_manifest(dir)?;
             if !old.same_job(&plan) {
@@ -504,6 +513,26 @@ fn remove_stale_temps(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `dir` holds nothing (no files, no folders).
+fn is_empty_dir(dir: &Path) -> Result<bool> {
+    Ok(std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .next()
+        .is_none())
+}
+
+/// Whether `dir` holds temp files (`.NAME.PID.tmp`) and nothing else.
+fn holds_only_temps(dir: &Path) -> Result<bool> {
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let e = e.map_err(|e| Error::io(dir, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.path().is_dir() || !(name.starts_with('.') && name.ends_with(".tmp")) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest> {

@@ -69,9 +69,11 @@ fn capture_survives_twenty_seeded_kills_and_resumes_to_the_same_bytes() {
                 }
             }
         }
+        let o = cmd(&out, true).output().unwrap();
         assert!(
-            cmd(&out, true).output().unwrap().status.success(),
-            "trial {trials}: resume failed"
+            o.status.success(),
+            "trial {trials} (kill at {at:?}): resume failed: {}",
+            String::from_utf8_lossy(&o.stderr)
         );
         assert!(
             tree(&out) == want,
@@ -79,6 +81,55 @@ fn capture_survives_twenty_seeded_kills_and_resumes_to_the_same_bytes() {
         );
         killed
     });
+}
+
+/// Regression (CI, capture trial 15 of the test above): a kill while the first manifest was
+/// being written left the store folder holding only `.manifest.json.PID.tmp`, and `--resume`
+/// failed on the missing manifest. Such a folder resumes as an empty one now; a folder with
+/// other contents and no manifest is refused by name and kept as it was.
+#[test]
+fn capture_resumes_after_a_kill_before_its_first_manifest() {
+    let dir = scratch("reliability-capture-first-manifest");
+    let data = write_pairs(&dir, 8);
+    let clean = dir.join("clean");
+    let o = minilm_capture(&data, &clean).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = dir.join("store");
+    std::fs::create_dir_all(&out).unwrap();
+    let manifest = std::fs::read(clean.join("manifest.json")).unwrap();
+    std::fs::write(out.join(".manifest.json.4242.tmp"), &manifest[..40]).unwrap();
+    let o = minilm_capture(&data, &out)
+        .arg("--resume")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!out.join(".manifest.json.4242.tmp").exists());
+    // The manifest records --out, so compare everything else and the manifest's parts.
+    let (a, b) = (tree(&clean), tree(&out));
+    assert_eq!(a.len(), b.len());
+    for ((pa, ba), (pb, bb)) in a.iter().zip(&b) {
+        assert_eq!(pa, pb);
+        if !pa.ends_with("manifest.json") {
+            assert!(ba == bb, "{} differs from the clean run", pa.display());
+        }
+    }
+
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join(".manifest.json.4242.tmp"), b"{").unwrap();
+    std::fs::write(other.join("notes.txt"), b"mine").unwrap();
+    let o = minilm_capture(&data, &other)
+        .arg("--resume")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("not a repdrift store (no manifest.json"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(other.join("notes.txt")).unwrap(), b"mine");
+    assert!(other.join(".manifest.json.4242.tmp").exists());
 }
 
 /// Regression: this test found that a kill between the checkpoint's two writes (tensors, then
