@@ -24,7 +24,7 @@ pub fn fusable(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == candle_core::DType::F32
 }
 
-fn inv_rms(row: &[f32], eps: f32) -> f32 {
+pub(crate) fn inv_rms(row: &[f32], eps: f32) -> f32 {
     let ss: f32 = row.iter().map(|v| v * v).sum();
     1.0 / (ss / row.len() as f32 + eps).sqrt()
 }

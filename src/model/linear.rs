@@ -52,6 +52,68 @@ impl Drop for BlasThreads {
     }
 }
 
+/// `C ← α · op(A) · op(B) + β · C` on row-major f32 slices through `cblas_sgemm`, `op`
+/// transposing when its flag is set: `op(A)` is `m × k`, `op(B)` is `k × n`, `C` is `m × n`,
+/// each stored with its leading dimension (row stride). Panics when a slice is too short for
+/// the shape it is given (a caller's bug, never input-dependent), so the FFI call is sound.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    (trans_a, trans_b): (bool, bool),
+    (m, n, k): (usize, usize, usize),
+    alpha: f32,
+    (a, lda): (&[f32], usize),
+    (b, ldb): (&[f32], usize),
+    beta: f32,
+    (c, ldc): (&mut [f32], usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let extent = |rows: usize, cols: usize, ld: usize| (rows - 1) * ld + cols;
+    let (ar, ac) = if trans_a { (k, m) } else { (m, k) };
+    let (br, bc) = if trans_b { (n, k) } else { (k, n) };
+    if k > 0 {
+        assert!(
+            ac <= lda && a.len() >= extent(ar, ac, lda),
+            "sgemm: A too short"
+        );
+        assert!(
+            bc <= ldb && b.len() >= extent(br, bc, ldb),
+            "sgemm: B too short"
+        );
+    }
+    assert!(
+        n <= ldc && c.len() >= extent(m, n, ldc),
+        "sgemm: C too short"
+    );
+    let flag = |t: bool| {
+        if t {
+            cblas_sys::CblasTrans
+        } else {
+            cblas_sys::CblasNoTrans
+        }
+    };
+    // SAFETY: the assertions above check that every matrix lies inside its slice.
+    unsafe {
+        cblas_sys::cblas_sgemm(
+            cblas_sys::CblasRowMajor,
+            flag(trans_a),
+            flag(trans_b),
+            m as i32,
+            n as i32,
+            k as i32,
+            alpha,
+            a.as_ptr(),
+            lda.max(1) as i32,
+            b.as_ptr(),
+            ldb.max(1) as i32,
+            beta,
+            c.as_mut_ptr(),
+            ldc as i32,
+        );
+    }
+}
+
 /// The f32 values of a contiguous CPU storage (the custom ops' inputs), or a named error.
 pub(crate) fn f32_slice<'a>(
     s: &'a CpuStorage,

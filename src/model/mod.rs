@@ -21,6 +21,7 @@ pub mod gguf;
 pub mod linear;
 pub mod llama;
 pub mod llama_config;
+pub mod llama_grad;
 pub mod mistral;
 pub mod qwen2;
 pub mod qwen3;

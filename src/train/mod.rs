@@ -58,7 +58,7 @@ pub use loss::{anchor_distance, bt_loss, pairwise_accuracy};
 pub use params::{
     split, AnchorDistance, HeadInit, Method, Split, TrainParams, Trainable, ValidTrainParams,
 };
-pub use reward_model::TrainableRm;
+pub use reward_model::{FastPass, RmOutput, TrainableRm};
 pub use teacher::{fit_teacher, WeakLabels};
 
 /// Reports training progress (the library never prints).
@@ -356,6 +356,7 @@ pub fn train_observed(
     }
 
     let mut opt = optim::AdamW::new(&vars, params.weight_decay)?;
+    let fast = rm.fast_path();
     let n_pairs = sp.half2.len();
     let steps_per_epoch = n_pairs.div_ceil(params.batch_size);
     let total = steps_per_epoch * params.epochs;
@@ -398,7 +399,14 @@ pub fn train_observed(
             .flat_map(|&p| [&train_seqs[2 * p], &train_seqs[2 * p + 1]])
             .collect();
         let (batch, x) = make_batch(&seqs, base.pad_id(), hidden, !all, device)?;
-        let out = rm.forward(x.as_ref(), &batch, anchors, true)?;
+        // CPU f32: the blocks run graph-free (`model::llama_grad`); candle's graph holds
+        // only the final norm, the head and the loss.
+        let (out, fast) = if fast {
+            let (o, p) = rm.forward_fast(x.as_ref(), &batch, anchors)?;
+            (o, Some(p))
+        } else {
+            (rm.forward(x.as_ref(), &batch, anchors, true)?, None)
+        };
         let r = out.rewards.reshape((pairs.len(), 2))?;
         let delta = (r.narrow(1, 0, 1)? - r.narrow(1, 1, 1)?)?.squeeze(1)?;
         let p_weak: Vec<f32> = pairs.iter().map(|&p| targets[p] as f32).collect();
@@ -438,7 +446,10 @@ pub fn train_observed(
             anchor_val = Some(plain / n_a);
             loss = (loss + (acc.expect("at least one anchor") / n_a)?)?;
         }
-        let grads = loss.backward()?;
+        let mut grads = loss.backward()?;
+        if let Some(p) = fast {
+            rm.backward_fast(p, &mut grads)?;
+        }
         let gnorm = optim::AdamW::grad_norm(&vars, &grads)?;
         let lr = optim::lr_at(step, total, params.lr, params.warmup);
         opt.step(

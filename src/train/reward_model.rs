@@ -2,9 +2,15 @@
 //! scalar head `score (1, hidden)` as candle [`Var`]s; the bottom blocks stay frozen (shared with
 //! the base and run once, their outputs cached by the trainer).
 //!
-//! The training forward pass uses only differentiable ops (`diff = true`: RMSNorm, softmax and
-//! RoPE composed from primitive ops; linear layers on BLAS with a backward pass). Evaluation
-//! uses the inference kernels on detached weights. The reward of a sequence is the head applied
+//! Training runs one of two passes. On the CPU in f32 (`fast_path`), the trainable blocks run
+//! graph-free ([`forward_fast`](TrainableRm::forward_fast) /
+//! [`backward_fast`](TrainableRm::backward_fast), the block math in
+//! [`crate::model::llama_grad`]): candle's graph starts at the top block's last-token states
+//! (and the anchored layers' ones), so it holds only the final norm, the head and the loss,
+//! and the blocks' gradients are added to its gradient store afterwards. Elsewhere the forward
+//! uses only differentiable ops (`diff = true`) and candle's autograd does the rest; a test
+//! holds the two passes to the same rewards and gradients. Evaluation uses the inference
+//! kernels on detached weights. The reward of a sequence is the head applied
 //! to the final (normed) state of its last real token, as HF's `LlamaForSequenceClassification`.
 //!
 //! Shapes: inputs `(batch, seq, hidden)` at residual layer `first` (HF `hidden_states`
@@ -13,12 +19,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use candle_core::{Tensor, Var};
+use candle_core::backprop::GradStore;
+use candle_core::{CpuStorage, Storage, Tensor, Var};
 use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
 use crate::model::delta;
 use crate::model::llama::{last_token_states, Block, Llama, BLOCK_WEIGHTS};
+use crate::model::llama_grad;
 use crate::model::{HookedModel, TokenBatch};
 
 pub use crate::model::delta::NamedWeight;
@@ -242,6 +250,151 @@ impl<'a> TrainableRm<'a> {
         Ok(RmOutput { rewards, pooled })
     }
 
+    /// Whether [`forward_fast`](Self::forward_fast) applies: CPU f32 weights, all contiguous.
+    pub fn fast_path(&self) -> bool {
+        self.vars.iter().all(|(_, v)| {
+            crate::model::fused::fusable(v.as_tensor()) && v.as_tensor().is_contiguous()
+        })
+    }
+
+    /// The training forward pass with the trainable blocks run graph-free
+    /// ([`llama_grad`]): the same rewards and pooled states as [`forward`](Self::forward)
+    /// with `diff`, recorded in candle's graph only from the blocks' outputs on (final norm,
+    /// head, anchors). After `loss.backward()`, [`backward_fast`](Self::backward_fast) adds the
+    /// blocks' (and embeddings') gradients to the store.
+    pub fn forward_fast(
+        &self,
+        input: Option<&Tensor>,
+        batch: &TokenBatch,
+        pool_layers: &[usize],
+    ) -> Result<(RmOutput, FastPass)> {
+        let n = self.base.blocks().len();
+        let (b, s) = batch.ids.dims2()?;
+        let cfg = self.base.config();
+        let d = cfg.hidden_size;
+        let dev = self.norm.device().clone();
+        let ids: Vec<u32> = batch.ids.flatten_all()?.to_vec1()?;
+        let mut x: Vec<f32> = match (&self.embed, input) {
+            (Some(e), _) => with_slices(&[e.as_tensor()], |e| {
+                ids.iter()
+                    .flat_map(|&i| e[0][i as usize * d..][..d].iter().copied())
+                    .collect()
+            })?,
+            (None, Some(x)) => x.flatten_all()?.to_vec1()?,
+            (None, None) => {
+                return Err(Error::param(
+                    "train",
+                    "the trainable part needs the cached input states",
+                ))
+            }
+        };
+        let (cos, sin) = self.base.rope_tables(s)?;
+        let pass = |caches| FastPass {
+            caches,
+            dims: llama_grad::Dims {
+                batch: b,
+                seq: s,
+                hidden: d,
+                heads: cfg.num_attention_heads,
+                kv_heads: cfg.kv_heads(),
+                head_dim: cfg.head_dim(),
+                intermediate: cfg.intermediate_size,
+                eps: cfg.rms_norm_eps as f32,
+            },
+            lens: batch.lens.clone(),
+            ids: ids.clone(),
+            cos: Vec::new(),
+            sin: Vec::new(),
+            last: None,
+            pooled: Vec::new(),
+        };
+        let mut fp = pass(Vec::with_capacity(self.blocks.len()));
+        fp.cos = cos.flatten_all()?.to_vec1()?;
+        fp.sin = sin.flatten_all()?.to_vec1()?;
+        if pool_layers.contains(&self.first) && self.first < n {
+            fp.pooled
+                .push((self.first, Var::from_tensor(&fp.last_rows(&x, &dev)?)?));
+        }
+        for (j, blk) in self.blocks.iter().enumerate() {
+            let l = self.first + j + 1;
+            let (y, cache) = with_block(blk, |w| {
+                llama_grad::forward(&w, &fp.dims, &fp.lens, &fp.cos, &fp.sin, x)
+            })?;
+            fp.caches.push(cache);
+            x = y;
+            if l < n && pool_layers.contains(&l) {
+                fp.pooled
+                    .push((l, Var::from_tensor(&fp.last_rows(&x, &dev)?)?));
+            }
+        }
+        let last = Var::from_tensor(&fp.last_rows(&x, &dev)?)?;
+        let y = self
+            .base
+            .rms_norm(last.as_tensor(), self.norm.as_tensor(), true)?;
+        let rewards = y.matmul(&self.score.as_tensor().t()?)?.squeeze(1)?;
+        let pooled = pool_layers
+            .iter()
+            .map(|&l| {
+                if l == n {
+                    return Ok(y.clone());
+                }
+                fp.pooled
+                    .iter()
+                    .find(|(pl, _)| *pl == l)
+                    .map(|(_, v)| v.as_tensor().clone())
+                    .ok_or_else(|| Error::LayerOutOfRange {
+                        layer: l,
+                        min: self.first,
+                        max: n,
+                        what: "layers computed by the trainable blocks".into(),
+                    })
+            })
+            .collect::<Result<_>>()?;
+        fp.last = Some(last);
+        Ok((RmOutput { rewards, pooled }, fp))
+    }
+
+    /// The backward pass of [`forward_fast`](Self::forward_fast): reads the gradients of the
+    /// blocks' outputs from `grads` (what `loss.backward()` left there) and adds the
+    /// gradients of every block weight, and of the embeddings when they train.
+    pub fn backward_fast(&self, mut fp: FastPass, grads: &mut GradStore) -> Result<()> {
+        let n = self.base.blocks().len();
+        let dm = fp.dims;
+        let d = dm.hidden;
+        let dev = self.norm.device().clone();
+        let mut g = vec![0f32; dm.batch * dm.seq * d];
+        let last = fp.last.take().expect("set by forward_fast");
+        if let Some(gl) = grads.remove(last.as_tensor()) {
+            fp.add_last_rows(&mut g, &gl)?;
+        }
+        for j in (0..self.blocks.len()).rev() {
+            let l = self.first + j + 1;
+            if l < n {
+                fp.add_pooled(l, &mut g, grads)?;
+            }
+            let cache = fp.caches.pop().expect("one cache per block");
+            let blk = &self.blocks[j];
+            let (gx, wg) = with_block(blk, |w| {
+                llama_grad::backward(&w, &dm, &fp.lens, &fp.cos, &fp.sin, cache, g)
+            })?;
+            g = gx;
+            for (t, gw) in blk.tensors().into_iter().zip(wg) {
+                grads.insert(t, Tensor::from_vec(gw, t.shape(), &dev)?);
+            }
+        }
+        fp.add_pooled(self.first, &mut g, grads)?;
+        if let Some(e) = &self.embed {
+            let mut de = vec![0f32; e.elem_count()];
+            for (row, &id) in g.chunks_exact(d).zip(&fp.ids) {
+                for (o, v) in de[id as usize * d..][..d].iter_mut().zip(row) {
+                    *o += v;
+                }
+            }
+            grads.insert(e.as_tensor(), Tensor::from_vec(de, e.shape(), &dev)?);
+        }
+        Ok(())
+    }
+
     /// Every weight of the reward model under its HF name (`model.*` and `score.weight`), the
     /// trained ones from the variables, the rest from the base, as row-major f32.
     pub fn state(&self) -> Result<Vec<NamedWeight>> {
@@ -279,4 +432,90 @@ impl<'a> TrainableRm<'a> {
     pub fn save_delta(&self, dir: &Path, extra: &[(&str, Vec<u8>)]) -> Result<()> {
         delta::write_delta(dir, self.base.info(), &self.delta_state()?, extra)
     }
+}
+
+/// What [`TrainableRm::forward_fast`] keeps for [`TrainableRm::backward_fast`].
+pub struct FastPass {
+    caches: Vec<llama_grad::Cache>,
+    dims: llama_grad::Dims,
+    lens: Vec<usize>,
+    ids: Vec<u32>,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    /// The last-token rows of the top block's output, where candle's graph starts.
+    last: Option<Var>,
+    /// The last-token rows of residual layers below the top that the loss reads (anchors).
+    pooled: Vec<(usize, Var)>,
+}
+
+impl FastPass {
+    /// The row of each sequence's last real token (as [`last_token_states`]).
+    fn last_row(&self, i: usize) -> usize {
+        i * self.dims.seq + self.lens[i].max(1) - 1
+    }
+
+    /// The last-token rows of `x (T, hidden)` as a `(batch, hidden)` tensor.
+    fn last_rows(&self, x: &[f32], dev: &candle_core::Device) -> Result<Tensor> {
+        let d = self.dims.hidden;
+        let v: Vec<f32> = (0..self.dims.batch)
+            .flat_map(|i| x[self.last_row(i) * d..][..d].iter().copied())
+            .collect();
+        Ok(Tensor::from_vec(v, (self.dims.batch, d), dev)?)
+    }
+
+    /// Add `rows (batch, hidden)` into the last-token rows of `g (T, hidden)`.
+    fn add_last_rows(&self, g: &mut [f32], rows: &Tensor) -> Result<()> {
+        let d = self.dims.hidden;
+        let rows: Vec<f32> = rows.flatten_all()?.to_vec1()?;
+        for (i, r) in rows.chunks_exact(d).enumerate() {
+            for (o, v) in g[self.last_row(i) * d..][..d].iter_mut().zip(r) {
+                *o += v;
+            }
+        }
+        Ok(())
+    }
+
+    /// Add the loss's gradient of the pooled state at `layer`, if the loss read it.
+    fn add_pooled(&self, layer: usize, g: &mut [f32], grads: &mut GradStore) -> Result<()> {
+        if let Some((_, v)) = self.pooled.iter().find(|(l, _)| *l == layer) {
+            if let Some(gp) = grads.remove(v.as_tensor()) {
+                self.add_last_rows(g, &gp)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Run `f` on the f32 values of `ts` (CPU, contiguous), read in place.
+fn with_slices<R>(ts: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> R) -> Result<R> {
+    let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices: Vec<&[f32]> = Vec::with_capacity(ts.len());
+    for (g, l) in &guards {
+        let (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) = (&**g, l.contiguous_offsets())
+        else {
+            return Err(Error::param(
+                "train",
+                "the graph-free pass needs contiguous f32 weights on the CPU",
+            ));
+        };
+        slices.push(&v[a..b]);
+    }
+    Ok(f(&slices))
+}
+
+/// Run `f` on a block's weights, read in place.
+fn with_block<R>(blk: &Block, f: impl FnOnce(llama_grad::Weights<'_>) -> R) -> Result<R> {
+    with_slices(&blk.tensors(), |w| {
+        f(llama_grad::Weights {
+            ln1: w[0],
+            q: w[1],
+            k: w[2],
+            v: w[3],
+            o: w[4],
+            ln2: w[5],
+            gate: w[6],
+            up: w[7],
+            down: w[8],
+        })
+    })
 }

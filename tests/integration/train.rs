@@ -134,6 +134,33 @@ fn log(dir: &Path) -> Vec<train::StepRecord> {
         .collect()
 }
 
+/// The BT loss of rewards `(4,)` read as two pairs, with weak-label targets 0.9 and 0.7.
+fn pair_loss(rewards: &Tensor) -> Tensor {
+    let r = rewards.reshape((2, 2)).unwrap();
+    let delta = (r.narrow(1, 0, 1).unwrap() - r.narrow(1, 1, 1).unwrap())
+        .unwrap()
+        .squeeze(1)
+        .unwrap();
+    let p = Tensor::new(&[0.9f32, 0.7], &Device::Cpu).unwrap();
+    train::bt_loss(&delta, &p).unwrap()
+}
+
+/// The input of `rm`'s trainable part: the frozen base's states at layer `first` (the trainer
+/// caches them so), or none when the embeddings train.
+fn frozen_input(
+    base: &repdrift::model::llama::Llama,
+    rm: &TrainableRm,
+    batch: &TokenBatch,
+) -> Option<Tensor> {
+    if rm.trains_embeddings() {
+        return None;
+    }
+    let mut sink = capture::CollectSink::default();
+    let req = repdrift::model::HookRequest::new(&[HookPoint::ResidPost], &[rm.first()], 3).unwrap();
+    base.forward_hooked(batch, &req, &mut sink).unwrap();
+    Some(sink.tensors.remove(0).2)
+}
+
 #[test]
 fn every_trainable_variable_receives_a_nonzero_gradient() {
     let f = fixture("train-grads");
@@ -148,25 +175,10 @@ fn every_trainable_variable_receives_a_nonzero_gradient() {
     let batch = TokenBatch::new(&refs, 0, &Device::Cpu).unwrap();
     for (k, all) in [(2usize, false), (3, true)] {
         let rm = TrainableRm::new(&base, k, all, 7).unwrap();
-        // The input at layer `first`, from the frozen base (the trainer caches it so).
-        let input = if all {
-            None
-        } else {
-            let mut sink = capture::CollectSink::default();
-            let req = repdrift::model::HookRequest::new(&[HookPoint::ResidPost], &[rm.first()], 3)
-                .unwrap();
-            base.forward_hooked(&batch, &req, &mut sink).unwrap();
-            Some(sink.tensors.remove(0).2)
-        };
+        let input = frozen_input(&base, &rm, &batch);
         let anchors = [3usize];
         let out = rm.forward(input.as_ref(), &batch, &anchors, true).unwrap();
-        let r = out.rewards.reshape((2, 2)).unwrap();
-        let delta = (r.narrow(1, 0, 1).unwrap() - r.narrow(1, 1, 1).unwrap())
-            .unwrap()
-            .squeeze(1)
-            .unwrap();
-        let p = Tensor::new(&[0.9f32, 0.7], &Device::Cpu).unwrap();
-        let loss = train::bt_loss(&delta, &p).unwrap();
+        let loss = pair_loss(&out.rewards);
         let grads = loss.backward().unwrap();
         assert!(!rm.named_vars().is_empty());
         for (name, v) in rm.named_vars() {
@@ -181,6 +193,81 @@ fn every_trainable_variable_receives_a_nonzero_gradient() {
         }
         let expected = if all { 1 + 9 * 3 + 2 } else { 9 * 2 + 2 };
         assert_eq!(rm.named_vars().len(), expected);
+    }
+}
+
+/// The graph-free training pass (`TrainableRm::forward_fast`/`backward_fast`, blocks in
+/// `repdrift::model::llama_grad`) against candle's autograd of the differentiable forward
+/// (the truth: candle's primitive ops and their backward passes, and the fused ops tested
+/// against them in `src/model/fused.rs`): the same rewards and pooled states, and the same
+/// gradient for every trainable variable, under a loss that reads the rewards and pooled
+/// states at the input layer, a middle layer and the final one. Padded sequences of four
+/// lengths; grouped-query attention (4 heads, 2 key/value heads); top blocks from cached
+/// states, and all blocks with the embeddings.
+#[test]
+fn the_graph_free_pass_equals_candles_autograd() {
+    let f = fixture("train-fast-pass");
+    let base = repdrift::model::load_llama(&f.model, &Device::Cpu).unwrap();
+    let ids: Vec<Vec<u32>> = vec![
+        vec![1, 5, 7, 9, 2, 11],
+        vec![2, 6, 8],
+        vec![3, 5, 5, 7, 1],
+        vec![4, 6],
+    ];
+    let refs: Vec<&[u32]> = ids.iter().map(|v| v.as_slice()).collect();
+    let batch = TokenBatch::new(&refs, 0, &Device::Cpu).unwrap();
+    let max_rel = |a: &Tensor, b: &Tensor| -> f32 {
+        let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+        a.iter()
+            .zip(&b)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+            / scale
+    };
+    for (k, all) in [(2usize, false), (3, true)] {
+        let rm = TrainableRm::new(&base, k, all, 7).unwrap();
+        assert!(rm.fast_path());
+        let input = frozen_input(&base, &rm, &batch);
+        let anchors = [rm.first(), rm.first() + 1, 3];
+        let loss_of = |out: &train::RmOutput| {
+            let mut loss = pair_loss(&out.rewards);
+            for (i, s) in out.pooled.iter().enumerate() {
+                let readout = Tensor::from_vec(
+                    train::reward_model::seeded_normal(s.elem_count(), 1.0, 40 + i as u64),
+                    s.dims(),
+                    &Device::Cpu,
+                )
+                .unwrap();
+                loss = (loss + (s * readout).unwrap().sum_all().unwrap()).unwrap();
+            }
+            loss
+        };
+        let slow = rm.forward(input.as_ref(), &batch, &anchors, true).unwrap();
+        let slow_grads = loss_of(&slow).backward().unwrap();
+        let (fast, pass) = rm.forward_fast(input.as_ref(), &batch, &anchors).unwrap();
+        let mut fast_grads = loss_of(&fast).backward().unwrap();
+        rm.backward_fast(pass, &mut fast_grads).unwrap();
+        let e = max_rel(&fast.rewards, &slow.rewards);
+        assert!(e < 1e-5, "top:{k} all={all}: rewards differ by {e:.2e}");
+        for (l, (a, b)) in anchors.iter().zip(fast.pooled.iter().zip(&slow.pooled)) {
+            let e = max_rel(a, b);
+            assert!(e < 1e-5, "top:{k} all={all}: layer {l} differs by {e:.2e}");
+        }
+        for (name, v) in rm.named_vars() {
+            let (a, b) = (
+                fast_grads
+                    .get(v.as_tensor())
+                    .unwrap_or_else(|| panic!("{name}: no gradient")),
+                slow_grads.get(v.as_tensor()).unwrap(),
+            );
+            let e = max_rel(a, b);
+            assert!(
+                e < 1e-4,
+                "top:{k} all={all}: gradient of {name} differs by {e:.2e}"
+            );
+        }
     }
 }
 
