@@ -4,9 +4,9 @@
 //!
 //! candle's autograd records every op of the differentiable forward
 //! ([`super::llama::Llama::block_forward`] with `diff`) and replays its backward one op at a time,
-//! each allocating a new tensor and adding it into a gradient store; here a block is ten
-//! products and six fused element-wise passes forward, twelve products and five passes
-//! backward, into buffers allocated once per step.
+//! each allocating a new tensor and adding it into a gradient store; here a block is seven
+//! weight products plus two per attention head forward, fourteen plus four per head backward,
+//! and one loop per element-wise step (norms, RoPE, softmax, SwiGLU, residual adds).
 //!
 //! Shapes (`T = batch · seq` rows, right-padded sequences, row `t` at position `t % seq`):
 //! input `x (T, hidden)`; `q (T, heads · head_dim)`, `k`, `v (T, kv_heads · head_dim)` (HF's
@@ -28,7 +28,7 @@
 //! the output and every gradient against candle's autograd of the differentiable block.
 
 use super::fused::inv_rms;
-use super::linear::{sgemm, BlasThreads};
+use super::linear::{sgemm, sgemm_new, BlasThreads};
 
 /// The sizes of one block's pass.
 #[derive(Clone, Copy, Debug)]
@@ -88,17 +88,7 @@ pub struct Cache {
 
 /// `x (rows, n) · W (out, n)ᵀ` → `(rows, out)`.
 fn linear(x: &[f32], w: &[f32], rows: usize, out: usize, n: usize) -> Vec<f32> {
-    let mut y = vec![0f32; rows * out];
-    sgemm(
-        (false, true),
-        (rows, out, n),
-        1.0,
-        (x, n),
-        (w, n),
-        0.0,
-        (&mut y, out),
-    );
-    y
+    sgemm_new((false, true), (rows, out, n), (x, n), (w, n))
 }
 
 /// RMSNorm rows of `x (·, d)`: `(y, r)` with `r` each row's inverse RMS.
@@ -317,26 +307,8 @@ pub fn backward(
     let group = dm.heads / dm.kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
     // MLP: out = x2 + m Wdᵀ.
-    let mut d_down = vec![0f32; d * inter];
-    sgemm(
-        (true, false),
-        (d, inter, t),
-        1.0,
-        (&g, d),
-        (&c.m, inter),
-        0.0,
-        (&mut d_down, inter),
-    );
-    let mut dm_ = vec![0f32; t * inter];
-    sgemm(
-        (false, false),
-        (t, inter, d),
-        1.0,
-        (&g, d),
-        (w.down, inter),
-        0.0,
-        (&mut dm_, inter),
-    );
+    let d_down = sgemm_new((true, false), (d, inter, t), (&g, d), (&c.m, inter));
+    let mut dm_ = sgemm_new((false, false), (t, inter, d), (&g, d), (w.down, inter));
     // dm_ becomes d(gate output) in place; du is new.
     let mut du = vec![0f32; t * inter];
     let cl = chunk_len(du.len(), inter);
@@ -353,36 +325,9 @@ pub fn backward(
         }
     });
     let da = dm_;
-    let mut d_gate = vec![0f32; inter * d];
-    sgemm(
-        (true, false),
-        (inter, d, t),
-        1.0,
-        (&da, inter),
-        (&c.h2, d),
-        0.0,
-        (&mut d_gate, d),
-    );
-    let mut d_up = vec![0f32; inter * d];
-    sgemm(
-        (true, false),
-        (inter, d, t),
-        1.0,
-        (&du, inter),
-        (&c.h2, d),
-        0.0,
-        (&mut d_up, d),
-    );
-    let mut dh2 = vec![0f32; t * d];
-    sgemm(
-        (false, false),
-        (t, d, inter),
-        1.0,
-        (&da, inter),
-        (w.gate, d),
-        0.0,
-        (&mut dh2, d),
-    );
+    let d_gate = sgemm_new((true, false), (inter, d, t), (&da, inter), (&c.h2, d));
+    let d_up = sgemm_new((true, false), (inter, d, t), (&du, inter), (&c.h2, d));
+    let mut dh2 = sgemm_new((false, false), (t, d, inter), (&da, inter), (w.gate, d));
     sgemm(
         (false, false),
         (t, d, inter),
@@ -397,26 +342,8 @@ pub fn backward(
     let d_ln2 = rms_backward(&c.x2, &c.r2, w.ln2, &dh2, &mut gx2);
     drop(dh2);
     // Attention: x2 = x + ctx Woᵀ.
-    let mut d_o = vec![0f32; d * qw];
-    sgemm(
-        (true, false),
-        (d, qw, t),
-        1.0,
-        (&gx2, d),
-        (&c.ctx, qw),
-        0.0,
-        (&mut d_o, qw),
-    );
-    let mut dctx = vec![0f32; t * qw];
-    sgemm(
-        (false, false),
-        (t, qw, d),
-        1.0,
-        (&gx2, d),
-        (w.o, qw),
-        0.0,
-        (&mut dctx, qw),
-    );
+    let d_o = sgemm_new((true, false), (d, qw, t), (&gx2, d), (&c.ctx, qw));
+    let dctx = sgemm_new((false, false), (t, qw, d), (&gx2, d), (w.o, qw));
     let mut dq = vec![0f32; t * qw];
     let mut dk = vec![0f32; t * kw];
     let mut dv = vec![0f32; t * kw];
@@ -479,46 +406,10 @@ pub fn backward(
     drop(dctx);
     rope(&mut dq, dm, dm.heads, cos, sin, true);
     rope(&mut dk, dm, dm.kv_heads, cos, sin, true);
-    let mut d_q = vec![0f32; qw * d];
-    sgemm(
-        (true, false),
-        (qw, d, t),
-        1.0,
-        (&dq, qw),
-        (&c.h1, d),
-        0.0,
-        (&mut d_q, d),
-    );
-    let mut d_k = vec![0f32; kw * d];
-    sgemm(
-        (true, false),
-        (kw, d, t),
-        1.0,
-        (&dk, kw),
-        (&c.h1, d),
-        0.0,
-        (&mut d_k, d),
-    );
-    let mut d_v = vec![0f32; kw * d];
-    sgemm(
-        (true, false),
-        (kw, d, t),
-        1.0,
-        (&dv, kw),
-        (&c.h1, d),
-        0.0,
-        (&mut d_v, d),
-    );
-    let mut dh1 = vec![0f32; t * d];
-    sgemm(
-        (false, false),
-        (t, d, qw),
-        1.0,
-        (&dq, qw),
-        (w.q, d),
-        0.0,
-        (&mut dh1, d),
-    );
+    let d_q = sgemm_new((true, false), (qw, d, t), (&dq, qw), (&c.h1, d));
+    let d_k = sgemm_new((true, false), (kw, d, t), (&dk, kw), (&c.h1, d));
+    let d_v = sgemm_new((true, false), (kw, d, t), (&dv, kw), (&c.h1, d));
+    let mut dh1 = sgemm_new((false, false), (t, d, qw), (&dq, qw), (w.q, d));
     sgemm(
         (false, false),
         (t, d, kw),
