@@ -275,12 +275,30 @@ impl<'a> TrainableRm<'a> {
         let dev = self.norm.device().clone();
         let ids: Vec<u32> = batch.ids.flatten_all()?.to_vec1()?;
         let mut x: Vec<f32> = match (&self.embed, input) {
-            (Some(e), _) => with_slices(&[e.as_tensor()], |e| {
-                ids.iter()
-                    .flat_map(|&i| e[0][i as usize * d..][..d].iter().copied())
-                    .collect()
-            })?,
-            (None, Some(x)) => x.flatten_all()?.to_vec1()?,
+            (Some(e), _) => {
+                let vocab = e.dims()[0];
+                if let Some(&bad) = ids.iter().find(|&&i| i as usize >= vocab) {
+                    return Err(Error::param(
+                        "train",
+                        format!("token id {bad} is outside the embedding table ({vocab} rows)"),
+                    ));
+                }
+                with_slices(&[e.as_tensor()], |e| {
+                    ids.iter()
+                        .flat_map(|&i| e[0][i as usize * d..][..d].iter().copied())
+                        .collect()
+                })?
+            }
+            (None, Some(x)) if x.dims() == [b, s, d] => x.flatten_all()?.to_vec1()?,
+            (None, Some(x)) => {
+                return Err(Error::param(
+                    "train",
+                    format!(
+                        "cached input states have shape {:?}, the batch needs ({b}, {s}, {d})",
+                        x.dims()
+                    ),
+                ))
+            }
             (None, None) => {
                 return Err(Error::param(
                     "train",
@@ -289,8 +307,8 @@ impl<'a> TrainableRm<'a> {
             }
         };
         let (cos, sin) = self.base.rope_tables(s)?;
-        let pass = |caches| FastPass {
-            caches,
+        let mut fp = FastPass {
+            caches: Vec::with_capacity(self.blocks.len()),
             dims: llama_grad::Dims {
                 batch: b,
                 seq: s,
@@ -302,15 +320,12 @@ impl<'a> TrainableRm<'a> {
                 eps: cfg.rms_norm_eps as f32,
             },
             lens: batch.lens.clone(),
-            ids: ids.clone(),
-            cos: Vec::new(),
-            sin: Vec::new(),
+            ids,
+            cos: cos.flatten_all()?.to_vec1()?,
+            sin: sin.flatten_all()?.to_vec1()?,
             last: None,
             pooled: Vec::new(),
         };
-        let mut fp = pass(Vec::with_capacity(self.blocks.len()));
-        fp.cos = cos.flatten_all()?.to_vec1()?;
-        fp.sin = sin.flatten_all()?.to_vec1()?;
         if pool_layers.contains(&self.first) && self.first < n {
             fp.pooled
                 .push((self.first, Var::from_tensor(&fp.last_rows(&x, &dev)?)?));

@@ -244,6 +244,19 @@ fn the_graph_free_pass_equals_candles_autograd() {
             }
             loss
         };
+        if let Some(x) = &input {
+            // Cached states of another shape are refused by name, not read out of bounds.
+            let short = x.narrow(1, 0, 2).unwrap();
+            let err = rm
+                .forward_fast(Some(&short), &batch, &anchors)
+                .err()
+                .expect("a wrong shape is refused")
+                .to_string();
+            assert!(
+                err.contains("cached input states have shape [4, 2, 64]"),
+                "{err}"
+            );
+        }
         let slow = rm.forward(input.as_ref(), &batch, &anchors, true).unwrap();
         let slow_grads = loss_of(&slow).backward().unwrap();
         let (fast, pass) = rm.forward_fast(input.as_ref(), &batch, &anchors).unwrap();
