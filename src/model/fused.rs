@@ -24,7 +24,7 @@ pub fn fusable(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == candle_core::DType::F32
 }
 
-pub(crate) fn inv_rms(row: &[f32], eps: f32) -> f32 {
+fn inv_rms(row: &[f32], eps: f32) -> f32 {
     let ss: f32 = row.iter().map(|v| v * v).sum();
     1.0 / (ss / row.len() as f32 + eps).sqrt()
 }
@@ -50,11 +50,7 @@ impl CustomOp2 for RmsNorm {
         if d == 0 || x.len() % d != 0 || l1.dims().last() != Some(&d) {
             candle_core::bail!("fused-rms-norm: shapes {:?} and {:?}", l1.dims(), l2.dims());
         }
-        let mut y = Vec::with_capacity(x.len());
-        for row in x.chunks_exact(d) {
-            let r = inv_rms(row, self.eps);
-            y.extend(row.iter().zip(w).map(|(v, wi)| v * r * wi));
-        }
+        let (y, _) = rms_rows(x, w, self.eps);
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -97,20 +93,56 @@ impl CustomOp3 for RmsNormBwd {
         let n = self.name();
         let (x, w, g) = (slice(s1, l1, n)?, slice(s2, l2, n)?, slice(s3, l3, n)?);
         let d = w.len();
-        let mut out = Vec::with_capacity(x.len() + d);
-        let mut dw = vec![0f32; d];
-        for (xr, gr) in x.chunks_exact(d).zip(g.chunks_exact(d)) {
-            let r = inv_rms(xr, self.eps);
-            let dot: f32 = xr.iter().zip(gr).zip(w).map(|((a, b), c)| a * b * c).sum();
-            let k = r * r * dot / d as f32;
-            for (((xi, gi), wi), acc) in xr.iter().zip(gr).zip(w).zip(dw.iter_mut()) {
-                out.push(r * (gi * wi - xi * k));
-                *acc += gi * xi * r;
-            }
-        }
+        let r: Vec<f32> = x
+            .chunks_exact(d)
+            .map(|row| inv_rms(row, self.eps))
+            .collect();
+        let mut out = vec![0f32; x.len()];
+        let dw = rms_rows_backward(x, &r, w, g, &mut out);
         out.extend(dw);
         Ok((CpuStorage::F32(out), Shape::from(x.len() + d)))
     }
+}
+
+/// RMSNorm rows of `x (·, d)` with weight `w (d)`: `(y, r)` with `r` each row's inverse RMS
+/// (the forward kernel of [`rms_norm`] and of the graph-free block pass).
+pub(crate) fn rms_rows(x: &[f32], w: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
+    let d = w.len();
+    let mut y = Vec::with_capacity(x.len());
+    let mut rs = Vec::with_capacity(x.len() / d);
+    for row in x.chunks_exact(d) {
+        let r = inv_rms(row, eps);
+        rs.push(r);
+        y.extend(row.iter().zip(w).map(|(v, wi)| v * r * wi));
+    }
+    (y, rs)
+}
+
+/// RMSNorm's backward from each row's inverse RMS `r`: adds `dx` into `dx_acc`, returns `dw`
+/// (the kernel of [`rms_norm`]'s backward and of the graph-free block pass).
+pub(crate) fn rms_rows_backward(
+    x: &[f32],
+    r: &[f32],
+    w: &[f32],
+    g: &[f32],
+    dx_acc: &mut [f32],
+) -> Vec<f32> {
+    let d = w.len();
+    let mut dw = vec![0f32; d];
+    for (((xr, gr), &r), acc) in x
+        .chunks_exact(d)
+        .zip(g.chunks_exact(d))
+        .zip(r)
+        .zip(dx_acc.chunks_exact_mut(d))
+    {
+        let dot: f32 = xr.iter().zip(gr).zip(w).map(|((a, b), c)| a * b * c).sum();
+        let k = r * r * dot / d as f32;
+        for ((((xi, gi), wi), dwi), o) in xr.iter().zip(gr).zip(w).zip(dw.iter_mut()).zip(acc) {
+            *o += r * (gi * wi - xi * k);
+            *dwi += gi * xi * r;
+        }
+    }
+    dw
 }
 
 /// RMSNorm of `x (…, d)` with weight `w (d)`, differentiable in both.

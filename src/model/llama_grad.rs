@@ -27,7 +27,7 @@
 //! probability 0, as `−∞` in candle's mask gives. Truth: `tests/integration/train.rs` checks
 //! the output and every gradient against candle's autograd of the differentiable block.
 
-use super::fused::inv_rms;
+use super::fused::{rms_rows, rms_rows_backward};
 use super::linear::{sgemm, sgemm_new, BlasThreads};
 
 /// The sizes of one block's pass.
@@ -89,39 +89,6 @@ pub struct Cache {
 /// `x (rows, n) · W (out, n)ᵀ` → `(rows, out)`.
 fn linear(x: &[f32], w: &[f32], rows: usize, out: usize, n: usize) -> Vec<f32> {
     sgemm_new((false, true), (rows, out, n), (x, n), (w, n))
-}
-
-/// RMSNorm rows of `x (·, d)`: `(y, r)` with `r` each row's inverse RMS.
-fn rms_forward(x: &[f32], w: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
-    let d = w.len();
-    let mut y = Vec::with_capacity(x.len());
-    let mut rs = Vec::with_capacity(x.len() / d);
-    for row in x.chunks_exact(d) {
-        let r = inv_rms(row, eps);
-        rs.push(r);
-        y.extend(row.iter().zip(w).map(|(v, wi)| v * r * wi));
-    }
-    (y, rs)
-}
-
-/// RMSNorm's backward: adds `dx` into `dx_acc`, returns `dw`.
-fn rms_backward(x: &[f32], r: &[f32], w: &[f32], g: &[f32], dx_acc: &mut [f32]) -> Vec<f32> {
-    let d = w.len();
-    let mut dw = vec![0f32; d];
-    for (((xr, gr), &r), acc) in x
-        .chunks_exact(d)
-        .zip(g.chunks_exact(d))
-        .zip(r)
-        .zip(dx_acc.chunks_exact_mut(d))
-    {
-        let dot: f32 = xr.iter().zip(gr).zip(w).map(|((a, b), c)| a * b * c).sum();
-        let k = r * r * dot / d as f32;
-        for ((((xi, gi), wi), dwi), o) in xr.iter().zip(gr).zip(w).zip(dw.iter_mut()).zip(acc) {
-            *o += r * (gi * wi - xi * k);
-            *dwi += gi * xi * r;
-        }
-    }
-    dw
 }
 
 /// The rotary embedding in place on `x (T, heads · head_dim)`; `inverse` rotates back (the
@@ -196,7 +163,7 @@ pub fn forward(
     let (qw, kw, inter) = (dm.q_width(), dm.kv_width(), dm.intermediate);
     let group = dm.heads / dm.kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
-    let (h1, r1) = rms_forward(&x, w.ln1, dm.eps);
+    let (h1, r1) = rms_rows(&x, w.ln1, dm.eps);
     let mut q = linear(&h1, w.q, t, qw, d);
     let mut k = linear(&h1, w.k, t, kw, d);
     let v = linear(&h1, w.v, t, kw, d);
@@ -254,7 +221,7 @@ pub fn forward(
     for (o, xi) in x2.iter_mut().zip(&x) {
         *o += xi;
     }
-    let (h2, r2) = rms_forward(&x2, w.ln2, dm.eps);
+    let (h2, r2) = rms_rows(&x2, w.ln2, dm.eps);
     let a = linear(&h2, w.gate, t, inter, d);
     let u = linear(&h2, w.up, t, inter, d);
     let mut m = vec![0f32; t * inter];
@@ -339,7 +306,7 @@ pub fn backward(
     );
     drop((da, du));
     let mut gx2 = g;
-    let d_ln2 = rms_backward(&c.x2, &c.r2, w.ln2, &dh2, &mut gx2);
+    let d_ln2 = rms_rows_backward(&c.x2, &c.r2, w.ln2, &dh2, &mut gx2);
     drop(dh2);
     // Attention: x2 = x + ctx Woᵀ.
     let d_o = sgemm_new((true, false), (d, qw, t), (&gx2, d), (&c.ctx, qw));
@@ -429,6 +396,6 @@ pub fn backward(
         (&mut dh1, d),
     );
     let mut gx = gx2;
-    let d_ln1 = rms_backward(&c.x, &c.r1, w.ln1, &dh1, &mut gx);
+    let d_ln1 = rms_rows_backward(&c.x, &c.r1, w.ln1, &dh1, &mut gx);
     (gx, [d_ln1, d_q, d_k, d_v, d_o, d_ln2, d_gate, d_up, d_down])
 }

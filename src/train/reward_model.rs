@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, Storage, Tensor, Var};
+use candle_core::{Storage, Tensor, Var};
 use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
@@ -506,14 +506,13 @@ fn with_slices<R>(ts: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> R) -> Result<R> {
     let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
     let mut slices: Vec<&[f32]> = Vec::with_capacity(ts.len());
     for (g, l) in &guards {
-        let (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) = (&**g, l.contiguous_offsets())
-        else {
+        let Storage::Cpu(cpu) = &**g else {
             return Err(Error::param(
                 "train",
-                "the graph-free pass needs contiguous f32 weights on the CPU",
+                "the graph-free pass needs its weights on the CPU",
             ));
         };
-        slices.push(&v[a..b]);
+        slices.push(crate::model::linear::f32_slice(cpu, l, "graph-free pass")?);
     }
     Ok(f(&slices))
 }
