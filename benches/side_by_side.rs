@@ -5,7 +5,7 @@
 //!
 //!     cargo bench --bench side_by_side -- capture [--reps 5]
 //!     cargo bench --bench side_by_side -- stores --n 4096 --students 2 --dir DIR
-//!     cargo bench --bench side_by_side -- compare --n 4096 --students 2 --dir DIR
+//!     cargo bench --bench side_by_side -- compare --n 4096 --students 2 --dir DIR [--precision mixed]
 //!     cargo bench --bench side_by_side -- probe
 //!
 //! Workloads (the references in `benches/reference/` do the same work):
@@ -82,7 +82,12 @@ fn write_stores(dir: &std::path::Path, n: usize, students: usize) -> String {
     format!("{{\"seconds\": {}}}", t.elapsed().as_secs_f64())
 }
 
-fn run_compare(dir: &std::path::Path, n: usize, students: usize) -> String {
+fn run_compare(
+    dir: &std::path::Path,
+    n: usize,
+    students: usize,
+    precision: repdrift::metrics::Precision,
+) -> String {
     let paths = store_paths(dir, n, students);
     let base = Store::open(&paths[0]).unwrap();
     let studs: Vec<(String, Store)> = paths[1..]
@@ -92,6 +97,7 @@ fn run_compare(dir: &std::path::Path, n: usize, students: usize) -> String {
         .collect();
     let params = CompareParams {
         knn_max_n: 0,
+        precision,
         ..Default::default()
     }
     .check()
@@ -101,8 +107,9 @@ fn run_compare(dir: &std::path::Path, n: usize, students: usize) -> String {
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(out.report.rows.len(), students * (stores::LAYERS + 1));
     format!(
-        "{{\"seconds\": {secs}, \"n\": {n}, \"students\": {students}, \"layers\": {}}}",
-        stores::LAYERS + 1
+        "{{\"seconds\": {secs}, \"n\": {n}, \"students\": {students}, \"layers\": {}, \"precision\": \"{}\"}}",
+        stores::LAYERS + 1,
+        precision.name()
     )
 }
 
@@ -148,7 +155,12 @@ fn main() {
     let line = match work.as_str() {
         "capture" => capture(arg(&args, "--reps", "5").parse().unwrap()),
         "stores" => write_stores(&dir, n, students),
-        "compare" => run_compare(&dir, n, students),
+        "compare" => run_compare(
+            &dir,
+            n,
+            students,
+            arg(&args, "--precision", "f64").parse().unwrap(),
+        ),
         "probe" => probe(),
         other => panic!("unknown workload {other}"),
     };

@@ -186,12 +186,24 @@ def main():
                      "reference_tokens_per_s": r["tokens_per_second"]}))
 
     run([a.sxs, "stores", "--n", "4096", "--students", "2", "--dir", WORK], env)
-    o, r = both([a.sxs, "compare", "--n", "4096", "--students", "2", "--dir", WORK],
-                [PY, "benches/reference/compare_numpy.py", "feature", "--n", "4096", "--students", "2"])
-    rows.append(row("compare", "2 students x 31 layers x n = 4,096 x d = 576: linear and debiased "
-                    "CKA, cosine distance, Procrustes, norm ratio (ours reads the stores from "
-                    "disk; NumPy has them in memory)",
-                    o, "NumPy float64, the same d x d algebra", r, TARGETS["compare"]))
+    # repdrift float64 (the default), repdrift --precision mixed and NumPy, alternating; both
+    # of ours are set against the same NumPy runs.
+    cmp = [a.sxs, "compare", "--n", "4096", "--students", "2", "--dir", WORK]
+    runs64, runs_mixed, refs = [], [], []
+    for _ in range(a.repeat):
+        runs64.append(proc(cmp))
+        runs_mixed.append(proc(cmp + ["--precision", "mixed"]))
+        refs.append(proc([PY, "benches/reference/compare_numpy.py", "feature", "--n", "4096",
+                          "--students", "2"]))
+    r = median_run(refs)
+    what = ("2 students x 31 layers x n = 4,096 x d = 576: linear and debiased CKA, cosine "
+            "distance, Procrustes, norm ratio (ours reads the stores from disk; NumPy has them "
+            "in memory)")
+    rows.append(row("compare", what, median_run(runs64), "NumPy float64, the same d x d algebra",
+                    r, TARGETS["compare"]))
+    rows.append(row("compare --precision mixed", what + "; f32 products per 256 rows summed in "
+                    "float64 (within 1e-6 of float64)", median_run(runs_mixed),
+                    "NumPy float64, the same d x d algebra", r, TARGETS["compare"]))
 
     o, r = both([a.sxs, "probe"], [PY, "benches/reference/probe_sklearn.py"])
     rows.append(row("probe", "31 layers x 2,000 pairs x d = 576 Bradley-Terry probes, 5-fold CV "

@@ -382,6 +382,12 @@ pub struct CompareArgs {
     /// Merge shard outputs (directories written with --shard) instead of reading stores.
     #[arg(long, value_name = "DIR")]
     pub merge: Vec<PathBuf>,
+    /// Precision of the d × d products behind CKA, debiased CKA and Procrustes: `f64`
+    /// (float64 throughout, equal to a float64 reference to ≈ 1e-13) or `mixed` (f32 products
+    /// per block of 256 rows summed in float64: ≈ 1e-7 relative from the reference, about
+    /// twice as fast). kNN, bootstrap and permutations stay float64.
+    #[arg(long, default_value = "f64", value_name = "f64|mixed")]
+    pub precision: crate::metrics::Precision,
 }
 
 fn parse_shard(s: &str) -> crate::Result<(usize, usize)> {
@@ -428,6 +434,7 @@ fn run_compare(a: &CompareArgs) -> anyhow::Result<()> {
         knn_k: a.knn_k,
         knn_max_n: a.knn_max_n,
         shard: a.shard.as_deref().map(parse_shard).transpose()?,
+        precision: a.precision,
     }
     .check()?;
     let base_dir = a

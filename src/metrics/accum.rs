@@ -13,6 +13,7 @@
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
+use super::prepared::{dot, dot_rows, mixed, Element, Precision, PreparedRows, Shifted};
 use super::{MetricError, Nullable};
 
 /// Streaming sums over paired rows. See the module docs.
@@ -61,10 +62,6 @@ pub struct PairMetrics {
     pub cosine_distance_std: Nullable,
     pub procrustes_distance: Nullable,
     pub norm_ratio: Nullable,
-}
-
-fn to_f64(v: ArrayView2<'_, f32>) -> Array2<f64> {
-    v.mapv(|x| x as f64)
 }
 
 /// `c += aᵀ b` for C-contiguous `a (m, p)`, `b (m, q)`, `c (p, q)` (BLAS dgemm, β = 1).
@@ -176,15 +173,13 @@ impl PairAccumulator {
     }
 
     /// Add paired rows: `x` is `(m, d₁)`, `y` is `(m, d₂)`. A non-finite value is an error
-    /// naming its row (0-based within this call).
+    /// naming its row (0-based within this call; x's rows are checked before y's).
     pub fn update(
         &mut self,
         x: ArrayView2<'_, f32>,
         y: ArrayView2<'_, f32>,
     ) -> Result<(), MetricError> {
-        self.check_rows(&x, &y, |v| v.is_finite())?;
-        self.add_rows(to_f64(x), to_f64(y), true);
-        Ok(())
+        self.update_rows(x, y, true)
     }
 
     /// [`update`](Self::update) without adding `xᵀx`: for accumulators that share their x rows
@@ -196,9 +191,7 @@ impl PairAccumulator {
         x: ArrayView2<'_, f32>,
         y: ArrayView2<'_, f32>,
     ) -> Result<(), MetricError> {
-        self.check_rows(&x, &y, |v| v.is_finite())?;
-        self.add_rows(to_f64(x), to_f64(y), false);
-        Ok(())
+        self.update_rows(x, y, false)
     }
 
     /// Take `xᵀx` from `o`, an accumulator fed the same x rows with the same x shift (refused
@@ -221,48 +214,53 @@ impl PairAccumulator {
         x: ArrayView2<'_, f64>,
         y: ArrayView2<'_, f64>,
     ) -> Result<(), MetricError> {
-        self.check_rows(&x, &y, |v| v.is_finite())?;
-        self.add_rows(
-            x.as_standard_layout().into_owned(),
-            y.as_standard_layout().into_owned(),
-            true,
-        );
-        Ok(())
+        self.update_rows(x, y, true)
     }
 
-    /// Shapes `(m, d₁)`, `(m, d₂)` and every value finite (else the row, 0-based).
-    fn check_rows<T: Copy>(
-        &self,
-        x: &ArrayView2<'_, T>,
-        y: &ArrayView2<'_, T>,
-        finite: impl Fn(T) -> bool,
+    fn update_rows<T: Element>(
+        &mut self,
+        x: ArrayView2<'_, T>,
+        y: ArrayView2<'_, T>,
+        with_xx: bool,
     ) -> Result<(), MetricError> {
+        self.check_shapes(x.dim(), y.dim())?;
+        let px = PreparedRows::new(x, &self.shift_x, Precision::F64, "x")?;
+        let py = PreparedRows::new(y, &self.shift_y, Precision::F64, "y")?;
+        self.add_prepared(&px, &py, with_xx)
+    }
+
+    /// Shapes `(m, d₁)`, `(m, d₂)`.
+    fn check_shapes(&self, x: (usize, usize), y: (usize, usize)) -> Result<(), MetricError> {
         let (d1, d2) = self.dims();
-        if x.nrows() != y.nrows() || x.ncols() != d1 || y.ncols() != d2 {
+        if x.0 != y.0 || x.1 != d1 || y.1 != d2 {
             return Err(MetricError::Shape {
-                x: vec![x.nrows(), x.ncols()],
-                y: vec![y.nrows(), y.ncols()],
+                x: vec![x.0, x.1],
+                y: vec![y.0, y.1],
                 expected: (d1, d2),
             });
         }
-        for (i, (rx, ry)) in x.outer_iter().zip(y.outer_iter()).enumerate() {
-            if !rx.iter().all(|&v| finite(v)) {
-                return Err(MetricError::NonFinite { side: "x", row: i });
-            }
-            if !ry.iter().all(|&v| finite(v)) {
-                return Err(MetricError::NonFinite { side: "y", row: i });
-            }
-        }
         Ok(())
     }
 
-    /// Add checked rows, already in f64 (`xᵀx` only when `with_xx`).
-    fn add_rows(&mut self, xr: Array2<f64>, yr: Array2<f64>, with_xx: bool) {
+    /// Add rows prepared once per side ([`PreparedRows`]): `x` with this accumulator's x shift,
+    /// `y` with its y shift (refused otherwise), both in the same precision. `xᵀx` only when
+    /// `with_xx` (see [`update_without_xx`](Self::update_without_xx)). One base side prepared
+    /// once serves every student compared with it.
+    pub fn add_prepared<T: Element>(
+        &mut self,
+        x: &PreparedRows<'_, T>,
+        y: &PreparedRows<'_, T>,
+        with_xx: bool,
+    ) -> Result<(), MetricError> {
+        self.check_shapes(x.raw.dim(), y.raw.dim())?;
+        if x.shift != self.shift_x || y.shift != self.shift_y || x.precision != y.precision {
+            return Err(MetricError::Merge);
+        }
         let (d1, d2) = self.dims();
-        // Raw-row measures.
-        for (rx, ry) in xr.outer_iter().zip(yr.outer_iter()) {
-            let nx = rx.dot(&rx).sqrt();
-            let ny = ry.dot(&ry).sqrt();
+        let m = x.raw.nrows();
+        // Row by row: the raw-row measures and Σ‖y‖²x, Σ‖x‖²y (rows stay in cache).
+        for r in 0..m {
+            let (nx, ny) = (x.raw_norm[r], y.raw_norm[r]);
             if nx == 0.0 {
                 self.ratio_zero += 1.0;
             } else {
@@ -272,37 +270,42 @@ impl PairAccumulator {
                 if nx == 0.0 || ny == 0.0 {
                     self.cos_zero += 1.0;
                 } else {
-                    let dist = 1.0 - rx.dot(&ry) / (nx * ny);
+                    let dist = 1.0 - dot_rows(x.raw.row(r), y.raw.row(r)) / (nx * ny);
                     self.cos_sum += dist;
                     self.cos_sq += dist * dist;
                 }
             }
+            x.shifted.axpy_row(r, y.sq[r], &mut self.a_xy);
+            y.shifted.axpy_row(r, x.sq[r], &mut self.b_yx);
         }
-        let xs = (&xr - &self.shift_x.view().insert_axis(Axis(0)))
-            .as_standard_layout()
-            .into_owned();
-        let ys = (&yr - &self.shift_y.view().insert_axis(Axis(0)))
-            .as_standard_layout()
-            .into_owned();
-        self.n += xr.nrows() as f64;
-        self.sx += &xs.sum_axis(Axis(0));
-        self.sy += &ys.sum_axis(Axis(0));
-        if with_xx {
-            syrk_tn_acc(&xs, &mut self.xx);
+        self.n += m as f64;
+        self.sx += &x.col_sum;
+        self.sy += &y.col_sum;
+        self.a_xx += &x.moment;
+        self.b_yy += &y.moment;
+        self.sq_x += x.sq.iter().sum::<f64>();
+        self.sq_y += y.sq.iter().sum::<f64>();
+        self.x4 += dot(&x.sq, &x.sq);
+        self.y4 += dot(&y.sq, &y.sq);
+        self.x2y2 += dot(&x.sq, &y.sq);
+        match (&x.shifted, &y.shifted) {
+            (Shifted::F64(xs), Shifted::F64(ys)) => {
+                if with_xx {
+                    syrk_tn_acc(xs, &mut self.xx);
+                }
+                syrk_tn_acc(ys, &mut self.yy);
+                gemm_tn_acc(ys, xs, &mut self.yx);
+            }
+            (Shifted::F32(xs), Shifted::F32(ys)) => {
+                if with_xx {
+                    mixed::syrk_acc(xs, &mut self.xx);
+                }
+                mixed::syrk_acc(ys, &mut self.yy);
+                mixed::gemm_acc(ys, xs, &mut self.yx);
+            }
+            _ => return Err(MetricError::Merge),
         }
-        syrk_tn_acc(&ys, &mut self.yy);
-        gemm_tn_acc(&ys, &xs, &mut self.yx);
-        let nx2: Array1<f64> = xs.map_axis(Axis(1), |r| r.dot(&r));
-        let ny2: Array1<f64> = ys.map_axis(Axis(1), |r| r.dot(&r));
-        self.sq_x += nx2.sum();
-        self.sq_y += ny2.sum();
-        self.x4 += nx2.dot(&nx2);
-        self.y4 += ny2.dot(&ny2);
-        self.x2y2 += nx2.dot(&ny2);
-        self.a_xy += &xs.t().dot(&ny2);
-        self.b_yx += &ys.t().dot(&nx2);
-        self.a_xx += &xs.t().dot(&nx2);
-        self.b_yy += &ys.t().dot(&ny2);
+        Ok(())
     }
 
     /// Add another accumulator's sums (a shard over other rows, same shift).
@@ -383,6 +386,14 @@ impl PairAccumulator {
 
     /// Compute every measure. Undefined values are null with a reason, never NaN.
     pub fn finalize(&self) -> Result<PairMetrics, MetricError> {
+        self.finalize_with(Precision::F64)
+    }
+
+    /// [`finalize`](Self::finalize) for sums accumulated in `precision`: with
+    /// [`Precision::Mixed`] Procrustes' nuclear norm comes from the eigenvalues of `MᵀM`
+    /// (`‖M‖_* = Σ √λᵢ`, a symmetric eigensolver instead of an SVD, about half its time) — its
+    /// error for tiny singular values, √(u₆₄)·‖M‖ ≈ 1.5e-8·‖M‖, is below the f32 products'.
+    pub fn finalize_with(&self, precision: Precision) -> Result<PairMetrics, MetricError> {
         let n = self.n;
         let count = n as usize;
         let (d1, d2) = self.dims();
@@ -423,8 +434,18 @@ impl PairAccumulator {
         };
         let procrustes_distance = match &degenerate {
             Some(r) => empty(r),
+            // The f32 rounding of the products is full-rank noise: with fewer examples than
+            // dimensions it lifts the cross-covariance's zero singular values, hundreds of them,
+            // and the nuclear norm moves by ≈ 1e-5 (measured on a 30-example store).
+            None if precision == Precision::Mixed && count < d1.max(d2) => empty(&format!(
+                "mixed precision needs n ≥ max(d₁, d₂) = {} for Procrustes (n = {count}): the f32 rounding lifts the zero singular values; use --precision f64",
+                d1.max(d2)
+            )),
             None => {
-                let nuc = super::nuclear_norm(&cyx)? / (tx * ty).sqrt();
+                let nuc = match precision {
+                    Precision::F64 => super::nuclear_norm(&cyx)?,
+                    Precision::Mixed => super::nuclear_norm_eig(&cyx)?,
+                } / (tx * ty).sqrt();
                 Nullable::value((2.0 - 2.0 * nuc).clamp(0.0, 2.0))
             }
         };

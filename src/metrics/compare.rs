@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use ndarray::{concatenate, Array2, Axis};
+use ndarray::{concatenate, Array2, Axis, CowArray, Ix2};
 use serde::{Deserialize, Serialize};
 
 use super::bootstrap::{bootstrap, Intervals};
@@ -18,7 +18,7 @@ use super::cross_layer::cross_layer;
 use super::knn::mutual_knn_overlap;
 use super::permutation::{permutation_null, NullBands};
 use super::rows::{field_matrix, RowCursor};
-use super::{PairAccumulator, PairMetrics};
+use super::{PairAccumulator, PairMetrics, Precision, PreparedRows};
 use crate::capture::{LayerSelection, Store};
 use crate::error::{Error, Result};
 use crate::model::HookPoint;
@@ -46,6 +46,8 @@ pub struct CompareParams {
     pub knn_max_n: usize,
     /// `(i, N)`: process parts `p` with `p % N == i` and keep the accumulators only.
     pub shard: Option<(usize, usize)>,
+    /// The precision of the `d × d` products (see [`Precision`]).
+    pub precision: Precision,
 }
 
 impl Default for CompareParams {
@@ -61,6 +63,7 @@ impl Default for CompareParams {
             knn_k: 10,
             knn_max_n: 10_000,
             shard: None,
+            precision: Precision::F64,
         }
     }
 }
@@ -172,6 +175,9 @@ pub struct MetricsReport {
     pub seed: u64,
     pub knn_k: usize,
     pub merged_shards: Option<usize>,
+    /// The precision of the products (absent: `f64`).
+    #[serde(default, skip_serializing_if = "Precision::is_f64")]
+    pub precision: Precision,
     pub rows: Vec<MetricRow>,
     #[serde(skip)]
     pub cross_layer: Vec<CrossLayer>,
@@ -435,6 +441,7 @@ pub fn compare(
             seed: params.seed,
             knn_k: params.knn_k,
             merged_shards: None,
+            precision: params.precision,
             rows,
             cross_layer: cross,
         },
@@ -525,32 +532,42 @@ fn compare_layer(
             .map(|s| (s, (s + CHUNK_ROWS).min(n)))
             .collect(),
     };
+    let precision = params.precision;
     for (start, end) in ranges {
         let bm = bc.rows(start, end)?;
-        let xs: Vec<Array2<f32>> = fields
+        let xs: Vec<CowArray<'_, f32, Ix2>> = fields
             .iter()
             .map(|f| field_matrix(store_fields, &bm, f))
             .collect();
+        let what = |k: usize, f: &str| {
+            format!(
+                "{hook} layer {layer} field {f}, rows {start}..{end} of {} / {}",
+                base.dir().display(),
+                students[who[k]].1.dir().display()
+            )
+        };
+        // The base side of each field, checked, shifted and normed once for every student (all
+        // students' accumulators share the base's shift).
+        let mut pxs = Vec::with_capacity(fields.len());
+        for (fi, f) in fields.iter().enumerate() {
+            let shift = &fas[0][fi].shift_x;
+            pxs.push(
+                PreparedRows::new(xs[fi].view(), shift, precision, "x")
+                    .map_err(metric_err(what(0, f)))?,
+            );
+        }
         for (k, sc) in scs.iter_mut().enumerate() {
             let sm = sc.rows(start, end)?;
             for (fi, f) in fields.iter().enumerate() {
                 let y = field_matrix(store_fields, &sm, f);
-                let x = &xs[fi];
                 let acc = &mut fas[k][fi];
                 // The first student adds the base's xᵀx; the others copy it at the end.
-                let added = if k == 0 {
-                    acc.update(x.view(), y.view())
-                } else {
-                    acc.update_without_xx(x.view(), y.view())
-                };
-                added.map_err(metric_err(format!(
-                    "{hook} layer {layer} field {f}, rows {start}..{end} of {} / {}",
-                    base.dir().display(),
-                    students[who[k]].1.dir().display()
-                )))?;
+                PreparedRows::new(y.view(), &acc.shift_y, precision, "y")
+                    .and_then(|py| acc.add_prepared(&pxs[fi], &py, k == 0))
+                    .map_err(metric_err(what(k, f)))?;
                 if keep {
-                    kept[k][fi].0.push(x.clone());
-                    kept[k][fi].1.push(y);
+                    kept[k][fi].0.push(xs[fi].to_owned());
+                    kept[k][fi].1.push(y.into_owned());
                 }
             }
         }
@@ -573,7 +590,9 @@ fn compare_layer(
         for (fi, f) in fields.iter().enumerate() {
             if params.shard.is_none() {
                 let what = format!("{name} {hook} layer {layer} field {f}");
-                let m = fa[fi].finalize().map_err(metric_err(what.clone()))?;
+                let m = fa[fi]
+                    .finalize_with(params.precision)
+                    .map_err(metric_err(what.clone()))?;
                 let mut row = metric_row(name, hook, layer, f, m);
                 if keep {
                     let cat = |v: &Vec<Array2<f32>>| {

@@ -34,6 +34,7 @@ pub mod compare;
 mod cross_layer;
 pub mod knn;
 pub mod permutation;
+mod prepared;
 mod render;
 mod rows;
 mod shard;
@@ -43,6 +44,7 @@ use ndarray_linalg::SVD;
 use serde::{Deserialize, Serialize};
 
 pub use accum::{PairAccumulator, PairMetrics};
+pub use prepared::{Element, Precision, PreparedRows, MIXED_BLOCK};
 
 pub use crate::error::MetricError;
 
@@ -78,6 +80,32 @@ pub fn nuclear_norm(m: &Array2<f64>) -> Result<f64, MetricError> {
         .svd(false, false)
         .map_err(|e| MetricError::Linalg(e.to_string()))?;
     Ok(s.sum())
+}
+
+/// The sum of singular values of `m (p, q)` as `Σ √λᵢ` over the eigenvalues of `mᵀm` (or
+/// `m mᵀ`, the smaller): a symmetric eigensolver instead of an SVD. Negative rounding of a
+/// zero eigenvalue counts as zero; a tiny singular value's error is ≈ √(u)·‖m‖₂ (u = 2⁻⁵³),
+/// so use [`nuclear_norm`] where that matters.
+pub fn nuclear_norm_eig(m: &Array2<f64>) -> Result<f64, MetricError> {
+    use ndarray_linalg::{layout::MatrixLayout, Lapack, UPLO};
+    if m.is_empty() {
+        return Ok(0.0);
+    }
+    let g = if m.nrows() >= m.ncols() {
+        m.t().dot(m)
+    } else {
+        m.dot(&m.t())
+    };
+    let p = g.nrows();
+    let (mut a, _) = g.into_raw_vec_and_offset();
+    // Eigenvalues only (ndarray-linalg's `eigvalsh` asks LAPACK for the vectors too).
+    let layout = MatrixLayout::C {
+        row: p as i32,
+        lda: p as i32,
+    };
+    let l = <f64 as Lapack>::eigh(false, layout, UPLO::Upper, &mut a)
+        .map_err(|e| MetricError::Linalg(e.to_string()))?;
+    Ok(l.iter().map(|&v| v.max(0.0).sqrt()).sum())
 }
 
 /// Every accumulator measure of `x (n, d₁)` against `y (n, d₂)` in one pass.

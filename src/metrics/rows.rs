@@ -1,7 +1,7 @@
 //! Reading a store's rows for one (hook, layer) across part boundaries, and building a compared
 //! field (`diff` = chosen − rejected) from the store's own fields.
 
-use ndarray::{concatenate, Array2, ArrayView2, Axis};
+use ndarray::{Array2, CowArray, Ix2};
 
 use crate::capture::store::PartInfo;
 use crate::capture::Store;
@@ -26,12 +26,15 @@ impl<'a> RowCursor<'a> {
         }
     }
 
-    /// Rows `[start, end)` of every field.
+    /// Rows `[start, end)` of every field, each copied once from its parts.
     pub(super) fn rows(&mut self, start: usize, end: usize) -> Result<Vec<Array2<f32>>> {
         let store = self.store;
         let parts: &[PartInfo] = &store.manifest().parts;
         let n_fields = self.store.manifest().fields.len();
-        let mut pieces: Vec<Vec<Array2<f32>>> = vec![Vec::new(); n_fields];
+        let d = store.manifest().model.hidden_size;
+        let mut out: Vec<Vec<f32>> = (0..n_fields)
+            .map(|_| Vec::with_capacity((end - start) * d))
+            .collect();
         let mut r = start;
         while r < end {
             let p = parts
@@ -46,34 +49,33 @@ impl<'a> RowCursor<'a> {
             let mats = &self.cached.as_ref().expect("just cached").1;
             let lo = r - p.start;
             let hi = (end - p.start).min(p.rows);
-            for (f, m) in mats.iter().enumerate() {
-                pieces[f].push(m.slice(ndarray::s![lo..hi, ..]).to_owned());
+            for (o, m) in out.iter_mut().zip(mats) {
+                let m = m.as_slice().expect("parts are read in standard layout");
+                o.extend_from_slice(&m[lo * d..hi * d]);
             }
             r = p.start + hi;
         }
-        Ok(pieces
+        Ok(out
             .into_iter()
-            .map(|ps| {
-                let views: Vec<ArrayView2<'_, f32>> = ps.iter().map(|p| p.view()).collect();
-                concatenate(Axis(0), &views).expect("same widths")
-            })
+            .map(|v| Array2::from_shape_vec((end - start, d), v).expect("rows × hidden"))
             .collect())
     }
 }
 
-/// The matrix of `field` from a store's fields (`diff` = chosen − rejected).
-pub(super) fn field_matrix(
+/// The matrix of `field` from a store's fields (`diff` = chosen − rejected): a new matrix for
+/// `diff`, else the store field's own, borrowed.
+pub(super) fn field_matrix<'a>(
     store_fields: &[String],
-    mats: &[Array2<f32>],
+    mats: &'a [Array2<f32>],
     field: &str,
-) -> Array2<f32> {
+) -> CowArray<'a, f32, Ix2> {
     if field == "diff" {
-        &mats[0] - &mats[1]
+        CowArray::from(&mats[0] - &mats[1])
     } else {
         let i = store_fields
             .iter()
             .position(|f| f == field)
             .expect("planned field");
-        mats[i].clone()
+        CowArray::from(mats[i].view())
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::compare::{
     metric_err, metric_row, AccKey, Comparison, MetricsReport, StoreRecord, METRICS_FORMAT,
 };
-use super::PairAccumulator;
+use super::{PairAccumulator, Precision};
 use crate::error::{Error, Result};
 use crate::model::HookPoint;
 
@@ -30,6 +30,10 @@ pub struct ShardState {
     /// files come from different runs (a kill between the writes, a copy) is refused.
     #[serde(default)]
     pub tensors_sha256: String,
+    /// The precision of the products (absent: `f64`); shards of different precisions are not
+    /// merged.
+    #[serde(default, skip_serializing_if = "Precision::is_f64")]
+    pub precision: Precision,
 }
 
 const ACC_FIELDS: [&str; 21] = [
@@ -121,6 +125,7 @@ pub fn render_state(c: &Comparison) -> Result<(Vec<u8>, Vec<u8>)> {
         n_parts: 0,
         keys,
         tensors_sha256: crate::data::sha256_bytes(&st),
+        precision: c.report.precision,
     };
     let json = crate::io::json_bytes(&state);
     Ok((json, st))
@@ -234,6 +239,13 @@ pub fn merge_shards(dirs: &[PathBuf]) -> Result<MetricsReport> {
         {
             return Err(inc("shards of different comparisons".into()));
         }
+        if s.precision != first.precision {
+            return Err(inc(format!(
+                "precision {} vs {}",
+                first.precision.name(),
+                s.precision.name()
+            )));
+        }
         if s.shard.1 != n_sh {
             return Err(inc(format!("shard counts {} vs {}", n_sh, s.shard.1)));
         }
@@ -262,7 +274,7 @@ pub fn merge_shards(dirs: &[PathBuf]) -> Result<MetricsReport> {
     let mut rows = Vec::new();
     for ((student, layer, field), a) in &total {
         let m = a
-            .finalize()
+            .finalize_with(first.precision)
             .map_err(metric_err(format!("{student} layer {layer} {field}")))?;
         let mut row = metric_row(student, first.hook, *layer, field, m);
         row.null_reasons.insert(
@@ -291,6 +303,7 @@ pub fn merge_shards(dirs: &[PathBuf]) -> Result<MetricsReport> {
         seed: 0,
         knn_k: 0,
         merged_shards: Some(n_sh),
+        precision: first.precision,
         rows,
         cross_layer: Vec::new(),
     })

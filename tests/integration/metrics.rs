@@ -11,7 +11,9 @@ use ndarray::{s, Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use repdrift::metrics::knn::mutual_knn_overlap;
-use repdrift::metrics::{accum::PairAccumulator, MetricError, PairMetrics};
+use repdrift::metrics::{
+    accum::PairAccumulator, MetricError, PairMetrics, Precision, PreparedRows,
+};
 use safetensors::SafeTensors;
 
 use super::common::*;
@@ -46,15 +48,26 @@ fn all(x: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>) -> PairMetrics {
 }
 
 fn streamed(x: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>, sizes: &[usize]) -> PairAccumulator {
-    // Shift by row 0, as `compare` does.
+    streamed_in(x, y, sizes, Precision::F64)
+}
+
+/// Rows fed in parts of `sizes` (cycled), shifted by row 0 as `compare` does, each side
+/// prepared once per part as `compare` prepares them, products in `precision`.
+fn streamed_in(
+    x: ArrayView2<'_, f32>,
+    y: ArrayView2<'_, f32>,
+    sizes: &[usize],
+    precision: Precision,
+) -> PairAccumulator {
     let mut a =
         PairAccumulator::with_shift(x.row(0).mapv(|v| v as f64), y.row(0).mapv(|v| v as f64));
     let mut r = 0;
     let mut i = 0;
     while r < x.nrows() {
         let m = sizes[i % sizes.len()].min(x.nrows() - r);
-        a.update(x.slice(s![r..r + m, ..]), y.slice(s![r..r + m, ..]))
-            .unwrap();
+        let px = PreparedRows::new(x.slice(s![r..r + m, ..]), &a.shift_x, precision, "x").unwrap();
+        let py = PreparedRows::new(y.slice(s![r..r + m, ..]), &a.shift_y, precision, "y").unwrap();
+        a.add_prepared(&px, &py, true).unwrap();
         r += m;
         i += 1;
     }
@@ -149,6 +162,101 @@ fn metrics_match_float64_numpy_reference() {
             assert!((got - k).abs() < 1e-12, "{name} knn: {got} vs {k}");
         }
     }
+}
+
+/// `compare --precision mixed` (f32 products per block of rows, summed in f64) against the same
+/// float64 NumPy reference: every measure within `MIXED_TOL` relative (or absolute below 1),
+/// streamed in odd part sizes and in parts larger than a block. Cosine and norm ratio never
+/// read the products, so they keep the float64 tolerance.
+#[test]
+fn mixed_precision_matches_float64_numpy_reference_within_its_bound() {
+    const MIXED_TOL: f64 = 1e-6;
+    let dir = root().join("tests/reference");
+    let bytes = std::fs::read(dir.join("metrics_inputs.safetensors")).unwrap();
+    let refs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("metrics_reference.json")).unwrap())
+            .unwrap();
+    let mut worst = 0f64;
+    for (name, want) in refs["cases"].as_object().unwrap() {
+        let (x, y) = load_case(&bytes, name);
+        for sizes in [&[1, 7, 64, 3][..], &[600, 5]] {
+            let got = streamed_in(x.view(), y.view(), sizes, Precision::Mixed)
+                .finalize_with(Precision::Mixed)
+                .unwrap();
+            let w = |k: &str| want[k].as_f64();
+            // Fewer examples than dimensions: Procrustes is refused in mixed precision.
+            let procrustes = if x.nrows() < x.ncols().max(y.ncols()) {
+                assert!(got.procrustes_distance.value.is_none(), "{name}");
+                vec![]
+            } else {
+                vec![(
+                    "procrustes_distance",
+                    got.procrustes_distance.value,
+                    MIXED_TOL,
+                )]
+            };
+            for (k, v, tol) in [
+                ("linear_cka", got.linear_cka.value, MIXED_TOL),
+                ("debiased_cka", got.debiased_cka.value, MIXED_TOL),
+                ("cosine_distance", got.cosine_distance.value, 1e-9),
+                ("norm_ratio", got.norm_ratio.value, 1e-9),
+            ]
+            .into_iter()
+            .chain(procrustes)
+            {
+                close(v, w(k), tol, &format!("{name} {k} (mixed)"));
+                if let (Some(a), Some(b)) = (v, w(k)) {
+                    worst = worst.max((a - b).abs() / b.abs().max(1.0));
+                }
+            }
+        }
+    }
+    eprintln!("mixed precision: largest difference from the float64 reference {worst:.2e}");
+}
+
+/// Mixed precision on rows shaped like a language model's (a few outlier dimensions with means
+/// hundreds of times the others' spread, n ≫ a block) stays within 1e-6 of the float64 path,
+/// which the test above holds to the reference at 1e-9; and it is not the float64 path (the
+/// rounding is visible), so the switch reaches the products.
+#[test]
+fn mixed_precision_on_outlier_dimensions_stays_within_1e_6_of_float64() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let (n, d) = (3000, 96);
+    let mut x = normal(&mut rng, n, d);
+    for j in [3, 40, 77] {
+        x.column_mut(j).mapv_inplace(|v| 300.0 + 5.0 * v);
+    }
+    let noise = normal(&mut rng, n, d);
+    let y = (&x.dot(&orthogonal(&mut rng, d)) * 0.7) + &(&noise * 0.4);
+    let f64_ = streamed_in(x.view(), y.view(), &[1000, 37], Precision::F64)
+        .finalize()
+        .unwrap();
+    let mixed = streamed_in(x.view(), y.view(), &[1000, 37], Precision::Mixed)
+        .finalize_with(Precision::Mixed)
+        .unwrap();
+    let mut differs = false;
+    for (k, a, b) in [
+        ("linear_cka", mixed.linear_cka.value, f64_.linear_cka.value),
+        (
+            "debiased_cka",
+            mixed.debiased_cka.value,
+            f64_.debiased_cka.value,
+        ),
+        (
+            "procrustes_distance",
+            mixed.procrustes_distance.value,
+            f64_.procrustes_distance.value,
+        ),
+    ] {
+        let (a, b) = (a.unwrap(), b.unwrap());
+        eprintln!("{k}: mixed {a:.12} float64 {b:.12} ({:.1e})", (a - b).abs());
+        assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{k}: {a} vs {b}");
+        differs |= a != b;
+    }
+    assert!(
+        differs,
+        "mixed precision gave the float64 numbers bit for bit"
+    );
 }
 
 #[test]
@@ -506,6 +614,47 @@ fn compare_cli_end_to_end() {
             assert!((p - q).abs() <= 1e-12 * q.abs(), "{k}: {p} vs {q}");
         }
     }
+    // `--precision mixed`: recorded in metrics.json, every measure within 1e-6 of the float64
+    // run; its shards are not merged with float64 ones.
+    let mixed = dir.join("mixed");
+    let mut c = bin();
+    base_args(&mut c);
+    let st = c
+        .args(["--precision", "mixed", "--out"])
+        .arg(&mixed)
+        .status();
+    assert!(st.unwrap().success());
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mixed.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(report["precision"], "mixed");
+    for (x, y) in a.iter().zip(&rows(&mixed)) {
+        for k in ["linear_cka", "debiased_cka", "norm_ratio"] {
+            let (p, q) = (x[k].as_f64().unwrap(), y[k].as_f64().unwrap());
+            assert!((p - q).abs() <= 1e-6 * p.abs().max(1.0), "{k}: {p} vs {q}");
+        }
+        // 30 examples, widths 576 and 384: Procrustes is refused in mixed precision (its
+        // rounding moved this very value by 3e-6 before the refusal).
+        assert!(y["procrustes_distance"].is_null(), "{y}");
+        let why = y["null_reasons"]["procrustes_distance"].as_str().unwrap();
+        assert!(why.contains("needs n ≥ max(d₁, d₂) = 576"), "{why}");
+    }
+    let mut c = bin();
+    base_args(&mut c);
+    let mixed_shard = dir.join("mixed-shard1");
+    let st = c
+        .args(["--precision", "mixed", "--shard", "1/2", "--out"])
+        .arg(&mixed_shard);
+    assert!(st.status().unwrap().success());
+    expect_user_error(
+        bin()
+            .args(["compare", "--merge"])
+            .arg(dir.join("shard0"))
+            .arg("--merge")
+            .arg(&mixed_shard)
+            .arg("--out")
+            .arg(dir.join("m-mixed")),
+        &["precision f64 vs mixed"],
+    );
     // Regression (the base's rows and xᵀx are shared by the students of a compare): each
     // student's rows in a two-student compare equal, number for number, a compare of that
     // student alone.
