@@ -22,7 +22,9 @@ use crate::error::{Error, Result};
 /// One decoder block. Its forward pass has two forms: inference (candle's fused norm,
 /// softmax and RoPE kernels, which cut the autograd graph) and `diff` (differentiable, for
 /// training: on the CPU in f32 the fused ops of [`super::fused`] with their own backward
-/// passes, elsewhere compositions of candle's primitive ops).
+/// passes, elsewhere compositions of candle's primitive ops). Capture of plain Llama blocks on
+/// the CPU in f32 without `attn_out`/`mlp_out` hooks skips both and runs the graph-free pass
+/// of [`super::llama_grad`] (the parity tests check both paths against HF transformers).
 #[derive(Clone)]
 pub struct Block {
     pub input_layernorm: Tensor,
@@ -492,6 +494,88 @@ impl HookedModel for Llama {
         if blocks == 0 {
             return Ok(());
         }
+        if self.graph_free_applies(&x, hooks, blocks) {
+            x = self.blocks_graph_free(x, batch, hooks, blocks, sink)?;
+        } else {
+            x = self.blocks_candle(x, batch, hooks, blocks, sink)?;
+        }
+        if blocks == n && (hooks.wants(HookPoint::ResidPost, n) || hooks.reward()) {
+            let y = self.rms_norm(&x, &self.norm, false)?;
+            if hooks.wants(HookPoint::ResidPost, n) {
+                sink.layer(HookPoint::ResidPost, n, &y)?;
+            }
+            if let (Some(head), true) = (&self.score, hooks.reward()) {
+                sink.reward(&head.rewards(&y, &batch.lens)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Llama {
+    /// Whether inference can run the blocks through [`super::llama_grad::forward`]: plain
+    /// Llama blocks with CPU f32 contiguous weights and input, and no `attn_out` / `mlp_out`
+    /// hook (that pass adds the branches into the residual stream in place).
+    fn graph_free_applies(&self, x: &Tensor, hooks: &HookRequest, blocks: usize) -> bool {
+        let cpu_f32 = |t: &Tensor| super::fused::fusable(t) && t.is_contiguous();
+        self.variant().is_plain()
+            && cpu_f32(x)
+            && (1..=blocks)
+                .all(|l| !hooks.wants(HookPoint::AttnOut, l) && !hooks.wants(HookPoint::MlpOut, l))
+            && self.layers[..blocks]
+                .iter()
+                .all(|b| b.tensors().iter().all(|t| cpu_f32(t)))
+    }
+
+    /// The first `blocks` blocks graph-free (one row-major buffer, OpenBLAS products, fused
+    /// norms, RoPE and softmax; [`super::llama_grad`]), handing `resid_post` to the sink; returns
+    /// the last block's output `(b, s, hidden)`. Same numbers as [`Self::blocks_candle`] to
+    /// float32 rounding (the training tests hold the pass to candle's within 1e-5; the parity
+    /// tests hold capture to HF transformers).
+    fn blocks_graph_free(
+        &self,
+        x: Tensor,
+        batch: &TokenBatch,
+        hooks: &HookRequest,
+        blocks: usize,
+        sink: &mut dyn ActivationSink,
+    ) -> Result<Tensor> {
+        let (b, s, d) = x.dims3()?;
+        let n = self.layers.len();
+        let dev = x.device().clone();
+        let dims = super::llama_grad::Dims::of(&self.cfg, b, s);
+        let (cos, sin) = self.rope_tables(s)?;
+        let (cos, sin): (Vec<f32>, Vec<f32>) =
+            (cos.flatten_all()?.to_vec1()?, sin.flatten_all()?.to_vec1()?);
+        let mut xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        for (i, blk) in self.layers.iter().take(blocks).enumerate() {
+            let l = i + 1;
+            let (y, _) = super::llama_grad::with_block(blk, |w| {
+                super::llama_grad::forward(&w, &dims, &batch.lens, &cos, &sin, xv)
+            })?;
+            xv = y;
+            if l < n && hooks.wants(HookPoint::ResidPost, l) {
+                sink.layer(
+                    HookPoint::ResidPost,
+                    l,
+                    &Tensor::from_slice(&xv, (b, s, d), &dev)?,
+                )?;
+            }
+        }
+        Ok(Tensor::from_vec(xv, (b, s, d), &dev)?)
+    }
+
+    /// The first `blocks` blocks on candle's ops, handing every wanted hook to the sink.
+    fn blocks_candle(
+        &self,
+        mut x: Tensor,
+        batch: &TokenBatch,
+        hooks: &HookRequest,
+        blocks: usize,
+        sink: &mut dyn ActivationSink,
+    ) -> Result<Tensor> {
+        let n = self.layers.len();
+        let (_, s, _) = x.dims3()?;
         let dtype = x.dtype();
         let masks = Masks::new(batch, self.layers.iter().map(|b| b.window), dtype)?;
         let (cos, sin) = self.rope_tables(s)?;
@@ -510,16 +594,7 @@ impl HookedModel for Llama {
                 sink.layer(HookPoint::ResidPost, l, &x)?;
             }
         }
-        if blocks == n && (hooks.wants(HookPoint::ResidPost, n) || hooks.reward()) {
-            let y = self.rms_norm(&x, &self.norm, false)?;
-            if hooks.wants(HookPoint::ResidPost, n) {
-                sink.layer(HookPoint::ResidPost, n, &y)?;
-            }
-            if let (Some(head), true) = (&self.score, hooks.reward()) {
-                sink.reward(&head.rewards(&y, &batch.lens)?)?;
-            }
-        }
-        Ok(())
+        Ok(x)
     }
 }
 

@@ -27,8 +27,12 @@
 //! probability 0, as `−∞` in candle's mask gives. Truth: `tests/integration/train.rs` checks
 //! the output and every gradient against candle's autograd of the differentiable block.
 
+use candle_core::{Storage, Tensor};
+
 use super::fused::{rms_rows, rms_rows_backward};
 use super::linear::{sgemm, sgemm_new, BlasThreads};
+use super::llama::Block;
+use crate::error::{Error, Result};
 
 /// The sizes of one block's pass.
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +48,20 @@ pub struct Dims {
 }
 
 impl Dims {
+    /// The sizes of a `(batch, seq)` pass through blocks of `cfg`.
+    pub fn of(cfg: &super::llama_config::LlamaConfig, batch: usize, seq: usize) -> Self {
+        Self {
+            batch,
+            seq,
+            hidden: cfg.hidden_size,
+            heads: cfg.num_attention_heads,
+            kv_heads: cfg.kv_heads(),
+            head_dim: cfg.head_dim(),
+            intermediate: cfg.intermediate_size,
+            eps: cfg.rms_norm_eps as f32,
+        }
+    }
+
     fn rows(&self) -> usize {
         self.batch * self.seq
     }
@@ -109,6 +127,39 @@ fn rope(x: &mut [f32], dm: &Dims, heads: usize, cos: &[f32], sin: &[f32], invers
             }
         }
     }
+}
+
+/// Run `f` on the f32 values of `ts` (CPU, contiguous), read in place.
+pub fn with_slices<R>(ts: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> R) -> Result<R> {
+    let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices: Vec<&[f32]> = Vec::with_capacity(ts.len());
+    for (g, l) in &guards {
+        let Storage::Cpu(cpu) = &**g else {
+            return Err(Error::param(
+                "device",
+                "the graph-free pass needs its weights on the CPU",
+            ));
+        };
+        slices.push(super::linear::f32_slice(cpu, l, "graph-free pass")?);
+    }
+    Ok(f(&slices))
+}
+
+/// Run `f` on a block's weights, read in place.
+pub fn with_block<R>(blk: &Block, f: impl FnOnce(Weights<'_>) -> R) -> Result<R> {
+    with_slices(&blk.tensors(), |w| {
+        f(Weights {
+            ln1: w[0],
+            q: w[1],
+            k: w[2],
+            v: w[3],
+            o: w[4],
+            ln2: w[5],
+            gate: w[6],
+            up: w[7],
+            down: w[8],
+        })
+    })
 }
 
 /// How many keys query `q` of a sequence of length `len` sees (causal, padding masked).

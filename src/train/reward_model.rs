@@ -20,13 +20,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::backprop::GradStore;
-use candle_core::{Storage, Tensor, Var};
+use candle_core::{Tensor, Var};
 use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
 use crate::model::delta;
 use crate::model::llama::{last_token_states, Block, Llama, BLOCK_WEIGHTS};
-use crate::model::llama_grad;
+use crate::model::llama_grad::{self, with_block, with_slices};
 use crate::model::{HookedModel, TokenBatch};
 
 pub use crate::model::delta::NamedWeight;
@@ -309,16 +309,7 @@ impl<'a> TrainableRm<'a> {
         let (cos, sin) = self.base.rope_tables(s)?;
         let mut fp = FastPass {
             caches: Vec::with_capacity(self.blocks.len()),
-            dims: llama_grad::Dims {
-                batch: b,
-                seq: s,
-                hidden: d,
-                heads: cfg.num_attention_heads,
-                kv_heads: cfg.kv_heads(),
-                head_dim: cfg.head_dim(),
-                intermediate: cfg.intermediate_size,
-                eps: cfg.rms_norm_eps as f32,
-            },
+            dims: llama_grad::Dims::of(cfg, b, s),
             lens: batch.lens.clone(),
             ids,
             cos: cos.flatten_all()?.to_vec1()?,
@@ -499,37 +490,4 @@ impl FastPass {
         }
         Ok(())
     }
-}
-
-/// Run `f` on the f32 values of `ts` (CPU, contiguous), read in place.
-fn with_slices<R>(ts: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> R) -> Result<R> {
-    let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
-    let mut slices: Vec<&[f32]> = Vec::with_capacity(ts.len());
-    for (g, l) in &guards {
-        let Storage::Cpu(cpu) = &**g else {
-            return Err(Error::param(
-                "train",
-                "the graph-free pass needs its weights on the CPU",
-            ));
-        };
-        slices.push(crate::model::linear::f32_slice(cpu, l, "graph-free pass")?);
-    }
-    Ok(f(&slices))
-}
-
-/// Run `f` on a block's weights, read in place.
-fn with_block<R>(blk: &Block, f: impl FnOnce(llama_grad::Weights<'_>) -> R) -> Result<R> {
-    with_slices(&blk.tensors(), |w| {
-        f(llama_grad::Weights {
-            ln1: w[0],
-            q: w[1],
-            k: w[2],
-            v: w[3],
-            o: w[4],
-            ln2: w[5],
-            gate: w[6],
-            up: w[7],
-            down: w[8],
-        })
-    })
 }

@@ -69,6 +69,7 @@ fn run_pooled(
     model: &dyn HookedModel,
     pooling: Pooling,
     batch_size: usize,
+    points: &[HookPoint],
 ) -> (Vec<PreparedSeq>, Pooled) {
     let seqs: Vec<PreparedSeq> = texts()
         .iter()
@@ -76,7 +77,7 @@ fn run_pooled(
             prepare_example(model, &example(t), pooling, None, "texts.json".as_ref()).unwrap()
         })
         .collect();
-    let hooks = HookRequest::all_layers(&HookPoint::ALL, model.info().n_layers);
+    let hooks = HookRequest::all_layers(points, model.info().n_layers);
     let bufs = pool_sequences(model, &seqs, &hooks, batch_size, &Device::Cpu, |_, _| {}).unwrap();
     (seqs, bufs)
 }
@@ -86,14 +87,20 @@ fn check_model(model: &dyn HookedModel, reference: &str) {
     let n_texts = texts().len();
     let d = model.info().hidden_size;
     let n = model.info().n_layers;
+    // Every hook: candle's ops. `resid_post` alone: plain Llama blocks run graph-free
+    // (`model::llama_grad`), the path `capture` takes by default.
+    let sets: [&[HookPoint]; 2] = [&HookPoint::ALL, &[HookPoint::ResidPost]];
     for (pooling, pname) in [(Pooling::Last, "last"), (Pooling::Mean, "mean")] {
         // Batch size n_texts: all texts padded into one batch; batch size 1: no padding.
-        for batch_size in [n_texts, 1] {
-            let (seqs, bufs) = run_pooled(model, pooling, batch_size);
+        for (batch_size, points) in [n_texts, 1]
+            .into_iter()
+            .flat_map(|b| sets.iter().map(move |p| (b, *p)))
+        {
+            let (seqs, bufs) = run_pooled(model, pooling, batch_size, points);
             let mut worst = 0f64;
             for (i, seq) in seqs.iter().enumerate() {
                 assert_eq!(seq.ids, r.ids(i), "token ids of text {i}");
-                for hook in HookPoint::ALL {
+                for &hook in points {
                     let (want, shape) = r.pooled(hook, pname, i);
                     let (min, max) = hook.layer_range(n);
                     assert_eq!(shape, vec![max - min + 1, d]);
@@ -109,7 +116,9 @@ fn check_model(model: &dyn HookedModel, reference: &str) {
                     }
                 }
             }
-            eprintln!("{reference}: pool {pname} batch {batch_size}: worst rel err {worst:.2e}");
+            eprintln!(
+                "{reference}: pool {pname} batch {batch_size} hooks {points:?}: worst rel err {worst:.2e}"
+            );
         }
     }
 }
@@ -129,16 +138,21 @@ fn minilm_matches_hf_transformers() {
     check_model(model.as_ref(), "hf_minilm.safetensors");
 }
 
-/// Batch size and padding change nothing beyond float rounding (1e-5 relative).
+/// Batch size and padding change nothing beyond float rounding (1e-5 relative), on candle's
+/// ops (every hook) and graph-free (`resid_post` alone).
 #[test]
 fn pooled_states_do_not_depend_on_batch_size() {
     for path in [smollm2_path(), minilm_path()] {
         let model = load(&path);
         let d = model.info().hidden_size;
-        for pooling in [Pooling::Last, Pooling::Mean] {
-            let (_, one) = run_pooled(model.as_ref(), pooling, 1);
+        let sets: [&[HookPoint]; 2] = [&HookPoint::ALL, &[HookPoint::ResidPost]];
+        for (pooling, points) in [Pooling::Last, Pooling::Mean]
+            .into_iter()
+            .flat_map(|p| sets.iter().map(move |h| (p, *h)))
+        {
+            let (_, one) = run_pooled(model.as_ref(), pooling, 1, points);
             for bs in [2, 3, 7] {
-                let (_, many) = run_pooled(model.as_ref(), pooling, bs);
+                let (_, many) = run_pooled(model.as_ref(), pooling, bs, points);
                 for (key, a) in &one {
                     let b = &many[key];
                     for (ra, rb) in a.chunks(d).zip(b.chunks(d)) {
