@@ -287,7 +287,8 @@ pub fn pool_with_rewards(
                 .map(|w| {
                     let mine: Vec<&Vec<usize>> = subs.iter().skip(w).step_by(workers).collect();
                     let run = &run;
-                    scope.spawn(move || run(mine))
+                    // One pass per core already: the pass itself stays on this core.
+                    scope.spawn(move || crate::model::llama_grad::serial(|| run(mine)))
                 })
                 .collect();
             handles

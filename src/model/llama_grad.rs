@@ -167,6 +167,21 @@ fn visible(q: usize, len: usize) -> usize {
     (q + 1).min(len)
 }
 
+thread_local! {
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` with this thread's passes serial: for callers that already run one pass per core
+/// (capture's workers), whose passes would otherwise each split over all the cores again.
+/// The bench's capture batch, five alternating pairs on 2 cores: 1.31–1.40 s serial against
+/// 1.41–1.52 s split again (medians 1.32 and 1.42).
+pub fn serial<R>(f: impl FnOnce() -> R) -> R {
+    let before = SERIAL.with(|s| s.replace(true));
+    let out = f();
+    SERIAL.with(|s| s.set(before));
+    out
+}
+
 /// `f` on every item, the items split in order over the machine's cores, each worker with a
 /// single-threaded BLAS (one product per core instead of one product over both cores, whose
 /// threads wait on each other for matrices as small as one attention head's). An item's result
@@ -176,7 +191,7 @@ fn par_each<I: Send>(items: Vec<I>, f: impl Fn(I) + Sync) {
         .map(|c| c.get())
         .unwrap_or(1)
         .min(items.len());
-    if workers <= 1 {
+    if workers <= 1 || SERIAL.with(|s| s.get()) {
         items.into_iter().for_each(f);
         return;
     }
