@@ -159,6 +159,8 @@ pub enum MetricError {
     },
     #[error("accumulators of different widths or shifts cannot be merged")]
     Merge,
+    #[error("rows prepared with another shift or precision than the accumulator's")]
+    Prepared,
     #[error("linear algebra: {0}")]
     Linalg(String),
 }

@@ -254,7 +254,7 @@ impl PairAccumulator {
     ) -> Result<(), MetricError> {
         self.check_shapes(x.raw.dim(), y.raw.dim())?;
         if x.shift != self.shift_x || y.shift != self.shift_y || x.precision != y.precision {
-            return Err(MetricError::Merge);
+            return Err(MetricError::Prepared);
         }
         let (d1, d2) = self.dims();
         let m = x.raw.nrows();
@@ -303,7 +303,7 @@ impl PairAccumulator {
                 mixed::syrk_acc(ys, &mut self.yy);
                 mixed::gemm_acc(ys, xs, &mut self.yx);
             }
-            _ => return Err(MetricError::Merge),
+            _ => return Err(MetricError::Prepared),
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ mod implicit;
 mod kill;
 mod layout;
 mod metrics;
+mod metrics_precision;
 mod parity;
 mod probe;
 mod reliability;
