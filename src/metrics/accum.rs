@@ -253,7 +253,10 @@ impl PairAccumulator {
         with_xx: bool,
     ) -> Result<(), MetricError> {
         self.check_shapes(x.raw.dim(), y.raw.dim())?;
-        if x.shift != self.shift_x || y.shift != self.shift_y || x.precision != y.precision {
+        if x.shift != self.shift_x
+            || y.shift != self.shift_y
+            || x.shifted.precision() != y.shifted.precision()
+        {
             return Err(MetricError::Prepared);
         }
         let (d1, d2) = self.dims();

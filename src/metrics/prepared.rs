@@ -71,6 +71,14 @@ pub enum Shifted {
 }
 
 impl Shifted {
+    /// The precision the products read these rows in.
+    pub(super) fn precision(&self) -> Precision {
+        match self {
+            Shifted::F64(_) => Precision::F64,
+            Shifted::F32(_) => Precision::Mixed,
+        }
+    }
+
     /// `acc += a · row r`.
     pub(super) fn axpy_row(&self, r: usize, a: f64, acc: &mut Array1<f64>) {
         match self {
@@ -93,7 +101,6 @@ impl Shifted {
 pub struct PreparedRows<'a, T> {
     pub(super) raw: ArrayView2<'a, T>,
     pub(super) shift: Array1<f64>,
-    pub(super) precision: Precision,
     pub(super) shifted: Shifted,
     /// ‖rᵢ‖ on raw rows.
     pub(super) raw_norm: Vec<f64>,
@@ -182,7 +189,6 @@ impl<'a, T: Element> PreparedRows<'a, T> {
         Ok(Self {
             raw,
             shift: shift.clone(),
-            precision,
             shifted,
             raw_norm,
             sq,
@@ -192,41 +198,26 @@ impl<'a, T: Element> PreparedRows<'a, T> {
     }
 }
 
-/// `a · b` with eight partial sums (the loop vectorises; the order is fixed, so results are
-/// reproducible).
-pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
+/// `a · b` in f64 with eight partial sums (the loop vectorises; the order is fixed, so results
+/// are reproducible).
+pub(super) fn dot<T: Element>(a: &[T], b: &[T]) -> f64 {
     let mut acc = [0f64; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f64 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
+    let tail: f64 = (ca.remainder().iter().zip(cb.remainder()))
+        .map(|(&x, &y)| x.into() * y.into())
         .sum();
     for (x, y) in ca.zip(cb) {
         for k in 0..8 {
-            acc[k] += x[k] * y[k];
+            acc[k] += x[k].into() * y[k].into();
         }
     }
     acc.iter().sum::<f64>() + tail
 }
 
-/// `a · b` of two rows of inputs, in f64, eight partial sums.
+/// [`dot`] of two rows of inputs (any strides).
 pub(super) fn dot_rows<T: Element>(a: ArrayView1<'_, T>, b: ArrayView1<'_, T>) -> f64 {
     match (a.as_slice(), b.as_slice()) {
-        (Some(a), Some(b)) => {
-            let mut acc = [0f64; 8];
-            let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-            let tail: f64 = (ca.remainder().iter().zip(cb.remainder()))
-                .map(|(&x, &y)| x.into() * y.into())
-                .sum();
-            for (x, y) in ca.zip(cb) {
-                for k in 0..8 {
-                    acc[k] += x[k].into() * y[k].into();
-                }
-            }
-            acc.iter().sum::<f64>() + tail
-        }
+        (Some(a), Some(b)) => dot(a, b),
         _ => a
             .iter()
             .zip(b.iter())
