@@ -11,7 +11,7 @@
 //! over parts of any size, or over shards merged with [`PairAccumulator::merge`], give the
 //! same result as one pass over the whole.
 
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView2};
 
 use super::prepared::{dot, dot_rows, mixed, Element, Precision, PreparedRows, Shifted};
 use super::{MetricError, Nullable};
@@ -121,14 +121,29 @@ fn syrk_tn_acc(a: &Array2<f64>, c: &mut Array2<f64>) {
 
 /// The full symmetric matrix from its upper triangle.
 fn symmetric(upper: &Array2<f64>) -> Array2<f64> {
-    let mut m = upper.clone();
+    let mut m = upper.as_standard_layout().into_owned();
     let p = m.nrows();
-    for i in 0..p {
-        for j in 0..i {
-            m[[i, j]] = m[[j, i]];
+    let s = m.as_slice_mut().expect("standard layout");
+    // Tiles, so that the transposed reads stay in cache.
+    const T: usize = 32;
+    for i0 in (0..p).step_by(T) {
+        for j0 in (0..=i0).step_by(T) {
+            for i in i0..(i0 + T).min(p) {
+                for j in j0..(j0 + T).min(i) {
+                    s[i * p + j] = s[j * p + i];
+                }
+            }
         }
     }
     m
+}
+
+/// `Σ mᵢⱼ²` (eight partial sums over the row-major values).
+fn fro2(m: &Array2<f64>) -> f64 {
+    match m.as_slice() {
+        Some(v) => dot(v, v),
+        None => m.iter().map(|v| v * v).sum(),
+    }
 }
 
 impl PairAccumulator {
@@ -262,6 +277,14 @@ impl PairAccumulator {
         let (d1, d2) = self.dims();
         let m = x.raw.nrows();
         // Row by row: the raw-row measures and Σ‖y‖²x, Σ‖x‖²y (rows stay in cache).
+        let a_xy = self
+            .a_xy
+            .as_slice_mut()
+            .expect("an owned Array1 is contiguous");
+        let b_yx = self
+            .b_yx
+            .as_slice_mut()
+            .expect("an owned Array1 is contiguous");
         for r in 0..m {
             let (nx, ny) = (x.raw_norm[r], y.raw_norm[r]);
             if nx == 0.0 {
@@ -278,8 +301,8 @@ impl PairAccumulator {
                     self.cos_sq += dist * dist;
                 }
             }
-            x.shifted.axpy_row(r, y.sq[r], &mut self.a_xy);
-            y.shifted.axpy_row(r, x.sq[r], &mut self.b_yx);
+            x.shifted.axpy_row(r, y.sq[r], a_xy);
+            y.shifted.axpy_row(r, x.sq[r], b_yx);
         }
         self.n += m as f64;
         self.sx += &x.col_sum;
@@ -339,13 +362,14 @@ impl PairAccumulator {
         Ok(())
     }
 
-    fn centered(m: &Array2<f64>, a: &Array1<f64>, b: &Array1<f64>, n: f64) -> Array2<f64> {
+    fn centered(mut m: Array2<f64>, a: &Array1<f64>, b: &Array1<f64>, n: f64) -> Array2<f64> {
         // m − a bᵀ / n
-        let outer = a
-            .view()
-            .insert_axis(Axis(1))
-            .dot(&b.view().insert_axis(Axis(0)));
-        m - &(outer / n)
+        for (mut row, &ai) in m.outer_iter_mut().zip(a) {
+            for (v, &bj) in row.iter_mut().zip(b) {
+                *v -= ai * bj / n;
+            }
+        }
+        m
     }
 
     /// Song et al.'s unbiased HSIC from the Gram-form pieces.
@@ -356,13 +380,16 @@ impl PairAccumulator {
 
     /// Unbiased HSIC of (X, Y), (X, X), (Y, Y) with linear kernels.
     pub fn hsic_unbiased(&self) -> (f64, f64, f64) {
+        self.hsic_unbiased_of(&symmetric(&self.xx), &symmetric(&self.yy))
+    }
+
+    /// [`hsic_unbiased`](Self::hsic_unbiased) given the full `XᵀX`, `YᵀY`.
+    fn hsic_unbiased_of(&self, xx_full: &Array2<f64>, yy_full: &Array2<f64>) -> (f64, f64, f64) {
         let n = self.n;
-        let (xx_full, yy_full) = (symmetric(&self.xx), symmetric(&self.yy));
         let sx = &self.sx;
         let sy = &self.sy;
         let sum_k = sx.dot(sx) - self.sq_x;
         let sum_l = sy.dot(sy) - self.sq_y;
-        let fro2 = |m: &Array2<f64>| m.iter().map(|v| v * v).sum::<f64>();
         let xy = Self::hsic_u(
             n,
             fro2(&self.yx) - self.x2y2,
@@ -372,14 +399,14 @@ impl PairAccumulator {
         );
         let xx = Self::hsic_u(
             n,
-            fro2(&xx_full) - self.x4,
+            fro2(xx_full) - self.x4,
             sum_k,
             sum_k,
             sx.dot(&xx_full.dot(sx)) - 2.0 * self.a_xx.dot(sx) + self.x4,
         );
         let yy = Self::hsic_u(
             n,
-            fro2(&yy_full) - self.y4,
+            fro2(yy_full) - self.y4,
             sum_l,
             sum_l,
             sy.dot(&yy_full.dot(sy)) - 2.0 * self.b_yy.dot(sy) + self.y4,
@@ -413,10 +440,11 @@ impl PairAccumulator {
                 norm_ratio: empty(r),
             });
         }
-        let cxx = Self::centered(&symmetric(&self.xx), &self.sx, &self.sx, n);
-        let cyy = Self::centered(&symmetric(&self.yy), &self.sy, &self.sy, n);
-        let cyx = Self::centered(&self.yx, &self.sy, &self.sx, n);
-        let fro = |m: &Array2<f64>| m.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let (xx_full, yy_full) = (symmetric(&self.xx), symmetric(&self.yy));
+        let cxx = Self::centered(xx_full.clone(), &self.sx, &self.sx, n);
+        let cyy = Self::centered(yy_full.clone(), &self.sy, &self.sy, n);
+        let cyx = Self::centered(self.yx.clone(), &self.sy, &self.sx, n);
+        let fro = |m: &Array2<f64>| fro2(m).sqrt();
         let tr = |m: &Array2<f64>| m.diag().sum();
         let (fxx, fyy, tx, ty) = (fro(&cxx), fro(&cyy), tr(&cxx), tr(&cyy));
         let degenerate = if count < 2 {
@@ -457,7 +485,7 @@ impl PairAccumulator {
                 "needs n ≥ 4 for the unbiased HSIC estimator (n = {count})"
             ))
         } else {
-            let (xy, xx, yy) = self.hsic_unbiased();
+            let (xy, xx, yy) = self.hsic_unbiased_of(&xx_full, &yy_full);
             if xx <= 0.0 || yy <= 0.0 || !(xx * yy).is_finite() {
                 empty(&format!(
                     "unbiased HSIC(X,X) = {xx:.3e}, HSIC(Y,Y) = {yy:.3e}: not positive, so the normaliser is undefined (too few or degenerate examples)"

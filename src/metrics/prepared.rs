@@ -79,19 +79,18 @@ impl Shifted {
         }
     }
 
-    /// `acc += a · row r`.
-    pub(super) fn axpy_row(&self, r: usize, a: f64, acc: &mut Array1<f64>) {
+    /// `acc += a · row r` (`acc` of the rows' width).
+    pub(super) fn axpy_row(&self, r: usize, a: f64, acc: &mut [f64]) {
+        fn axpy<T: Element>(m: &Array2<T>, r: usize, a: f64, acc: &mut [f64]) {
+            let d = m.ncols();
+            let row = &m.as_slice().expect("built row-major")[r * d..(r + 1) * d];
+            for (o, &v) in acc.iter_mut().zip(row) {
+                *o += a * v.into();
+            }
+        }
         match self {
-            Shifted::F64(m) => {
-                for (o, &v) in acc.iter_mut().zip(m.row(r)) {
-                    *o += a * v;
-                }
-            }
-            Shifted::F32(m) => {
-                for (o, &v) in acc.iter_mut().zip(m.row(r)) {
-                    *o += a * v as f64;
-                }
-            }
+            Shifted::F64(m) => axpy(m, r, a, acc),
+            Shifted::F32(m) => axpy(m, r, a, acc),
         }
     }
 }
@@ -151,24 +150,27 @@ impl<'a, T: Element> PreparedRows<'a, T> {
             col_sum.as_slice_mut().expect("contiguous"),
             moment.as_slice_mut().expect("contiguous"),
         );
+        let shift_row = |r: &[T], buf: &mut [f64]| match precision {
+            Precision::F64 => shift_row::<T, false>(r, c, buf),
+            Precision::Mixed => shift_row::<T, true>(r, c, buf),
+        };
         for (i, row) in raw.outer_iter().enumerate() {
-            for (o, &v) in rv.iter_mut().zip(row.iter()) {
-                *o = v.into();
-            }
-            let r2 = dot(&rv, &rv);
-            // A non-finite value makes ‖r‖² non-finite; only then is the row searched.
-            if !r2.is_finite() && rv.iter().any(|v| !v.is_finite()) {
-                return Err(MetricError::NonFinite { side, row: i });
-            }
-            for ((b, &v), &cj) in buf.iter_mut().zip(&rv).zip(c) {
-                *b = v - cj;
-            }
-            // The products read the rounded values in mixed precision; the f64 sums read the
-            // same values, so that every term describes one matrix.
-            if precision == Precision::Mixed {
-                for b in buf.iter_mut() {
-                    *b = *b as f32 as f64;
+            // Rows are contiguous in stores; a strided view is converted first.
+            let r2 = match row.as_slice() {
+                Some(r) => shift_row(r, &mut buf),
+                None => {
+                    for (o, &v) in rv.iter_mut().zip(row.iter()) {
+                        *o = v.into();
+                    }
+                    match precision {
+                        Precision::F64 => self::shift_row::<f64, false>(&rv, c, &mut buf),
+                        Precision::Mixed => self::shift_row::<f64, true>(&rv, c, &mut buf),
+                    }
                 }
+            };
+            // A non-finite value makes ‖r‖² non-finite; only then is the row searched.
+            if !r2.is_finite() && row.iter().any(|&v| !v.into().is_finite()) {
+                return Err(MetricError::NonFinite { side, row: i });
             }
             let s2 = dot(&buf, &buf);
             for ((o, m_), &b) in cs.iter_mut().zip(mo.iter_mut()).zip(&buf) {
@@ -196,6 +198,31 @@ impl<'a, T: Element> PreparedRows<'a, T> {
             moment,
         })
     }
+}
+
+/// `out = r − c` (rounded to f32 and back when `MIXED`: the products read the rounded values
+/// and the f64 sums read the same ones, so that every term describes one matrix); returns
+/// `‖r‖²` as [`dot`] sums it.
+fn shift_row<T: Element, const MIXED: bool>(r: &[T], c: &[f64], out: &mut [f64]) -> f64 {
+    let mut acc = [0f64; 8];
+    let n8 = r.len() / 8 * 8;
+    let body = r[..n8].chunks_exact(8).zip(c.chunks_exact(8));
+    for ((x, cj), o) in body.zip(out.chunks_exact_mut(8)) {
+        for k in 0..8 {
+            let v: f64 = x[k].into();
+            acc[k] += v * v;
+            let b = v - cj[k];
+            o[k] = if MIXED { b as f32 as f64 } else { b };
+        }
+    }
+    let mut tail = 0f64;
+    for j in n8..r.len() {
+        let v: f64 = r[j].into();
+        tail += v * v;
+        let b = v - c[j];
+        out[j] = if MIXED { b as f32 as f64 } else { b };
+    }
+    acc.iter().sum::<f64>() + tail
 }
 
 /// `a · b` in f64 with eight partial sums (the loop vectorises; the order is fixed, so results
@@ -257,10 +284,11 @@ pub(super) mod mixed {
                     p as i32,
                 );
             }
+            let cs = c.as_slice_mut().expect("standard layout");
             for i in 0..p {
-                let (crow, brow) = (&mut c.row_mut(i), &blk[i * p..(i + 1) * p]);
-                for j in i..p {
-                    crow[j] += brow[j] as f64;
+                let row = i * p + i..(i + 1) * p;
+                for (o, &v) in cs[row.clone()].iter_mut().zip(&blk[row]) {
+                    *o += v as f64;
                 }
             }
         }
