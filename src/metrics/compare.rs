@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use ndarray::{concatenate, Array2, Axis, CowArray, Ix2};
+use ndarray::{Array2, CowArray, Ix2};
 use serde::{Deserialize, Serialize};
 
 use super::bootstrap::{bootstrap, Intervals};
@@ -472,8 +472,13 @@ struct LayerCtx<'a> {
     n: usize,
 }
 
-/// A layer's rows kept in memory for kNN and bootstrap: (base parts, student parts).
-type KeptRows = (Vec<Array2<f32>>, Vec<Array2<f32>>);
+/// Append a chunk's rows (row-major) to a layer's kept rows.
+fn keep_rows(kept: &mut Vec<f32>, rows: &ndarray::ArrayView2<'_, f32>) {
+    match rows.as_slice() {
+        Some(v) => kept.extend_from_slice(v),
+        None => kept.extend(rows.iter()),
+    }
+}
 
 type LayerOut = (Vec<MetricRow>, Vec<(AccKey, PairAccumulator)>);
 
@@ -517,7 +522,14 @@ fn compare_layer(
     }
     let keep = params.shard.is_none()
         && (params.bootstrap > 0 || params.permutations > 0 || n <= params.knn_max_n);
-    let mut kept: Vec<Vec<KeptRows>> = vec![vec![KeptRows::default(); fields.len()]; who.len()];
+    // A layer's rows kept in memory for kNN, bootstrap and permutations, row-major per field:
+    // the base's once, each student's.
+    let mut kept_x: Vec<Vec<f32>> = vec![Vec::new(); fields.len()];
+    let mut kept_y: Vec<Vec<Vec<f32>>> = vec![vec![Vec::new(); fields.len()]; who.len()];
+    let mut widths = (
+        vec![0; fields.len()],
+        vec![vec![0; fields.len()]; who.len()],
+    );
     // Row ranges: this shard's parts, or chunks of CHUNK_ROWS over the whole store.
     let ranges: Vec<(usize, usize)> = match params.shard {
         Some((i, nsh)) => base
@@ -555,6 +567,10 @@ fn compare_layer(
                 PreparedRows::new(xs[fi].view(), shift, precision, "x")
                     .map_err(metric_err(what(0, f)))?,
             );
+            if keep {
+                keep_rows(&mut kept_x[fi], &xs[fi].view());
+                widths.0[fi] = xs[fi].ncols();
+            }
         }
         for (k, sc) in scs.iter_mut().enumerate() {
             let sm = sc.rows(start, end)?;
@@ -566,8 +582,8 @@ fn compare_layer(
                     .and_then(|py| acc.add_prepared(&pxs[fi], &py, k == 0))
                     .map_err(metric_err(what(k, f)))?;
                 if keep {
-                    kept[k][fi].0.push(xs[fi].to_owned());
-                    kept[k][fi].1.push(y.into_owned());
+                    keep_rows(&mut kept_y[k][fi], &y.view());
+                    widths.1[k][fi] = y.ncols();
                 }
             }
         }
@@ -580,11 +596,24 @@ fn compare_layer(
             )))?;
         }
     }
+    let as_matrix = |v: Vec<f32>, d: usize| {
+        let rows = v.len().checked_div(d).unwrap_or(0);
+        Array2::from_shape_vec((rows, d), v).expect("whole rows kept")
+    };
+    let kept_x: Vec<Array2<f32>> = kept_x
+        .into_iter()
+        .zip(&widths.0)
+        .map(|(v, &d)| as_matrix(v, d))
+        .collect();
     let mut out = Vec::with_capacity(who.len());
     for (k, &s) in who.iter().enumerate() {
         let name = students[s].0.as_str();
         let fa = &fas[k];
-        let kept = &kept[k];
+        let kept_y: Vec<Array2<f32>> = std::mem::take(&mut kept_y[k])
+            .into_iter()
+            .zip(&widths.1[k])
+            .map(|(v, &d)| as_matrix(v, d))
+            .collect();
         let mut rows = Vec::new();
         let mut accs = Vec::new();
         for (fi, f) in fields.iter().enumerate() {
@@ -595,11 +624,7 @@ fn compare_layer(
                     .map_err(metric_err(what.clone()))?;
                 let mut row = metric_row(name, hook, layer, f, m);
                 if keep {
-                    let cat = |v: &Vec<Array2<f32>>| {
-                        let views: Vec<_> = v.iter().map(|a| a.view()).collect();
-                        concatenate(Axis(0), &views).expect("same widths")
-                    };
-                    let (x, y) = (cat(&kept[fi].0), cat(&kept[fi].1));
+                    let (x, y) = (&kept_x[fi], &kept_y[fi]);
                     if n <= params.knn_max_n {
                         let k = mutual_knn_overlap(x.view(), y.view(), params.knn_k)
                             .map_err(metric_err(what.clone()))?;

@@ -331,6 +331,13 @@ impl Llama {
         )
     }
 
+    /// [`Self::rope_tables`] as row-major f32 values, for the graph-free pass
+    /// ([`super::llama_grad`]).
+    pub fn rope_vecs(&self, seq: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (cos, sin) = self.rope_tables(seq)?;
+        Ok((cos.flatten_all()?.to_vec1()?, sin.flatten_all()?.to_vec1()?))
+    }
+
     /// The blocks, bottom first.
     pub fn blocks(&self) -> &[Block] {
         &self.layers
@@ -544,9 +551,7 @@ impl Llama {
         let n = self.layers.len();
         let dev = x.device().clone();
         let dims = super::llama_grad::Dims::of(&self.cfg, b, s);
-        let (cos, sin) = self.rope_tables(s)?;
-        let (cos, sin): (Vec<f32>, Vec<f32>) =
-            (cos.flatten_all()?.to_vec1()?, sin.flatten_all()?.to_vec1()?);
+        let (cos, sin) = self.rope_vecs(s)?;
         let mut xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
         for (i, blk) in self.layers.iter().take(blocks).enumerate() {
             let l = i + 1;

@@ -306,14 +306,14 @@ impl<'a> TrainableRm<'a> {
                 ))
             }
         };
-        let (cos, sin) = self.base.rope_tables(s)?;
+        let (cos, sin) = self.base.rope_vecs(s)?;
         let mut fp = FastPass {
             caches: Vec::with_capacity(self.blocks.len()),
             dims: llama_grad::Dims::of(cfg, b, s),
             lens: batch.lens.clone(),
             ids,
-            cos: cos.flatten_all()?.to_vec1()?,
-            sin: sin.flatten_all()?.to_vec1()?,
+            cos,
+            sin,
             last: None,
             pooled: Vec::new(),
         };
