@@ -10,8 +10,8 @@
 //! flops) as f32 BLAS products over blocks of [`MIXED_BLOCK`] rows, each block's result added
 //! into the f64 sums: the rounding of one block's f32 sums stays local instead of growing with
 //! n. Everything else stays f64. The measures then differ from the float64 reference by
-//! ≈ 1e-7 relative instead of ≈ 1e-13 (`tests/integration/metrics.rs` bounds both), at about
-//! twice the product rate.
+//! ≈ 1e-7 relative instead of ≈ 1e-13 (`tests/integration/metrics_precision.rs` and
+//! `metrics.rs` bound them), at about twice the product rate.
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
@@ -150,21 +150,21 @@ impl<'a, T: Element> PreparedRows<'a, T> {
             col_sum.as_slice_mut().expect("contiguous"),
             moment.as_slice_mut().expect("contiguous"),
         );
-        let shift_row = |r: &[T], buf: &mut [f64]| match precision {
+        let prepare = |r: &[T], buf: &mut [f64]| match precision {
             Precision::F64 => shift_row::<T, false>(r, c, buf),
             Precision::Mixed => shift_row::<T, true>(r, c, buf),
         };
         for (i, row) in raw.outer_iter().enumerate() {
             // Rows are contiguous in stores; a strided view is converted first.
             let r2 = match row.as_slice() {
-                Some(r) => shift_row(r, &mut buf),
+                Some(r) => prepare(r, &mut buf),
                 None => {
                     for (o, &v) in rv.iter_mut().zip(row.iter()) {
                         *o = v.into();
                     }
                     match precision {
-                        Precision::F64 => self::shift_row::<f64, false>(&rv, c, &mut buf),
-                        Precision::Mixed => self::shift_row::<f64, true>(&rv, c, &mut buf),
+                        Precision::F64 => shift_row::<f64, false>(&rv, c, &mut buf),
+                        Precision::Mixed => shift_row::<f64, true>(&rv, c, &mut buf),
                     }
                 }
             };
