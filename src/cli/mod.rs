@@ -384,8 +384,8 @@ pub struct CompareArgs {
     pub merge: Vec<PathBuf>,
     /// Precision of the d × d products behind CKA, debiased CKA and Procrustes: `f64`
     /// (float64 throughout, equal to a float64 reference to ≈ 1e-13) or `mixed` (f32 products
-    /// per block of 256 rows summed in float64: ≈ 1e-7 relative from the reference, about
-    /// twice as fast). kNN, bootstrap and permutations stay float64.
+    /// per block of 256 rows summed in float64: ≈ 1e-7 relative from the reference, ≈ 1.7×
+    /// as fast). kNN, bootstrap and permutations stay float64.
     #[arg(long, default_value = "f64", value_name = "f64|mixed")]
     pub precision: crate::metrics::Precision,
 }
