@@ -94,27 +94,38 @@ fn gemm_tn_acc(a: &Array2<f64>, b: &Array2<f64>, c: &mut Array2<f64>) {
     }
 }
 
-/// Upper triangle of `c += aᵀ a` for C-contiguous `a (m, p)`, `c (p, p)` (BLAS dsyrk).
-fn syrk_tn_acc(a: &Array2<f64>, c: &mut Array2<f64>) {
+/// One triangle (`uplo`, row-major) of `c += aᵀ a` (`gram_of_columns`) or `c += a aᵀ` for
+/// C-contiguous `a (m, p)`, `c` square (p or m) — BLAS dsyrk, the one wrapper of it here.
+pub(super) fn syrk_acc(
+    a: ArrayView2<'_, f64>,
+    c: &mut Array2<f64>,
+    uplo: cblas_sys::CBLAS_UPLO,
+    gram_of_columns: bool,
+) {
     let (m, p) = a.dim();
-    assert!(a.is_standard_layout() && c.is_standard_layout() && c.dim() == (p, p));
-    if m == 0 {
+    let (n, k, trans) = if gram_of_columns {
+        (p, m, cblas_sys::CblasTrans)
+    } else {
+        (m, p, cblas_sys::CblasNoTrans)
+    };
+    assert!(a.is_standard_layout() && c.is_standard_layout() && c.dim() == (n, n));
+    if k == 0 {
         return;
     }
-    // SAFETY: as in `gemm_tn_acc`.
+    // SAFETY: `a` holds m·p values row-major with stride p, `c` n·n with stride n (asserted).
     unsafe {
         cblas_sys::cblas_dsyrk(
             cblas_sys::CblasRowMajor,
-            cblas_sys::CblasUpper,
-            cblas_sys::CblasTrans,
-            p as i32,
-            m as i32,
+            uplo,
+            trans,
+            n as i32,
+            k as i32,
             1.0,
             a.as_ptr(),
             p as i32,
             1.0,
             c.as_mut_ptr(),
-            p as i32,
+            n as i32,
         );
     }
 }
@@ -197,20 +208,9 @@ impl PairAccumulator {
         self.update_rows(x, y, true)
     }
 
-    /// [`update`](Self::update) without adding `xᵀx`: for accumulators that share their x rows
-    /// and shift with another one, whose `xᵀx` is copied in afterwards by
-    /// [`copy_xx_from`](Self::copy_xx_from) (several students against one base compute the
-    /// base's Gram matrix once).
-    pub fn update_without_xx(
-        &mut self,
-        x: ArrayView2<'_, f32>,
-        y: ArrayView2<'_, f32>,
-    ) -> Result<(), MetricError> {
-        self.update_rows(x, y, false)
-    }
-
     /// Take `xᵀx` from `o`, an accumulator fed the same x rows with the same x shift (refused
-    /// otherwise): completes an accumulator fed by [`update_without_xx`](Self::update_without_xx).
+    /// otherwise): completes an accumulator fed by [`add_prepared`](Self::add_prepared) without
+    /// `xᵀx` (several students against one base compute the base's Gram matrix once).
     pub fn copy_xx_from(&mut self, o: &PairAccumulator) -> Result<(), MetricError> {
         if self.dims().0 != o.dims().0
             || self.shift_x != o.shift_x
@@ -259,7 +259,7 @@ impl PairAccumulator {
 
     /// Add rows prepared once per side ([`PreparedRows`]): `x` with this accumulator's x shift,
     /// `y` with its y shift (refused otherwise), both in the same precision. `xᵀx` only when
-    /// `with_xx` (see [`update_without_xx`](Self::update_without_xx)). One base side prepared
+    /// `with_xx` (else take it afterwards with [`copy_xx_from`](Self::copy_xx_from)). One base side prepared
     /// once serves every student compared with it.
     pub fn add_prepared<T: Element>(
         &mut self,
@@ -317,9 +317,9 @@ impl PairAccumulator {
         match (&x.shifted, &y.shifted) {
             (Shifted::F64(xs), Shifted::F64(ys)) => {
                 if with_xx {
-                    syrk_tn_acc(xs, &mut self.xx);
+                    syrk_acc(xs.view(), &mut self.xx, cblas_sys::CblasUpper, true);
                 }
-                syrk_tn_acc(ys, &mut self.yy);
+                syrk_acc(ys.view(), &mut self.yy, cblas_sys::CblasUpper, true);
                 gemm_tn_acc(ys, xs, &mut self.yx);
             }
             (Shifted::F32(xs), Shifted::F32(ys)) => {

@@ -526,10 +526,6 @@ fn compare_layer(
     // the base's once, each student's.
     let mut kept_x: Vec<Vec<f32>> = vec![Vec::new(); fields.len()];
     let mut kept_y: Vec<Vec<Vec<f32>>> = vec![vec![Vec::new(); fields.len()]; who.len()];
-    let mut widths = (
-        vec![0; fields.len()],
-        vec![vec![0; fields.len()]; who.len()],
-    );
     // Row ranges: this shard's parts, or chunks of CHUNK_ROWS over the whole store.
     let ranges: Vec<(usize, usize)> = match params.shard {
         Some((i, nsh)) => base
@@ -569,7 +565,6 @@ fn compare_layer(
             );
             if keep {
                 keep_rows(&mut kept_x[fi], &xs[fi].view());
-                widths.0[fi] = xs[fi].ncols();
             }
         }
         for (k, sc) in scs.iter_mut().enumerate() {
@@ -583,7 +578,6 @@ fn compare_layer(
                     .map_err(metric_err(what(k, f)))?;
                 if keep {
                     keep_rows(&mut kept_y[k][fi], &y.view());
-                    widths.1[k][fi] = y.ncols();
                 }
             }
         }
@@ -596,23 +590,20 @@ fn compare_layer(
             )))?;
         }
     }
-    let as_matrix = |v: Vec<f32>, d: usize| {
-        let rows = v.len().checked_div(d).unwrap_or(0);
-        Array2::from_shape_vec((rows, d), v).expect("whole rows kept")
+    // Every field of a store is (rows, its hidden size); rows kept only when `keep`.
+    let as_matrix = |v: Vec<f32>, s: &Store| {
+        let d = s.manifest().model.hidden_size;
+        Array2::from_shape_vec((v.len().checked_div(d).unwrap_or(0), d), v)
+            .expect("whole rows kept")
     };
-    let kept_x: Vec<Array2<f32>> = kept_x
-        .into_iter()
-        .zip(&widths.0)
-        .map(|(v, &d)| as_matrix(v, d))
-        .collect();
+    let kept_x: Vec<Array2<f32>> = kept_x.into_iter().map(|v| as_matrix(v, base)).collect();
     let mut out = Vec::with_capacity(who.len());
     for (k, &s) in who.iter().enumerate() {
         let name = students[s].0.as_str();
         let fa = &fas[k];
         let kept_y: Vec<Array2<f32>> = std::mem::take(&mut kept_y[k])
             .into_iter()
-            .zip(&widths.1[k])
-            .map(|(v, &d)| as_matrix(v, d))
+            .map(|v| as_matrix(v, &students[s].1))
             .collect();
         let mut rows = Vec::new();
         let mut accs = Vec::new();

@@ -94,28 +94,10 @@ pub fn nuclear_norm_eig(m: &Array2<f64>) -> Result<f64, MetricError> {
     let m = m.as_standard_layout();
     let (p, q) = m.dim();
     // The smaller Gram matrix, one triangle only (`dsyrk`: half a product's flops).
-    let (k, trans) = if p >= q {
-        (q, cblas_sys::CblasTrans)
-    } else {
-        (p, cblas_sys::CblasNoTrans)
-    };
-    let mut a = vec![0f64; k * k];
-    // SAFETY: `m` is row-major (p, q) with stride q; `a` holds k·k values with stride k.
-    unsafe {
-        cblas_sys::cblas_dsyrk(
-            cblas_sys::CblasRowMajor,
-            cblas_sys::CblasLower,
-            trans,
-            k as i32,
-            (p + q - k) as i32,
-            1.0,
-            m.as_ptr(),
-            q as i32,
-            0.0,
-            a.as_mut_ptr(),
-            k as i32,
-        );
-    }
+    let k = p.min(q);
+    let mut g = Array2::<f64>::zeros((k, k));
+    accum::syrk_acc(m.view(), &mut g, cblas_sys::CblasLower, p >= q);
+    let (mut a, _) = g.into_raw_vec_and_offset();
     // Eigenvalues only (ndarray-linalg's `eigvalsh` asks LAPACK for the vectors too). LAPACK
     // reads column-major, where the row-major lower triangle is the upper one (LAPACK's
     // upper-triangle reduction, `dsymv_U`, is the faster one in OpenBLAS: 1 % against 4 % of
