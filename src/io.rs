@@ -63,6 +63,15 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
     }
 }
 
+/// Read a JSON file into `T`; errors name the file (and serde's line and column).
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Json {
+        path: path.to_path_buf(),
+        cause: e,
+    })
+}
+
 /// Pretty JSON with a trailing newline (every JSON file repdrift writes).
 pub fn json_bytes<T: serde::Serialize>(v: &T) -> Vec<u8> {
     let mut b = serde_json::to_vec_pretty(v).expect("repdrift's output types serialise");

@@ -27,6 +27,7 @@ pub mod capture;
 pub mod cli;
 pub mod data;
 pub mod demo;
+pub mod diagnose;
 pub mod error;
 pub mod fmt;
 pub mod io;

@@ -53,6 +53,10 @@ pub struct RunArgs {
     /// Compute dtype: auto (f32 on CPU; the checkpoint's bf16/f16 on a GPU), f32, bf16, f16.
     #[arg(long, default_value = "auto")]
     pub dtype: String,
+    /// The base model of a PEFT LoRA adapter given as the model, when its
+    /// `base_model_name_or_path` is not a local path.
+    #[arg(long)]
+    pub adapter_base: Option<std::path::PathBuf>,
 }
 
 impl RunArgs {
@@ -73,6 +77,6 @@ impl RunArgs {
         device: &candle_core::Device,
     ) -> crate::Result<Box<dyn HookedModel>> {
         let dtype = crate::model::resolve_dtype(&self.dtype, path, device)?;
-        crate::model::load_with(path, device, dtype)
+        crate::model::load_with_base(path, self.adapter_base.as_deref(), device, dtype)
     }
 }

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 pub mod args;
 pub mod bias;
 pub mod demo;
+pub mod diagnose;
 pub mod progress;
 pub mod recommend;
 pub mod store;
@@ -29,6 +30,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Diagnose your own reward models in one command: a base, its students, a source and
+    /// targets → drift, probes, per-pair tests, a verdict per student and target, anchor advice.
+    Diagnose(diagnose::DiagnoseArgs),
     /// Capture pooled per-layer activations of a model on a JSONL data set into a store.
     Capture(CaptureArgs),
     /// Per-layer drift measures between a base store and student stores of the same examples.
@@ -664,6 +668,7 @@ pub fn parse_device(s: &str) -> crate::Result<candle_core::Device> {
 /// [`crate::Error`]; `main` maps them to exit code 2.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        Command::Diagnose(a) => diagnose::run_diagnose(a)?,
         Command::Capture(a) => run_capture(a)?,
         Command::Compare(a) => run_compare(a)?,
         Command::Probe(a) => run_probe(a)?,

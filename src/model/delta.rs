@@ -147,11 +147,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// Read and check a delta directory's manifest.
 pub fn read_manifest(dir: &Path) -> Result<DeltaManifest> {
     let path = dir.join(MANIFEST);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let m: DeltaManifest = serde_json::from_str(&text).map_err(|e| Error::Json {
-        path: path.clone(),
-        cause: e,
-    })?;
+    let m: DeltaManifest = crate::io::read_json(&path)?;
     if m.format != FORMAT || m.version != VERSION {
         return Err(Error::model(
             &path,

@@ -12,6 +12,7 @@
 //! Every tensor handed to a sink has shape `(batch, seq, hidden)`. Sequences are right-padded;
 //! padded positions carry unspecified values and are never read by pooling.
 
+pub mod adapter;
 pub mod bert;
 pub mod delta;
 pub mod edit;
@@ -316,6 +317,9 @@ pub fn load_llama(path: &Path, device: &Device) -> Result<llama::Llama> {
     if delta::is_delta(path) {
         return delta::load(path, device, DType::F32);
     }
+    if adapter::is_adapter(path) {
+        return adapter::load(path, None, device, DType::F32);
+    }
     if path.is_file() && path.extension().and_then(|e| e.to_str()) == Some("gguf") {
         return gguf::load_llama(path, device);
     }
@@ -380,6 +384,20 @@ pub fn resolve_dtype(name: &str, path: &Path, device: &Device) -> Result<DType> 
     }
 }
 
+/// [`load_with`], reading a PEFT LoRA adapter over `adapter_base` when it is one and a base
+/// is given (else over the base its config names).
+pub fn load_with_base(
+    path: &Path,
+    adapter_base: Option<&Path>,
+    device: &Device,
+    dtype: DType,
+) -> Result<Box<dyn HookedModel>> {
+    if adapter::is_adapter(path) {
+        return Ok(Box::new(adapter::load(path, adapter_base, device, dtype)?));
+    }
+    load_with(path, device, dtype)
+}
+
 /// [`load`] computing in `dtype` (Llama-family and Gemma 2 models; BERT and GGUF models
 /// compute in f32 whatever is asked, GGUF weights being dequantized to f32 first).
 pub fn load_with(path: &Path, device: &Device, dtype: DType) -> Result<Box<dyn HookedModel>> {
@@ -400,6 +418,8 @@ pub fn load_with(path: &Path, device: &Device, dtype: DType) -> Result<Box<dyn H
         }
     } else if delta::is_delta(path) {
         Ok(Box::new(delta::load(path, device, dtype)?))
+    } else if adapter::is_adapter(path) {
+        Ok(Box::new(adapter::load(path, None, device, dtype)?))
     } else {
         let cfg_path = path.join("config.json");
         match model_type(path)?.as_str() {

@@ -335,6 +335,52 @@ pub struct CvResult {
     pub per_c: Vec<(f64, f64)>,
 }
 
+/// Cross-fitted scores of a pairwise probe at one C: the folds of [`cross_validate`] (same
+/// `k` and `seed`, so the same held-out sets), each fold's probe scoring its held-out pairs in
+/// `delta` and the same pairs' rows in every matrix of `others` (another model's Δh of the same
+/// pairs, row for row). Returns the scores on `delta` first, then one vector per `others`
+/// entry: every pair scored by a probe that never saw it.
+pub fn cross_fit<'a>(
+    delta: ArrayView2<'a, f64>,
+    others: &[ArrayView2<'a, f64>],
+    c: f64,
+    k: usize,
+    seed: u64,
+    solver: Solver,
+) -> Result<Vec<Array1<f64>>> {
+    let n = delta.nrows();
+    if k < 2 || n < k {
+        return Err(Error::param(
+            "folds",
+            format!("need 2 ≤ folds ≤ n (folds = {k}, n = {n})"),
+        ));
+    }
+    if let Some(o) = others.iter().find(|o| o.dim() != delta.dim()) {
+        return Err(Error::param(
+            "others",
+            format!(
+                "every matrix scored with the cross-fitted probe needs the training shape {:?}, got {:?}",
+                delta.dim(),
+                o.dim()
+            ),
+        ));
+    }
+    let fold = folds(n, k, seed);
+    let mut out = vec![Array1::<f64>::zeros(n); 1 + others.len()];
+    for f in 0..k {
+        let train: Vec<usize> = (0..n).filter(|&i| fold[i] != f).collect();
+        let test: Vec<usize> = (0..n).filter(|&i| fold[i] == f).collect();
+        let probe = fit_pairwise(delta.select(Axis(0), &train).view(), c, solver)?;
+        for (m, o) in std::iter::once(&delta).chain(others).enumerate() {
+            let s = probe.scores(o.select(Axis(0), &test).view());
+            for (&i, v) in test.iter().zip(s.iter()) {
+                out[m][i] = *v;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// k-fold cross-validation over `cs`; pairs are never split across folds.
 pub fn cross_validate(
     data: &ProbeData,

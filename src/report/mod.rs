@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::metrics::compare::{CrossLayer, MetricRow, MetricsReport};
 use crate::probe::run::ProbeReport;
 use crate::probe::transfer::TransferReport;
@@ -36,10 +36,23 @@ pub struct ReportInputs {
     pub recommendation: Option<crate::recommend::Recommendation>,
     /// Paragraphs shown under the title (e.g. the demo's place in the study).
     pub context: Vec<String>,
+    /// Sections placed before the drift sections (diagnose's verdict table).
+    pub lead: Vec<LeadSection>,
     /// A `repdrift validate` run of the base model (its numerical floor and check results).
     pub validate: Option<trust::ValidateSummary>,
     /// Cue sensitivity and value bias of the models (`repdrift cues` / `values`).
     pub bias: Option<crate::bias::summary::BiasSection>,
+}
+
+/// A section a caller puts at the top of the report: a title, paragraphs, a table (cells are
+/// plain text, escaped by the renderers) and notes under it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeadSection {
+    pub title: String,
+    pub paragraphs: Vec<String>,
+    pub head: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    pub notes: Vec<String>,
 }
 
 /// Per-layer numbers of one student on the diagnosis field.
@@ -119,6 +132,10 @@ pub struct Report {
     /// Paragraphs under the title.
     #[serde(default)]
     pub context: Vec<String>,
+    /// Sections before the drift sections (absent when empty, so other reports keep their
+    /// bytes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lead: Vec<LeadSection>,
     /// "Can these numbers be trusted?"
     #[serde(default)]
     pub trust: trust::Trust,
@@ -327,6 +344,7 @@ pub fn build(inp: &ReportInputs, rules: &Rules) -> Report {
     Report {
         bias: inp.bias.clone(),
         context: inp.context.clone(),
+        lead: inp.lead.clone(),
         title: inp.title.clone(),
         repdrift_version: env!("CARGO_PKG_VERSION").into(),
         rules: rules.clone(),
@@ -500,13 +518,7 @@ pub fn read_inputs(
     title: &str,
     base_model: &str,
 ) -> Result<ReportInputs> {
-    fn json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T> {
-        let b = std::fs::read(p).map_err(|e| Error::io(p, e))?;
-        serde_json::from_slice(&b).map_err(|e| Error::Json {
-            path: p.to_path_buf(),
-            cause: e,
-        })
-    }
+    use crate::io::read_json as json;
     let metrics: MetricsReport = json(&metrics_dir.join("metrics.json"))?;
     let cl = metrics_dir.join("cross_layer_cka.json");
     let cross_layer = if cl.exists() { json(&cl)? } else { Vec::new() };
@@ -527,6 +539,7 @@ pub fn read_inputs(
         base_model: base_model.to_string(),
         recommendation,
         context: Vec::new(),
+        lead: Vec::new(),
         validate: None,
         bias: None,
     })

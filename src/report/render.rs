@@ -34,6 +34,22 @@ pub fn render_markdown(r: &Report, plots: &[plots::Plot]) -> Vec<u8> {
     for c in &r.context {
         o.push_str(&format!("{}\n\n", md(c)));
     }
+    for l in &r.lead {
+        o.push_str(&format!("## {}\n\n", md(&l.title)));
+        for p in &l.paragraphs {
+            o.push_str(&format!("{}\n\n", md(p)));
+        }
+        if !l.rows.is_empty() {
+            o.push_str(&crate::fmt::md_table(&l.head, &l.rows));
+            o.push('\n');
+        }
+        for n in &l.notes {
+            o.push_str(&format!("- {}\n", md(n)));
+        }
+        if !l.notes.is_empty() {
+            o.push('\n');
+        }
+    }
     let link = |o: &mut String, prefix: &str| {
         for p in plots.iter().filter(|p| p.name.starts_with(prefix)) {
             o.push_str(&format!("![{}](plots/{}.png)\n\n", md(&p.title), p.name));
@@ -186,6 +202,22 @@ pub fn render_html(r: &Report, plots: &[plots::Plot]) -> Vec<u8> {
     o.push_str(&format!("<h1>{}</h1>\n<p class=\"note\">repdrift {} · diagnosis rules: linear CKA threshold {}, α = {}</p>\n", esc(&r.title), esc(&r.repdrift_version), r.rules.cka_threshold, r.rules.alpha));
     for c in &r.context {
         o.push_str(&format!("<p>{}</p>\n", esc(c)));
+    }
+    for l in &r.lead {
+        o.push_str(&format!("<h2>{}</h2>\n", esc(&l.title)));
+        for p in &l.paragraphs {
+            o.push_str(&format!("<p>{}</p>\n", esc(p)));
+        }
+        if !l.rows.is_empty() {
+            o.push_str(&crate::fmt::html_table(&l.head, &l.rows));
+        }
+        if !l.notes.is_empty() {
+            o.push_str("<ul>\n");
+            for n in &l.notes {
+                o.push_str(&format!("<li>{}</li>\n", esc(n)));
+            }
+            o.push_str("</ul>\n");
+        }
     }
     let svg = |o: &mut String, prefix: &str| {
         for p in plots.iter().filter(|p| p.name.starts_with(prefix)) {

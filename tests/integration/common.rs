@@ -269,3 +269,24 @@ pub fn minilm_capture(data: &Path, out: &Path) -> std::process::Command {
         .arg(out);
     c
 }
+
+/// `n` preference pairs written to `dir/name` for the tiny word-level models: chosen replies
+/// contain `w5`, rejected ones `w6` and one more word; prompts vary with the index + `offset`.
+pub fn word_pairs(dir: &Path, name: &str, n: usize, offset: usize) -> PathBuf {
+    let mut lines = String::new();
+    for i in 0..n {
+        let j = i + offset;
+        let p = format!("w{} w{} w{}", 1 + j % 4, 10 + j % 7, 20 + j % 9);
+        let tail = format!("w{}", 7 + j % 3);
+        lines += &serde_json::json!({
+            "prompt": p,
+            "chosen": format!(" w5 {tail}"),
+            "rejected": format!(" w6 {tail} w{}", 25 + j % 5),
+        })
+        .to_string();
+        lines.push('\n');
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, lines).unwrap();
+    path
+}

@@ -8,34 +8,14 @@ use std::path::{Path, PathBuf};
 
 use super::common::*;
 
-/// `n` pairs: chosen replies contain `w5` (or `w8` when `flip`), rejected ones `w6`.
-fn write_pairs(dir: &Path, name: &str, n: usize, offset: usize) -> PathBuf {
-    let mut lines = String::new();
-    for i in 0..n {
-        let j = i + offset;
-        let p = format!("w{} w{} w{}", 1 + j % 4, 10 + j % 7, 20 + j % 9);
-        let tail = format!("w{}", 7 + j % 3);
-        lines += &serde_json::json!({
-            "prompt": p,
-            "chosen": format!(" w5 {tail}"),
-            "rejected": format!(" w6 {tail} w{}", 25 + j % 5),
-        })
-        .to_string();
-        lines.push('\n');
-    }
-    let path = dir.join(name);
-    std::fs::write(&path, lines).unwrap();
-    path
-}
-
 pub(super) fn write_config(dir: &Path, seeds: &str, methods: &str) -> PathBuf {
     let model = dir.join("base");
     if !model.exists() {
         std::fs::create_dir_all(&model).unwrap();
         write_checkpoint(&model, true);
     }
-    let src = write_pairs(dir, "src.jsonl", 40, 0);
-    let tgt = write_pairs(dir, "tgt.jsonl", 16, 100);
+    let src = word_pairs(dir, "src.jsonl", 40, 0);
+    let tgt = word_pairs(dir, "tgt.jsonl", 16, 100);
     let cfg = format!(
         r#"base = "{}"
 teacher = "{}"

@@ -1,7 +1,12 @@
 //! Small statistics shared by the report, the study and the bias analyses: mean ± Student-t
 //! interval ([`Stat`]), Spearman's ρ with a permutation p-value, the Wilson interval of a
 //! proportion and Cohen's d. Pure functions of `f64` slices; NaN and infinities are never
-//! returned (undefined results are `None`).
+//! returned (undefined results are `None`). [`paired`] holds the tests on per-pair results
+//! (exact McNemar, the paired and seed-and-pair bootstrap, detectable differences, Holm) and
+//! [`verdict`] the drift-or-head decision built on them.
+
+pub mod paired;
+pub mod verdict;
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
