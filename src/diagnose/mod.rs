@@ -24,7 +24,6 @@ pub mod plan;
 pub mod readouts;
 pub mod render;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use candle_core::Device;
@@ -507,13 +506,4 @@ pub fn run(
     progress.line(&format!("report written ({s:.1} s)"));
     summary.stages.push(("write".into(), s));
     Ok((computed.diagnosis, summary))
-}
-
-/// Verdict counts by words, for summaries.
-pub fn verdict_counts(d: &Diagnosis) -> BTreeMap<&'static str, usize> {
-    let mut m = BTreeMap::new();
-    for c in d.cells.iter().filter(|c| c.role == "target") {
-        *m.entry(c.tests.verdict.words()).or_insert(0) += 1;
-    }
-    m
 }
