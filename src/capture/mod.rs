@@ -222,8 +222,15 @@ impl ActivationSink for PoolingSink {
 /// `seqs.len()` rows, in `seqs` order.
 ///
 /// Sequences are sorted by length and cut into batches of `batch_size` to limit padding; on
-/// CPU each batch is split across the machine's cores, one single-threaded BLAS each (the
-/// results do not depend on the split: tests check batch-size invariance).
+/// CPU the batches are shared out over the machine's cores, one single-threaded BLAS each. A
+/// batch is one forward pass whatever the number of cores, so the values do not depend on the
+/// core count, bit for bit. Across batch sizes they agree to f32 rounding only: OpenBLAS may
+/// round a row differently when its matrix has more rows (tests check batch-size invariance
+/// within a tolerance).
+///
+/// (Regression, CI on an AMD EPYC host: each batch used to be split into one part per core,
+/// so a one-core run multiplied 8-row matrices where a two-core run multiplied 4-row ones, and
+/// `teacher`'s labels at one and two cores differed by 1e-8.)
 pub fn pool_sequences(
     model: &dyn HookedModel,
     seqs: &[PreparedSeq],
@@ -255,13 +262,10 @@ pub fn pool_with_rewards(
     } else {
         1
     };
-    // Sub-batches: each batch split into `workers` nearly equal parts.
-    let mut subs: Vec<Vec<usize>> = Vec::new();
-    for chunk in order.chunks(batch_size.max(1)) {
-        let w = workers.min(chunk.len());
-        let per = chunk.len().div_ceil(w);
-        subs.extend(chunk.chunks(per).map(|c| c.to_vec()));
-    }
+    let subs: Vec<Vec<usize>> = order
+        .chunks(batch_size.max(1))
+        .map(|c| c.to_vec())
+        .collect();
     let workers = workers.min(subs.len()).max(1);
     let on_batch = std::sync::Mutex::new(on_batch);
     let run = |mine: Vec<&Vec<usize>>| -> Result<PoolingSink> {
@@ -278,10 +282,10 @@ pub fn pool_with_rewards(
         }
         Ok(sink)
     };
+    let _blas = crate::model::linear::BlasThreads::single();
     let sinks: Vec<PoolingSink> = if workers == 1 {
         vec![run(subs.iter().collect())?]
     } else {
-        let _blas = crate::model::linear::BlasThreads::single();
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|w| {

@@ -15,7 +15,15 @@ extern "C" {
 
 /// Holds OpenBLAS at one thread while alive. Capture and the parallel metric stages run one
 /// single-threaded BLAS per worker thread rather than one multi-threaded BLAS, so the
-/// element-wise work between products runs on every core too.
+/// element-wise work between products runs on every core too. Every f32 product of this module
+/// ([`sgemm`], [`sgemm_new`], the custom ops) holds one as well, so a model's values never
+/// depend on the process's thread count.
+///
+/// (Regression, CI on an AMD EPYC host whose OpenBLAS picks its "Zen" kernels: an `sgemm` run
+/// on one thread and on two rounds some rows differently, ~5e-5 on 576-wide dot products; the
+/// products of a capture that ran on one core outside any guard — `teacher` under `taskset`,
+/// a single-worker training step, `implicit-reward`'s reference pass while a parallel test held
+/// or released its guard — then differed from the same run on two cores.)
 ///
 /// OpenBLAS's thread count is process-wide, so the guards are counted: the count drops to one
 /// with the first guard and the previous count comes back only when the last guard is dropped.
@@ -126,6 +134,7 @@ unsafe fn sgemm_raw(
             "sgemm: B too short"
         );
     }
+    let _one = BlasThreads::single();
     let flag = |t: bool| {
         if t {
             cblas_sys::CblasTrans
@@ -290,6 +299,7 @@ impl CustomOp2 for BlasBmm {
             cblas_sys::CblasNoTrans
         };
         let ldb = if self.trans_b { k } else { n };
+        let _one = BlasThreads::single();
         for i in 0..ba {
             let j = (i / self.heads) * self.kv_heads + (i % self.heads) / rep;
             // SAFETY: matrix i of a holds m*k values, matrix j of b k*n; c has room for ba*m*n.
