@@ -222,11 +222,13 @@ impl ActivationSink for PoolingSink {
 /// `seqs.len()` rows, in `seqs` order.
 ///
 /// Sequences are sorted by length and cut into batches of `batch_size` to limit padding; on
-/// CPU the batches are shared out over the machine's cores, one single-threaded BLAS each. A
-/// batch is one forward pass whatever the number of cores, so the values do not depend on the
-/// core count, bit for bit. Across batch sizes they agree to f32 rounding only: OpenBLAS may
-/// round a row differently when its matrix has more rows (tests check batch-size invariance
-/// within a tolerance).
+/// CPU each batch is cut into forward passes of at most [`CPU_PART`] sequences, shared out over
+/// the machine's cores, one single-threaded BLAS each (a lone pass runs its products over the
+/// cores instead). The passes depend on the batch size alone, and a product's bits do not
+/// depend on how many cores run it ([`crate::model::linear::sgemm`]), so the values do not
+/// depend on the core count, bit for bit. Across batch sizes they agree to f32 rounding only:
+/// OpenBLAS may round a row differently when its matrix has more rows (tests check batch-size
+/// invariance within a tolerance).
 ///
 /// (Regression, CI on an AMD EPYC host: each batch used to be split into one part per core,
 /// so a one-core run multiplied 8-row matrices where a two-core run multiplied 4-row ones, and
@@ -241,6 +243,10 @@ pub fn pool_sequences(
 ) -> Result<Pooled> {
     Ok(pool_with_rewards(model, seqs, hooks, batch_size, device, on_batch)?.0)
 }
+
+/// Sequences per forward pass on CPU: small enough that the passes of one default batch (8)
+/// keep two cores busy, large enough that each product still runs near the BLAS peak.
+pub const CPU_PART: usize = 4;
 
 /// [`pool_sequences`], plus one reward per sequence when `hooks` asks for the model's reward
 /// head.
@@ -262,9 +268,16 @@ pub fn pool_with_rewards(
     } else {
         1
     };
+    // On CPU each batch is cut into parts of at most `CPU_PART` sequences — by its size alone,
+    // never by the number of cores — and the parts are shared out over the cores.
+    let part = if matches!(device, Device::Cpu) {
+        CPU_PART
+    } else {
+        usize::MAX
+    };
     let subs: Vec<Vec<usize>> = order
         .chunks(batch_size.max(1))
-        .map(|c| c.to_vec())
+        .flat_map(|c| c.chunks(part.min(c.len())).map(|p| p.to_vec()))
         .collect();
     let workers = workers.min(subs.len()).max(1);
     let on_batch = std::sync::Mutex::new(on_batch);
@@ -282,10 +295,11 @@ pub fn pool_with_rewards(
         }
         Ok(sink)
     };
-    let _blas = crate::model::linear::BlasThreads::single();
     let sinks: Vec<PoolingSink> = if workers == 1 {
+        // One part: its products are cut into blocks that run over the cores.
         vec![run(subs.iter().collect())?]
     } else {
+        let _blas = crate::model::linear::BlasThreads::single();
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|w| {

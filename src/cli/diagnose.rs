@@ -54,6 +54,12 @@ pub struct DiagnoseArgs {
     /// Delete what --out holds and start over.
     #[arg(long, conflicts_with = "resume")]
     pub force: bool,
+    /// Capture only (model, data set) number T into the cache and stop — one task of a
+    /// cluster's array job; a later run with --resume finds every task's capture. T = model ×
+    /// data sets + data set, models base then students, data sets source then targets, in the
+    /// order given.
+    #[arg(long, value_name = "T", conflicts_with = "force")]
+    pub capture_task: Option<usize>,
 }
 
 fn named(items: &[String], flag: &str) -> crate::Result<Vec<Named>> {
@@ -114,6 +120,17 @@ pub fn run_diagnose(a: &DiagnoseArgs) -> anyhow::Result<()> {
     let cfg = a.config()?.check()?;
     let device = super::parse_device(&a.device)?;
     let t0 = std::time::Instant::now();
+    if let Some(task) = a.capture_task {
+        let s = diagnose::capture_task(&cfg, task, &device, &mut Lines)?;
+        println!(
+            "capture task {task} of {}: captured {}, found {} in the cache; {:.1} s",
+            diagnose::capture_tasks(&cfg),
+            s.captured.len(),
+            s.reused.len(),
+            t0.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let (d, summary) = diagnose::run(&cfg, a.resume, a.force, &device, &mut Lines)?;
     for c in d.cells.iter().filter(|c| c.role == "target") {
         println!(

@@ -5,13 +5,16 @@
 //! 1. the weak teacher (MiniLM + BT head) is fitted on source half 1 and labels half 2;
 //! 2. the base's frozen bottom is run once (cache); the gold ceiling and the naive student
 //!    train on half 2 (top `K` blocks + head);
-//! 3. base and naive are captured on the held-out source pairs (test split ∪ half 1: no
-//!    student trained on them) and on every target; compared; probed;
-//! 4. `recommend` ranks layers and calibrates λ from that drift; the anchored student trains
-//!    with the recommendation; with `validate` (`demo --grid`) alternative anchors are trained
-//!    too (validation grid);
-//! 5. the anchored student is captured, compared and probed; IDG/AOG/PGR/NTS are computed;
-//!    the report (with the recommendation and its validation) is written.
+//! 3. `diagnose` (the command a user runs on their own checkpoints) on the base and the naive
+//!    student: held-out source pairs (test split ∪ half 1: no student trained on them) and
+//!    every target captured into a cache under `work/`, compared, probed, tested pair by pair;
+//!    its anchor advice (`recommend`'s layers and λ from that drift);
+//! 4. the anchored student trains with the recommendation; with `validate` (`demo --grid`)
+//!    alternative anchors are trained too (validation grid);
+//! 5. `diagnose` again with both students — the cache serves base and naive, only the
+//!    anchored student is captured; IDG/AOG/PGR/NTS are computed; the report (the verdict per
+//!    student and target first, then drift, probes, the recommendation and its validation) is
+//!    written.
 //!
 //! Work files (checkpoints, stores) go to `work/`; the report to `out/`.
 
@@ -24,13 +27,12 @@ use std::time::Instant;
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::capture::{self, CaptureParams, LayerSelection, NoProgress, Store};
 use crate::data::{read_jsonl, Dataset};
+use crate::diagnose::{self, DiagnoseConfig, Named};
 use crate::error::{Error, Result};
-use crate::metrics::compare::{self, CompareParams};
-use crate::probe::run::{probe, NamedStore, ProbeParams, ProbeReport};
+use crate::probe::run::ProbeReport;
 use crate::probe::transfer::{summarise, Scores};
-use crate::recommend::{self, RecommendParams};
+use crate::recommend;
 use crate::train::{self, Method, TrainJob, TrainParams, TrainProgress, Trainable};
 
 /// What the demo runs on.
@@ -185,49 +187,37 @@ fn write_lines(src: &Path, lines: &[usize], dst: &Path) -> Result<()> {
     crate::io::write_atomic(dst, out.as_bytes())
 }
 
-fn capture_into(
-    model: &dyn crate::model::HookedModel,
-    data: &Dataset,
-    out: &Path,
-    max_tokens: usize,
-    device: &Device,
-) -> Result<Store> {
-    let p = CaptureParams {
-        layers: LayerSelection::All,
-        max_tokens: Some(max_tokens),
-        force: true,
-        ..Default::default()
-    }
-    .check()?;
-    capture::capture(model, data, out, &p, device, &mut NoProgress)?;
-    Store::open(out)
-}
-
-fn probe_model(
-    name: &str,
-    stores: &BTreeMap<String, PathBuf>,
-    targets: &[String],
-    seed: u64,
-) -> Result<ProbeReport> {
-    let open = |n: &str| -> Result<NamedStore> {
-        Ok(NamedStore {
-            name: n.to_string(),
-            store: Store::open(&stores[n])?,
-        })
-    };
-    let train = open("source")?;
-    let evals = targets
+/// The diagnosis's data as files under `work`: the held-out source pairs (test split ∪ half 1:
+/// no student trained on them) and each target's pairs within the demo's limit.
+fn diagnose_inputs(
+    cfg: &DemoConfig,
+    source: &Dataset,
+    sp: &train::Split,
+    targets: &[(String, Dataset)],
+    work: &Path,
+) -> Result<(PathBuf, Vec<Named>)> {
+    let heldout: Vec<usize> = sp
+        .test
         .iter()
-        .map(|t| open(t))
-        .collect::<Result<Vec<_>>>()?;
-    let p = ProbeParams {
-        model: name.to_string(),
-        control: true,
-        seed,
-        ..Default::default()
-    }
-    .check()?;
-    probe(&train, &evals, &[], &p)
+        .chain(&sp.half1)
+        .map(|&i| source.examples[i].line)
+        .collect();
+    let source_path = work.join("source_heldout.jsonl");
+    write_lines(&cfg.source, &heldout, &source_path)?;
+    let files = targets
+        .iter()
+        .zip(&cfg.targets)
+        .map(|((name, ds), (_, file))| {
+            let path = work.join("targets").join(format!("{name}.jsonl"));
+            let lines: Vec<usize> = ds.examples.iter().map(|e| e.line).collect();
+            write_lines(file, &lines, &path)?;
+            Ok(Named {
+                name: name.clone(),
+                path,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok((source_path, files))
 }
 
 /// Each target's pairwise accuracy: the base's own probe at the final layer (what the base
@@ -432,76 +422,39 @@ pub fn run(
     let naive = train_one(Method::Naive, vec![], vec![], "naive", &mut quiet)?;
     st.done("naive student trained");
 
-    // 3. Capture base and naive on held-out source pairs and the targets.
-    let mut heldout: Vec<usize> = sp
-        .test
-        .iter()
-        .chain(&sp.half1)
-        .map(|&i| source.examples[i].line)
-        .collect();
-    heldout.sort_unstable();
-    let heldout_path = work.join("source_heldout.jsonl");
-    write_lines(&cfg.source, &heldout, &heldout_path)?;
-    let mut sets: Vec<(String, Dataset)> =
-        vec![("source".into(), read_jsonl(&heldout_path, None)?)];
-    sets.extend(targets.iter().cloned());
-    let mut stores: BTreeMap<String, BTreeMap<String, PathBuf>> = BTreeMap::new();
-    let capture_model = |name: &str,
-                         model: &dyn crate::model::HookedModel|
-     -> Result<(String, BTreeMap<String, PathBuf>)> {
-        let mut m = BTreeMap::new();
-        for (set, ds) in &sets {
-            let dir = work.join("stores").join(format!("{name}-{set}"));
-            capture_into(model, ds, &dir, cfg.max_tokens, device)?;
-            m.insert(set.clone(), dir);
-        }
-        Ok((name.to_string(), m))
-    };
-    stores.extend([capture_model("base", &base)?]);
-    st.done("base captured (held-out source, targets)");
-    let naive_model = crate::model::load(&work.join("naive"), device)?;
-    stores.extend([capture_model("naive", naive_model.as_ref())?]);
-    drop(naive_model);
-    st.done("naive captured");
-
-    // 4. Compare, probe, recommend.
-    let cmp_params = CompareParams::default().check()?;
-    fn open_students(
-        stores: &BTreeMap<String, BTreeMap<String, PathBuf>>,
-        names: &[&str],
-    ) -> Result<Vec<(String, Store)>> {
-        names
-            .iter()
-            .map(|n| Ok((n.to_string(), Store::open(&stores[*n]["source"])?)))
-            .collect()
-    }
-    let base_store = Store::open(&stores["base"]["source"])?;
-    let c = compare::compare(
-        &base_store,
-        &open_students(&stores, &["naive"])?,
-        &cmp_params,
-        &mut |_| {},
-    )?;
-    let mut probes = vec![
-        probe_model("base", &stores["base"], &target_names, cfg.seed)?,
-        probe_model("naive", &stores["naive"], &target_names, cfg.seed)?,
-    ];
-    st.done("naive compared and probed");
+    // 3. Diagnose the naive student: the pipeline a user runs on their own checkpoints.
+    let (source_path, target_files) = diagnose_inputs(cfg, &source, &sp, &targets, work)?;
     let n_layers = base.blocks().len();
-    let mut rec = recommend::recommend(
-        &c.report,
-        &probes,
-        &RecommendParams {
-            student: Some("naive".into()),
-            base_model: "base".into(),
-            budget: cfg.budget,
-            min_layer: n_layers - cfg.trainable_blocks + 1,
-            fraction: cfg.fraction,
-        },
-    )?;
-    st.done("anchors recommended");
+    let diagnose = |students: &[&str]| -> Result<diagnose::Computed> {
+        let mut d = DiagnoseConfig::new(
+            cfg.base.clone(),
+            students
+                .iter()
+                .map(|n| Named {
+                    name: n.to_string(),
+                    path: work.join(n),
+                })
+                .collect(),
+            source_path.clone(),
+            target_files.clone(),
+            work.join(format!("diagnose-{}", students.join("-"))),
+        );
+        d.max_tokens = cfg.max_tokens;
+        d.permutations = cfg.permutations;
+        d.seed = cfg.seed;
+        d.anchor_budget = cfg.budget;
+        d.anchor_from = n_layers - cfg.trainable_blocks + 1;
+        d.anchor_fraction = cfg.fraction;
+        d.batch_size = cfg.batch_size;
+        d.cache = Some(work.join("cache"));
+        Ok(diagnose::compute(&d.check()?, true, false, device, &mut diagnose::Quiet)?.0)
+    };
+    let first = diagnose(&["naive"])?;
+    let mut rec = first.diagnosis.advice[0].clone();
+    drop(first);
+    st.done("base and naive captured, compared, probed and tested; anchors recommended");
 
-    // 5. The anchored student with the recommendation; the validation grid.
+    // 4. The anchored student with the recommendation; the validation grid.
     let anchor = train_one(
         Method::Anchor,
         rec.proposal.layers.clone(),
@@ -539,67 +492,21 @@ pub fn run(
         "validation (recommended vs naive only; --grid trains the alternatives)"
     });
     drop(prep);
-    let anchor_model = crate::model::load(&work.join("anchor"), device)?;
-    stores.extend([capture_model("anchor", anchor_model.as_ref())?]);
-    drop(anchor_model);
-    st.done("anchored student captured");
 
-    // 6. Compare and probe both students; transfer metrics; the report.
-    let c = compare::compare(
-        &base_store,
-        &open_students(&stores, &["naive", "anchor"])?,
-        &CompareParams {
-            cross_layer: true,
-            permutations: cfg.permutations,
-            ..Default::default()
-        }
-        .check()?,
-        &mut |_| {},
-    )?;
-    probes.push(probe_model(
-        "anchor",
-        &stores["anchor"],
-        &target_names,
-        cfg.seed,
-    )?);
-    let metrics_dir = work.join("metrics");
-    crate::io::write_atomic(
-        &metrics_dir.join("metrics.json"),
-        &compare::render_json(&c.report),
-    )?;
-    crate::io::write_atomic(
-        &metrics_dir.join("metrics.csv"),
-        &compare::render_csv(&c.report),
-    )?;
-    crate::io::write_atomic(
-        &metrics_dir.join("cross_layer_cka.json"),
-        &compare::render_cross_layer(&c.report),
-    )?;
-    let mut probe_dirs = Vec::new();
-    for p in &probes {
-        let d = work.join(format!("probe-{}", p.model));
-        crate::io::write_atomic(&d.join("probe.json"), &crate::probe::run::render_json(p))?;
-        probe_dirs.push(d);
-    }
+    // 5. Diagnose both students (the cache holds base and naive: only the anchored student is
+    // captured); transfer metrics.
+    let computed = diagnose(&["naive", "anchor"])?;
     accuracy.insert("gold".into(), gold);
     accuracy.insert("naive".into(), naive);
     accuracy.insert("anchor".into(), anchor);
-    let scores = Scores {
+    let transfer = summarise(&Scores {
         source: "source_test".into(),
         targets: target_names.clone(),
         weak: "weak".into(),
         ceiling: Some("gold".into()),
         accuracy: accuracy.clone(),
-    };
-    let transfer = summarise(&scores)?;
-    let transfer_path = work.join("transfer.json");
-    crate::io::write_atomic(
-        &transfer_path,
-        &crate::probe::transfer::render_json(&transfer),
-    )?;
-    let rec_path = work.join("recommend.json");
-    crate::io::write_atomic(&rec_path, &crate::io::json_bytes(&rec))?;
-    st.done("students compared and probed, transfer metrics");
+    })?;
+    st.done("both students diagnosed (anchored student captured), transfer metrics");
     let bias = match (&cfg.value_items, cfg.cue_pairs) {
         (Some(items), n) if n > 0 => {
             let plan = bias::BiasPlan {
@@ -608,7 +515,7 @@ pub fn run(
                     .iter()
                     .map(|n| (*n, work.join(n)))
                     .collect(),
-                cue_data: &heldout_path,
+                cue_data: &source_path,
                 cue_pairs: n,
                 value_items: items,
                 value_pairs: cfg.value_pairs,
@@ -620,20 +527,15 @@ pub fn run(
         }
         _ => None,
     };
-    let mut inputs = crate::report::read_inputs(
-        &metrics_dir,
-        &probe_dirs,
-        Some(&transfer_path),
-        Some(&rec_path),
-        "repdrift demo: SmolLM2-135M-Instruct, weak-to-strong reward models on probes/w2s (one seed of the study's top8-lr3e-4 regime)",
-        "base",
-    )?;
-    inputs.context.push(beside_base_probe(
-        &probes[0],
-        n_layers,
-        &accuracy,
-        &target_names,
-    ));
+    let mut inputs = diagnose::render::report_inputs(&computed);
+    inputs.title = "repdrift demo: SmolLM2-135M-Instruct, weak-to-strong reward models on probes/w2s (one seed of the study's top8-lr3e-4 regime)".into();
+    inputs.transfer = Some(transfer);
+    inputs.recommendation = Some(rec.clone());
+    if let Some(b) = computed.probes.iter().find(|p| p.model == "base") {
+        inputs
+            .context
+            .push(beside_base_probe(b, n_layers, &accuracy, &target_names));
+    }
     if let Some(p) = &cfg.study {
         inputs.context.extend(study_context(p, &cfg.study_regime)?);
     }
@@ -654,9 +556,7 @@ pub fn run(
         }
     }
     inputs.bias = bias;
-    let r = crate::report::build(&inputs, &crate::report::diagnosis::Rules::default());
-    let plots = crate::report::plots::render_all(&r)?;
-    crate::report::write(out, &r, &plots)?;
+    diagnose::render::write_with(out, &computed, &inputs)?;
     st.done("report written");
     let summary = DemoSummary {
         format: "repdrift-demo".into(),

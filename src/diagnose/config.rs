@@ -76,6 +76,10 @@ pub struct DiagnoseConfig {
     pub anchor_budget: usize,
     #[serde(default = "default_anchor_from")]
     pub anchor_from: usize,
+    /// λ is set so the anchor term starts at this fraction of the BT loss
+    /// (`recommend --fraction`).
+    #[serde(default = "default_anchor_fraction")]
+    pub anchor_fraction: f64,
     #[serde(default = "default_batch")]
     pub batch_size: usize,
     /// Where the captures are cached (default `OUT/cache`); a cache shared by several
@@ -108,6 +112,9 @@ fn default_budget() -> usize {
 fn default_anchor_from() -> usize {
     1
 }
+fn default_anchor_fraction() -> f64 {
+    0.5
+}
 fn default_batch() -> usize {
     8
 }
@@ -138,6 +145,7 @@ impl DiagnoseConfig {
             seed: 0,
             anchor_budget: default_budget(),
             anchor_from: default_anchor_from(),
+            anchor_fraction: default_anchor_fraction(),
             batch_size: default_batch(),
             cache: None,
         }
@@ -222,6 +230,12 @@ impl DiagnoseConfig {
         }
         if self.anchor_budget == 0 {
             return Err(Error::param("anchor-budget", "must be at least 1"));
+        }
+        if !(self.anchor_fraction > 0.0 && self.anchor_fraction.is_finite()) {
+            return Err(Error::param(
+                "anchor-fraction",
+                format!("must be positive, got {}", self.anchor_fraction),
+            ));
         }
         Ok(ValidDiagnose {
             layers,

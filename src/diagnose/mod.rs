@@ -169,10 +169,12 @@ fn cached(dir: &std::path::Path, model: &ModelEntry, set: &DataSet) -> bool {
     })
 }
 
-/// Stage 2: capture what the cache lacks; each model is loaded once, only when needed.
+/// Stage 2: capture what the cache lacks; each model is loaded once, only when needed. With
+/// `only = Some(t)`, only capture task `t` (see [`capture_task`]) is captured.
 fn capture_all(
     cfg: &ValidDiagnose,
     plan: &Plan,
+    only: Option<usize>,
     device: &Device,
     summary: &mut RunSummary,
     say: &mut dyn FnMut(&str),
@@ -180,15 +182,17 @@ fn capture_all(
     let params = capture_params(cfg, plan)?;
     let mut map = StoreMap::new();
     let mut records = Vec::new();
-    for m in plan.models() {
+    for (mi, m) in plan.models().enumerate() {
         let mut todo = Vec::new();
-        for set in &plan.sets {
+        for (si, set) in plan.sets.iter().enumerate() {
             let key = plan.store_key(m, set, cfg);
             let dir = cfg.cache_dir().join(&key);
-            if cached(&dir, m, set) {
-                summary.reused.push((m.id.clone(), set.name.clone()));
-            } else {
-                todo.push((set, dir.clone()));
+            if only.is_none_or(|t| t == mi * plan.sets.len() + si) {
+                if cached(&dir, m, set) {
+                    summary.reused.push((m.id.clone(), set.name.clone()));
+                } else {
+                    todo.push((set, dir.clone()));
+                }
             }
             map.insert((m.id.clone(), set.name.clone()), dir.clone());
             records.push(StoreRecord {
@@ -389,7 +393,7 @@ fn advise(
                     base_model: "base".into(),
                     budget: cfg.anchor_budget,
                     min_layer: cfg.anchor_from,
-                    fraction: 0.5,
+                    fraction: cfg.anchor_fraction,
                 },
             )
         })
@@ -460,7 +464,7 @@ pub fn compute(
     prepare_out(cfg, resume, force)?;
     stage(&mut summary, "plan: data and models checked", progress);
     let mut say = |m: &str| progress.line(m);
-    let (stores, records) = capture_all(cfg, &plan, device, &mut summary, &mut say)?;
+    let (stores, records) = capture_all(cfg, &plan, None, device, &mut summary, &mut say)?;
     stage(&mut summary, "capture", progress);
     let (drift, cross_layer) = compare_sets(cfg, &plan, &stores)?;
     stage(&mut summary, "compare", progress);
@@ -488,6 +492,42 @@ pub fn compute(
         },
         summary,
     ))
+}
+
+/// The number of capture tasks: one per (model, data set), models in the order base, then
+/// the students as given; data sets source, then the targets as given.
+pub fn capture_tasks(cfg: &ValidDiagnose) -> usize {
+    (1 + cfg.students.len()) * (1 + cfg.targets.len())
+}
+
+/// Stage 2 for one (model, data set) alone — task `t` = model index × data sets + data set
+/// index (see [`capture_tasks`]) — into the cache, resuming an unfinished capture; nothing else
+/// is written. A cluster runs every task as one array job, then [`run`] with `resume`, which
+/// finds them all in the cache (`scripts/slurm/submit.sh`). Captures of different tasks write
+/// different directories, so tasks run side by side.
+pub fn capture_task(
+    cfg: &ValidDiagnose,
+    task: usize,
+    device: &Device,
+    progress: &mut dyn DiagnoseProgress,
+) -> Result<RunSummary> {
+    let n = capture_tasks(cfg);
+    if task >= n {
+        return Err(Error::param(
+            "capture-task",
+            format!(
+                "task {task} does not exist: {} models × {} data sets make tasks 0 to {}",
+                1 + cfg.students.len(),
+                1 + cfg.targets.len(),
+                n - 1
+            ),
+        ));
+    }
+    let mut summary = RunSummary::default();
+    let mut say = |m: &str| progress.line(m);
+    let plan = plan::plan(cfg, device, &mut say)?;
+    capture_all(cfg, &plan, Some(task), device, &mut summary, &mut say)?;
+    Ok(summary)
 }
 
 /// Run the whole diagnosis into `cfg.out` (locked while it runs).

@@ -15,15 +15,11 @@ extern "C" {
 
 /// Holds OpenBLAS at one thread while alive. Capture and the parallel metric stages run one
 /// single-threaded BLAS per worker thread rather than one multi-threaded BLAS, so the
-/// element-wise work between products runs on every core too. Every f32 product of this module
-/// ([`sgemm`], [`sgemm_new`], the custom ops) holds one as well, so a model's values never
-/// depend on the process's thread count.
-///
-/// (Regression, CI on an AMD EPYC host whose OpenBLAS picks its "Zen" kernels: an `sgemm` run
-/// on one thread and on two rounds some rows differently, ~5e-5 on 576-wide dot products; the
-/// products of a capture that ran on one core outside any guard — `teacher` under `taskset`,
-/// a single-worker training step, `implicit-reward`'s reference pass while a parallel test held
-/// or released its guard — then differed from the same run on two cores.)
+/// element-wise work between products runs on every core too. [`sgemm`] always calls BLAS on
+/// one thread: a large product outside any guard is cut into blocks by its shape alone
+/// ([`Tiles`]) and the blocks run over the cores, so its bits do not depend on the core count
+/// (on OpenBLAS's Zen kernels a row's rounding depends on the thread count and on the
+/// matrix's height).
 ///
 /// OpenBLAS's thread count is process-wide, so the guards are counted: the count drops to one
 /// with the first guard and the previous count comes back only when the last guard is dropped.
@@ -36,6 +32,11 @@ pub struct BlasThreads(());
 static BLAS_GUARDS: std::sync::Mutex<(usize, std::os::raw::c_int)> = std::sync::Mutex::new((0, 0));
 
 impl BlasThreads {
+    /// Whether any guard is alive (in any thread).
+    pub fn held() -> bool {
+        BLAS_GUARDS.lock().unwrap_or_else(|e| e.into_inner()).0 > 0
+    }
+
     /// One BLAS thread until the returned guard (and every other live guard) is dropped.
     pub fn single() -> Self {
         let mut g = BLAS_GUARDS.lock().unwrap_or_else(|e| e.into_inner());
@@ -134,7 +135,148 @@ unsafe fn sgemm_raw(
             "sgemm: B too short"
         );
     }
+    if k == 0 {
+        // C ← β · C only; one call (nothing to split).
+        // SAFETY: C inside the caller's room; A and B are not read.
+        unsafe {
+            call_sgemm(
+                (trans_a, trans_b),
+                (m, n, k),
+                alpha,
+                a.as_ptr(),
+                lda,
+                b.as_ptr(),
+                ldb,
+                beta,
+                c,
+                ldc,
+            )
+        };
+        return;
+    }
+    let tiles = Tiles::of(m, n);
+    // Any guard alive means a parallel stage already has every core busy: tiles run in turn.
+    let workers = if BlasThreads::held() || tiles.count < 2 || m * n * k < PARALLEL_FLOPS {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map(|c| c.get())
+            .unwrap_or(1)
+            .min(tiles.count)
+    };
     let _one = BlasThreads::single();
+    let cp = SendPtr(c);
+    let tile = |t: usize| {
+        let (r0, r1, c0, c1) = tiles.get(t, m, n);
+        let ao = if trans_a { r0 } else { r0 * lda };
+        let bo = if trans_b { c0 * ldb } else { c0 };
+        let cp = &cp;
+        // SAFETY: the tile's A rows, B columns and C block lie inside the checked extents;
+        // tiles write disjoint blocks of C.
+        unsafe {
+            call_sgemm(
+                (trans_a, trans_b),
+                (r1 - r0, c1 - c0, k),
+                alpha,
+                a.as_ptr().add(ao),
+                lda,
+                b.as_ptr().add(bo),
+                ldb,
+                beta,
+                cp.0.add(r0 * ldc + c0),
+                ldc,
+            )
+        };
+    };
+    if workers == 1 {
+        (0..tiles.count).for_each(tile);
+        return;
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let t = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if t >= tiles.count {
+                    break;
+                }
+                tile(t);
+            });
+        }
+    });
+}
+
+/// Products smaller than this many multiply-adds run on one core (a thread costs more).
+const PARALLEL_FLOPS: usize = 1 << 21;
+/// Rows of C per tile when C has at least two tiles' worth of rows; otherwise columns per tile.
+const TILE_ROWS: usize = 256;
+const TILE_COLS: usize = 256;
+
+/// How a product's C is cut into blocks, each one single-threaded `sgemm` call. The cut
+/// depends on the shape alone — never on the number of cores or on which blocks run side by
+/// side — so a product gives the same bits on any machine with the same OpenBLAS kernels,
+/// whether its blocks run on one core or on many. (Regression, CI on an AMD EPYC host: with
+/// OpenBLAS's own threads, a row's rounding depended on the thread count — ~5e-5 on 576-wide
+/// dot products — and `train` at one and two cores wrote different weights.)
+struct Tiles {
+    by_rows: bool,
+    count: usize,
+}
+
+impl Tiles {
+    fn of(m: usize, n: usize) -> Self {
+        if m >= 2 * TILE_ROWS {
+            Self {
+                by_rows: true,
+                count: m.div_ceil(TILE_ROWS),
+            }
+        } else if n >= 2 * TILE_COLS {
+            Self {
+                by_rows: false,
+                count: n.div_ceil(TILE_COLS),
+            }
+        } else {
+            Self {
+                by_rows: true,
+                count: 1,
+            }
+        }
+    }
+
+    /// Tile `t`'s rows `r0..r1` and columns `c0..c1` of the `m × n` C.
+    fn get(&self, t: usize, m: usize, n: usize) -> (usize, usize, usize, usize) {
+        match (self.count, self.by_rows) {
+            (1, _) => (0, m, 0, n),
+            (_, true) => (t * TILE_ROWS, ((t + 1) * TILE_ROWS).min(m), 0, n),
+            (_, false) => (0, m, t * TILE_COLS, ((t + 1) * TILE_COLS).min(n)),
+        }
+    }
+}
+
+/// C's base pointer, shared by the tile workers (each writes its own block).
+struct SendPtr(*mut f32);
+// SAFETY: the workers write disjoint blocks of C through it, and `sgemm_raw`'s caller keeps C
+// alive until the scope ends.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// One row-major `cblas_sgemm` call.
+///
+/// # Safety
+/// The pointers must address matrices of the given shapes and leading dimensions.
+#[allow(clippy::too_many_arguments)]
+unsafe fn call_sgemm(
+    (trans_a, trans_b): (bool, bool),
+    (m, n, k): (usize, usize, usize),
+    alpha: f32,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
     let flag = |t: bool| {
         if t {
             cblas_sys::CblasTrans
@@ -142,7 +284,7 @@ unsafe fn sgemm_raw(
             cblas_sys::CblasNoTrans
         }
     };
-    // SAFETY: A and B lie inside their slices (checked above), C inside the caller's room.
+    // SAFETY: the caller's promise.
     unsafe {
         cblas_sys::cblas_sgemm(
             cblas_sys::CblasRowMajor,
@@ -152,9 +294,9 @@ unsafe fn sgemm_raw(
             n as i32,
             k as i32,
             alpha,
-            a.as_ptr(),
+            a,
             lda.max(1) as i32,
-            b.as_ptr(),
+            b,
             ldb.max(1) as i32,
             beta,
             c,
@@ -299,6 +441,8 @@ impl CustomOp2 for BlasBmm {
             cblas_sys::CblasNoTrans
         };
         let ldb = if self.trans_b { k } else { n };
+        // One BLAS thread: per-head products are small, and their bits must not depend on the
+        // process's thread count.
         let _one = BlasThreads::single();
         for i in 0..ba {
             let j = (i / self.heads) * self.kv_heads + (i % self.heads) / rep;

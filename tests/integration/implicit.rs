@@ -109,8 +109,12 @@ fn logprobs_equal_hf_transformers_on_six_models() {
 
 /// Property: a model against itself has reward 0 on every sequence, so every pair is a tie
 /// (accuracy ½); against another model the reward is the difference of the two log-probs.
+/// The two passes hold OpenBLAS at one thread: tests running beside this one change the
+/// process's thread count, and on some hosts (AMD EPYC, OpenBLAS's Zen kernels) a product
+/// rounds differently on one thread and on two.
 #[test]
 fn reward_is_the_logprob_difference_against_the_reference() {
+    let _blas = repdrift::model::linear::BlasThreads::single();
     let r = reference();
     let case = &r["cases"][0];
     let dir = scratch("implicit-self");
