@@ -567,6 +567,73 @@ impl Module for Linear {
 mod tests {
     use super::*;
 
+    /// Truth: the textbook float64 sum Σ_k op(A)[i, k] · op(B)[k, j]. Shapes cut into row
+    /// tiles (m ≥ 2 · TILE_ROWS), column tiles (n ≥ 2 · TILE_COLS) and none, with every
+    /// transposition, leading dimensions wider than the matrices, α and β ≠ 0, 1: each tile's
+    /// offsets into A, B and C are checked. Run under a guard (tiles in turn) and without one
+    /// (tiles over the cores), the bits are the same.
+    #[test]
+    fn tiled_products_equal_the_float64_sum_and_do_not_depend_on_the_cores() {
+        let mut seed = 7u64;
+        let mut rnd = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        for &(m, n, k) in &[(600, 40, 33), (30, 700, 65), (50, 60, 70), (513, 520, 9)] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let (ar, ac) = if ta { (k, m) } else { (m, k) };
+                let (br, bc) = if tb { (n, k) } else { (k, n) };
+                let (lda, ldb, ldc) = (ac + 3, bc + 2, n + 5);
+                let a: Vec<f32> = (0..ar * lda).map(|_| rnd()).collect();
+                let b: Vec<f32> = (0..br * ldb).map(|_| rnd()).collect();
+                let c0: Vec<f32> = (0..m * ldc).map(|_| rnd()).collect();
+                let (alpha, beta) = (0.75f32, -0.5f32);
+                let run = |guard: bool| {
+                    let _g = guard.then(BlasThreads::single);
+                    let mut c = c0.clone();
+                    sgemm(
+                        (ta, tb),
+                        (m, n, k),
+                        alpha,
+                        (&a, lda),
+                        (&b, ldb),
+                        beta,
+                        (&mut c, ldc),
+                    );
+                    c
+                };
+                let (free, held) = (run(false), run(true));
+                assert!(
+                    free == held,
+                    "{m}x{n}x{k} {ta} {tb}: bits depend on the cores"
+                );
+                for i in 0..m {
+                    for j in 0..n {
+                        let mut sum = 0f64;
+                        for l in 0..k {
+                            let x = if ta { a[l * lda + i] } else { a[i * lda + l] };
+                            let y = if tb { b[j * ldb + l] } else { b[l * ldb + j] };
+                            sum += x as f64 * y as f64;
+                        }
+                        let want = alpha as f64 * sum + beta as f64 * c0[i * ldc + j] as f64;
+                        let got = free[i * ldc + j] as f64;
+                        assert!(
+                            (got - want).abs() < 1e-4,
+                            "{m}x{n}x{k} {ta} {tb} at ({i}, {j}): {got} vs {want}"
+                        );
+                    }
+                    // Padding between rows of C is left alone.
+                    assert_eq!(
+                        free[i * ldc + n..(i + 1) * ldc],
+                        c0[i * ldc + n..(i + 1) * ldc]
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn blas_path_equals_candle_matmul() {
         let dev = Device::Cpu;
