@@ -4,7 +4,7 @@ Every workload runs as its own process, repdrift's side and then the reference's
 the other on the same idle machine; the driver takes each process's peak RSS from `wait4` and
 each side's workload seconds from the JSON line the process prints (model loading and data
 generation are outside the timed part on both sides). Writes reports/bench/bench.json and
-reports/bench/bench.md, and replaces the README's table between the `bench:begin` and
+reports/bench/bench.md, and replaces docs/benchmarks.md's table between the `bench:begin` and
 `bench:end` markers with bench.md.
 
     python scripts/bench.py --sxs PATH_TO_side_by_side_BINARY [--quick] [--repeat K]
@@ -284,7 +284,7 @@ def main():
     md = render(report)
     with open(os.path.join(out_dir, "bench.md"), "w") as f:
         f.write(md)
-    readme = os.path.join(ROOT, "README.md")
+    readme = os.path.join(ROOT, "docs", "benchmarks.md")
     text = open(readme).read()
     b, e = "<!-- bench:begin -->", "<!-- bench:end -->"
     if b in text and e in text and not a.quick:

@@ -9,10 +9,10 @@
 # ($REPDRIFT_BENCH_VENV, default ~/.cache/repdrift-bench-venv: torch 2.15 CPU-capable wheel,
 # transformers 5.24, NumPy, scikit-learn, safetensors, gguf; ~6 GB, ~3 min), builds the release
 # binary and the side_by_side bench, then runs scripts/bench.py, which writes
-# reports/bench/bench.json and reports/bench/bench.md and regenerates the README's
+# reports/bench/bench.json and reports/bench/bench.md and regenerates docs/benchmarks.md's
 # performance table. Takes ~18 min on 2 cores; run it on an otherwise idle machine.
 # --quick: fewer repetitions and steps, no 16x; writes reports/tmp/bench-quick/ and leaves the
-# record and the README alone (a smoke run). --repeat K: each workload and its reference run K
+# record and docs/benchmarks.md alone (a smoke run). --repeat K: each workload and its reference run K
 # times, alternating, and the median run of each side is reported (K times as long; steadier
 # ratios on a noisy machine).
 set -euo pipefail

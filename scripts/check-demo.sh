@@ -2,10 +2,12 @@
 # Check a demo report directory: index.html, report.md, report.json, demo.json and the plots
 # exist; every number in report.json and demo.json is finite; accuracies lie in [0, 1]; linear
 # CKA is defined at all but at most two layers per student (undefined ones carry a reason); the
-# cue and value section covers the base and the three students.
+# cue and value section covers the base and the three students; diagnose.json has a verdict for
+# every student and target, pairs.csv a row per (set, pair, model) and README.md (the run of
+# record) a verdict row per student and target.
 set -euo pipefail
 dir="${1:?usage: scripts/check-demo.sh REPORT_DIR}"
-for f in index.html report.md report.json demo.json plots/cka.png plots/probe.svg plots/trust_drift.svg; do
+for f in index.html report.md report.json demo.json diagnose.json pairs.csv README.md plots/cka.png plots/probe.svg plots/trust_drift.svg; do
   [ -s "$dir/$f" ] || { echo "check-demo: $dir/$f missing or empty" >&2; exit 1; }
 done
 python3 - "$dir" <<'PY'
@@ -41,7 +43,31 @@ if not bias or [r["model"] for r in bias["rows"]] != ["base", "gold", "naive", "
     bad.append("no cue and value section for base, gold, naive and anchor")
 elif any(len(r["cues"]) != 4 for r in bias["rows"]):
     bad.append("a model of the cue section lacks a cue")
+# The diagnosis: a verdict per student × target; pairs.csv complete.
+diag = json.load(open(f"{d}/diagnose.json"))
+walk(diag, "diagnose")
+verdicts = {"kept", "lost_through_drift", "lost_through_head", "lost_through_both",
+            "lost_cause_unresolved", "inconclusive"}
+targets = [s["name"] for s in diag["sets"] if s["name"] != diag["sets"][0]["name"]]
+for student in ("naive", "anchor"):
+    for t in targets:
+        cell = [c for c in diag["cells"] if c["student"] == student and c["set"] == t]
+        if len(cell) != 1 or cell[0]["tests"]["verdict"] not in verdicts:
+            bad.append(f"no verdict for {student} on {t}")
+# The run of record beside the report: a verdict row per student × target.
+record = open(f"{d}/README.md").read()
+for student in ("naive", "anchor"):
+    for t in targets:
+        if f"| {student} | {t} |" not in record:
+            bad.append(f"README.md has no verdict row for {student} on {t}")
+import csv
+rows = list(csv.DictReader(open(f"{d}/pairs.csv")))
+models = 1 + len(diag["students"])
+want = sum(s["pairs"] for s in diag["sets"]) * models
+if len(rows) != want:
+    bad.append(f"pairs.csv has {len(rows)} rows, expected {want} (pairs × {models} models)")
 if bad:
     sys.exit("check-demo: " + "; ".join(bad[:20]))
-print(f"check-demo: {d}: report complete, all numbers finite ({len(rep['students'])} students)")
+print(f"check-demo: {d}: report complete, all numbers finite ({len(rep['students'])} students, "
+      f"{len(diag['cells'])} verdict cells, {len(rows)} pair rows)")
 PY

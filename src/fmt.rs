@@ -67,6 +67,17 @@ pub fn html_table<S: AsRef<str>>(head: &[S], rows: &[Vec<String>]) -> String {
     o
 }
 
+/// A signed number with one decimal (`{:+.1}`), a value rounding to zero as "+0.0", never
+/// "-0.0".
+pub fn signed1(v: f64) -> String {
+    let s = format!("{v:+.1}");
+    if s == "-0.0" {
+        "+0.0".into()
+    } else {
+        s
+    }
+}
+
 /// A number with 3 decimals, or an em dash for none.
 pub fn f3(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "—".into())

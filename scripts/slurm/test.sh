@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# End-to-end test of the Slurm pipeline on a real one-node Slurm cluster on localhost:
+# End-to-end test of `repdrift diagnose` on a real one-node Slurm cluster on localhost:
 # installs Debian's slurm-wlm and munge when missing, starts munged, slurmctld and slurmd with
-# a minimal slurm.conf written to a temp dir, submits scripts/slurm/submit.sh on MiniLM (base)
-# and a damaged copy of it (the student: 64 KiB of block 3's MLP output weights zeroed), 120
-# source pairs and one 60-pair target, 3 shards; waits; then checks against single-process runs
-# of the same commands: merged stores byte-identical, probe results identical, merged metrics
-# equal to 1e-12 (relative to max(1, |value|)), the report written. Stops the daemons it
-# started, also on failure. ≈ 1 min on 2 cores once built.
+# a minimal slurm.conf written to a temp dir, submits scripts/slurm/submit.sh on the tiny Llama
+# reward model of tests/reference/lora/base with two PEFT LoRA adapters as students (r4,
+# rslora), 120 source pairs and one 60-pair target (6 capture tasks, then the diagnose job);
+# waits; then checks it against one `repdrift diagnose` process: every capture task captured
+# its pair, the diagnose job captured nothing, and diagnose.json, pairs.csv, the drift and
+# probe tables and report.md are the same bytes (the output directory's path aside). Stops
+# the daemons it started, also on failure. ≈ 1 min on 2 cores once built.
 #   bash scripts/slurm/test.sh            (as root, or with passwordless sudo for the install)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -95,107 +96,53 @@ done
 sinfo -h -o '%t' | grep -q idle || { echo "slurm test: the node never came up" >&2; cat "$conf"/*.log >&2; exit 1; }
 echo "slurm test: cluster up ($(sinfo -h -o '%D node, %c CPUs, partition %P'))" >&2
 
-# Data and models.
+# Data and models: the tiny Llama reward model the LoRA tests use, two PEFT adapters over it.
 head -n 120 probes/w2s/source.jsonl > "$work/source.jsonl"
 head -n 60 probes/w2s/target_chat.jsonl > "$work/target.jsonl"
-student="$work/student"
-mkdir -p "$student"
-cp models/all-minilm-l6-v2/{config.json,tokenizer.json} "$student/"
-cp models/all-minilm-l6-v2/model.safetensors "$student/"
-# Zero the first 64 KiB of block 3's MLP output projection (its offset from the safetensors
-# header): layers 0–3 stay the base's, layers 4–6 drift.
-offset=$(python3 - "$student/model.safetensors" <<'PY'
-import json, struct, sys
-f = open(sys.argv[1], "rb")
-n = struct.unpack("<Q", f.read(8))[0]
-print(8 + n + json.loads(f.read(n))["encoder.layer.3.output.dense.weight"]["data_offsets"][0])
-PY
-)
-dd if=/dev/zero of="$student/model.safetensors" bs=1 count=65536 seek="$offset" conv=notrunc status=none
+lora="$root/tests/reference/lora"
+models=(--base "$lora/base" --student "r4=$lora/r4" --student "rslora=$lora/rslora")
+data=(--source "$work/source.jsonl" --target "chat=$work/target.jsonl")
+settings="--permutations 20 --max-tokens 128"
 
 # The pipeline on Slurm.
 out="$work/pipeline"
-bash scripts/slurm/submit.sh --out "$out" --repdrift "$bin" --base models/all-minilm-l6-v2 \
-  --student "damaged=$student" --source "$work/source.jsonl" --target "chat=$work/target.jsonl" \
-  --shards 3 --capture-args "--part-size 16" --probe-args "--folds 3"
-deadline=$((SECONDS + 240))
+bash scripts/slurm/submit.sh --out "$out" --repdrift "$bin" "${models[@]}" "${data[@]}" \
+  --diagnose-args "$settings"
+deadline=$((SECONDS + 300))
 while [ -n "$(squeue -h -u "$(id -un)" 2>/dev/null)" ]; do
-  [ $SECONDS -lt $deadline ] || { echo "slurm test: jobs still queued after 240 s:" >&2; squeue >&2; exit 1; }
+  [ $SECONDS -lt $deadline ] || { echo "slurm test: jobs still queued after 300 s:" >&2; squeue >&2; exit 1; }
   sleep 2
 done
 fail=0
-for s in capture-0 capture-11 merge compare-0 compare-2 compare-merge probe-0 probe-1 report; do
+for s in capture-0 capture-1 capture-2 capture-3 capture-4 capture-5 diagnose; do
   [ -f "$out/status/$s.ok" ] || { echo "slurm test: stage $s did not finish" >&2; fail=1; }
 done
+if [ $fail -eq 0 ]; then
+  for f in "$out"/logs/capture-*.log; do
+    grep -q "captured 1, found 0 in the cache" "$f" \
+      || { echo "slurm test: $f did not capture its (model, data set)" >&2; fail=1; }
+  done
+  grep -q "captured 0 (model, data set) pairs, reused 6 from the cache" "$out"/logs/diagnose-*.log \
+    || { echo "slurm test: the diagnose job did not find every capture in the cache" >&2; fail=1; }
+fi
 if [ $fail -ne 0 ]; then
   for f in "$out"/logs/*.log; do echo "== $f" >&2; tail -n 20 "$f" >&2; done
   exit 1
 fi
-grep -h "repdrift: capture shard" "$out"/logs/capture-*.log | head -n 2 >&2
 
-# The same commands in one process.
+# The same diagnosis in one process.
 ref="$work/single"
-for m in base damaged; do
-  model=models/all-minilm-l6-v2
-  [ $m = damaged ] && model="$student"
-  for d in source chat; do
-    data="$work/$d.jsonl"
-    [ $d = chat ] && data="$work/target.jsonl"
-    "$bin" capture --model "$(cd "$(dirname "$model")" && pwd)/$(basename "$model")" --data "$data" \
-      --out "$ref/stores/$m-$d" --part-size 16 2>/dev/null
-  done
+read -r -a extra <<< "$settings"
+"$bin" diagnose "${models[@]}" "${data[@]}" --out "$ref" "${extra[@]}" >/dev/null 2>&1
+n=0
+for f in diagnose.json pairs.csv report.md drift/source/metrics.json drift/chat/metrics.json \
+  probes/base/probe.json probes/r4/probe.json probes/rslora/probe.json; do
+  [ -s "$ref/$f" ] || { echo "slurm test: the single-process run wrote no $f" >&2; exit 1; }
+  cmp -s <(sed "s|$out|OUT|g" "$out/$f") <(sed "s|$ref|OUT|g" "$ref/$f") \
+    || { echo "slurm test: $f differs from a single-process diagnose" >&2;
+         diff <(sed "s|$out|OUT|g" "$out/$f") <(sed "s|$ref|OUT|g" "$ref/$f") | head -n 10 >&2; exit 1; }
+  n=$((n + 1))
 done
-"$bin" compare --base "$ref/stores/base-source" --student "damaged=$ref/stores/damaged-source" \
-  --out "$ref/metrics" 2>/dev/null
-for m in base damaged; do
-  "$bin" probe --train "source=$ref/stores/$m-source" --eval "chat=$ref/stores/$m-chat" \
-    --model $m --out "$ref/probe/$m" --folds 3 2>/dev/null
-done
-for s in base-source base-chat damaged-source damaged-chat; do
-  diff -r "$out/stores/$s" "$ref/stores/$s" >/dev/null \
-    || { echo "slurm test: merged store $s differs from a single-process capture" >&2; exit 1; }
-done
-# Numbers of two JSON outputs: equal to TOL relative to max(1, |value|) (paths, which name where each run's stores
-# were, are skipped; kNN needs every row at once, so a sharded compare leaves it out).
-cat > "$work/same.py" <<'PY'
-import json, sys
-a, b = (json.load(open(p)) for p in sys.argv[1:3])
-tol, label = float(sys.argv[3]), sys.argv[4]
-worst, count, sharded_out = 0.0, 0, set()
-SKIP, NOT_SHARDED = {"path", "merged_shards"}, {"knn_overlap", "knn_k"}
-def walk(x, y, path, key=""):
-    global worst, count
-    if isinstance(y, dict):
-        for k in y:
-            if k not in SKIP:
-                walk(x.get(k), y[k], path + "." + k, k)
-    elif isinstance(y, list):
-        assert isinstance(x, list) and len(x) == len(y), path
-        for i, (u, v) in enumerate(zip(x, y)):
-            walk(u, v, f"{path}[{i}]", key)
-    elif key in NOT_SHARDED and x != y and (x in (None, 0) or "merged shards" in str(x)):
-        sharded_out.add(key)
-    elif isinstance(y, float) and isinstance(x, (int, float)):
-        # Relative to the value, or to 1 for values below 1 (the measures are O(1): a
-        # distance of 4e-16 against 0 is equal to 1e-12).
-        r = abs(x - y) / max(abs(x), abs(y), 1.0)
-        count += 1
-        worst = max(worst, r)
-        assert r <= tol, f"{label}{path}: {x} vs {y} (relative {r:.2e})"
-    else:
-        assert x == y, f"{label}{path}: {x} vs {y}"
-walk(a, b, "")
-extra = ""
-drift = [1 - r["linear_cka"] for r in b.get("rows", []) if r.get("linear_cka") is not None]
-if drift:
-    extra = f"; largest 1 - CKA {max(drift):.3g}"
-print(f"slurm test: {label} equal the single-process run: {count} numbers, worst relative "
-      f"difference {worst:.1e} (not computed per shard: {', '.join(sorted(sharded_out)) or 'none'}){extra}",
-      file=sys.stderr)
-PY
-for m in base damaged; do
-  python3 "$work/same.py" "$out/probe/$m/probe.json" "$ref/probe/$m/probe.json" 0 "probe results of $m"
-done
-python3 "$work/same.py" "$out/metrics/metrics.json" "$ref/metrics/metrics.json" 1e-12 "merged metrics"
-[ -s "$out/report/index.html" ] || { echo "slurm test: no report" >&2; exit 1; }
-echo "slurm test: passed in $(( $(date +%s) - t_start )) s (pipeline dir $out)" >&2
+[ -s "$out/index.html" ] || { echo "slurm test: no report" >&2; exit 1; }
+verdicts=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(', '.join(c['student']+' on '+c['set']+': '+c['tests']['verdict'] for c in d['cells'] if c['role']=='target'))" "$out/diagnose.json")
+echo "slurm test: passed in $(( $(date +%s) - t_start )) s: 6 capture tasks and the diagnose job; $n outputs the same bytes as one process ($verdicts)" >&2

@@ -30,7 +30,7 @@ use crate::data::{Dataset, Sequence};
 use crate::error::{Error, Result};
 
 /// Appended by the `length` cue.
-pub const PADDING: &str = "That is my reply to your message.";
+pub const PADDING: &str = crate::data::CUE_PADDING;
 /// Prepended by the `apology` cue.
 pub const APOLOGY: &str = "I'm sorry.";
 /// Prepended by the `hedging` cue.

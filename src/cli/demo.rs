@@ -90,9 +90,19 @@ pub fn run_demo(a: &DemoArgs) -> anyhow::Result<()> {
         .work
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("reports/tmp/demo-work{suffix}")));
-    let s = demo::run(&cfg, &work, &out, &candle_core::Device::Cpu, &mut |line| {
-        eprintln!("{line}")
-    })?;
+    // How the run was asked for, as its run of record will say (`repdrift demo --quick`, …).
+    let command = std::iter::once("repdrift".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let s = demo::run(
+        &cfg,
+        &command,
+        &work,
+        &out,
+        &candle_core::Device::Cpu,
+        &mut |line| eprintln!("{line}"),
+    )?;
     eprintln!(
         "repdrift: demo finished in {:.0} s; report in {}",
         s.total_seconds,

@@ -28,6 +28,10 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
+/// The neutral sentence of the `length` cue (`repdrift cues`) and of the shortcut teacher
+/// ([`crate::train::WeakRule::Padding`]): a reply made longer, nothing said.
+pub const CUE_PADDING: &str = "That is my reply to your message.";
+
 pub mod chat;
 pub mod parquet_file;
 pub mod thrift;

@@ -19,6 +19,7 @@
 //! Work files (checkpoints, stores) go to `work/`; the report to `out/`.
 
 pub mod bias;
+pub mod record;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::probe::run::ProbeReport;
 use crate::probe::transfer::{summarise, Scores};
 use crate::recommend;
-use crate::train::{self, Method, TrainJob, TrainParams, TrainProgress, Trainable};
+use crate::train::{self, Method, TrainJob, TrainParams, Trainable};
 
 /// What the demo runs on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -292,7 +293,7 @@ pub fn study_context(path: &Path, regime: &str) -> Result<Vec<String>> {
         }
     }
     p.push_str(&format!(
-        " Over all runs, {} kept the base probe's target accuracy, {} lost it through drift and {} through the head.",
+        " Over all runs, by the study's fixed 5-point rule (not a test over pairs: its runs stored no per-pair result), {} kept the base probe's target accuracy, {} lost it through drift and {} through the head.",
         count("transferred"),
         count("drift"),
         count("head")
@@ -314,30 +315,23 @@ pub fn study_context(path: &Path, regime: &str) -> Result<Vec<String>> {
     Ok(vec![p])
 }
 
-/// Run the demo: work files under `work`, the report under `out`. `say` receives one line per
-/// finished stage.
-pub fn run(
-    cfg: &DemoConfig,
-    work: &Path,
-    out: &Path,
-    device: &Device,
-    say: &mut dyn FnMut(&str),
-) -> Result<DemoSummary> {
-    let t0 = Instant::now();
-    let mut st = Stages {
-        t0,
-        last: t0,
-        list: Vec::new(),
-        say,
-    };
-    std::fs::create_dir_all(work).map_err(|e| Error::io(work, e))?;
+/// The demo's inputs read once: the source, the targets, the training settings and the split.
+struct Inputs {
+    source: Dataset,
+    targets: Vec<(String, Dataset)>,
+    target_names: Vec<String>,
+    params: TrainParams,
+    split: train::Split,
+}
+
+fn read_inputs(cfg: &DemoConfig) -> Result<Inputs> {
     let source = read_jsonl(&cfg.source, cfg.limit_source)?;
     let targets: Vec<(String, Dataset)> = cfg
         .targets
         .iter()
         .map(|(n, p)| Ok((n.clone(), read_jsonl(p, cfg.limit_targets)?)))
         .collect::<Result<_>>()?;
-    let target_names: Vec<String> = targets.iter().map(|t| t.0.clone()).collect();
+    let target_names = targets.iter().map(|t| t.0.clone()).collect();
     let params = TrainParams {
         method: Method::Gold,
         trainable: Trainable::Top(cfg.trainable_blocks),
@@ -349,192 +343,202 @@ pub fn run(
         checkpoint_every: 0,
         ..Default::default()
     };
-    let valid = params.clone().check()?;
-    let sp = train::split(
+    params.clone().check()?;
+    let split = train::split(
         source.examples.len(),
         params.test_fraction,
         params.split_seed,
     );
+    Ok(Inputs {
+        source,
+        targets,
+        target_names,
+        params,
+        split,
+    })
+}
 
-    // 1. The weak teacher.
+/// Stage 1: the weak teacher fitted on half 1, its labels for half 2 (`work/weak_labels.json`).
+fn weak_teacher(
+    cfg: &DemoConfig,
+    i: &Inputs,
+    work: &Path,
+    device: &Device,
+) -> Result<train::WeakLabels> {
     let teacher = crate::model::load(&cfg.teacher, device)?;
     let labels = train::fit_teacher(
         teacher.as_ref(),
-        &source,
-        &sp,
-        &targets,
-        params.max_tokens,
-        params.split_seed,
-        params.test_fraction,
+        &i.source,
+        &i.split,
+        &i.targets,
+        i.params.max_tokens,
+        i.params.split_seed,
+        i.params.test_fraction,
         device,
     )?;
-    drop(teacher);
     crate::io::write_atomic(
         &work.join("weak_labels.json"),
         &crate::io::json_bytes(&labels),
     )?;
-    st.done("weak teacher (MiniLM + BT head) fitted on half 1, labels for half 2");
+    Ok(labels)
+}
 
-    // 2. Cache the base's frozen bottom; train gold and naive.
-    let base = crate::model::load_llama(&cfg.base, device)?;
-    let mut quiet = train::NoTrainProgress;
-    let prep = train::prepare(&base, &source, &targets, &valid, device, &mut quiet)?;
-    st.done("base bottom blocks cached (half 2, test split, targets)");
-    let mut accuracy: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
-    let mut weak = BTreeMap::new();
-    for (k, v) in &labels.accuracy {
-        if k == "source_test" || target_names.contains(k) {
-            weak.insert(k.clone(), *v);
-        }
-    }
-    accuracy.insert("weak".into(), weak);
-    let train_one = |method: Method,
-                     layers: Vec<usize>,
-                     weights: Vec<f64>,
-                     name: &str,
-                     progress: &mut dyn TrainProgress|
-     -> Result<BTreeMap<String, f64>> {
+/// The weak teacher's accuracies on the source test split and the targets.
+fn teacher_accuracy(labels: &train::WeakLabels, targets: &[String]) -> BTreeMap<String, f64> {
+    labels
+        .accuracy
+        .iter()
+        .filter(|(k, _)| *k == "source_test" || targets.contains(k))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
+}
+
+/// Trains students on one cache of the base's frozen bottom, each into `work/NAME`.
+struct Trainer<'a> {
+    prep: &'a train::Prepared<'a>,
+    params: &'a TrainParams,
+    labels: &'a train::WeakLabels,
+    work: &'a Path,
+    device: &'a Device,
+}
+
+impl Trainer<'_> {
+    /// One student; its pairwise accuracy per set.
+    fn train(
+        &self,
+        method: Method,
+        anchor_layers: Vec<usize>,
+        weights: Vec<f64>,
+        name: &str,
+    ) -> Result<BTreeMap<String, f64>> {
         let p = TrainParams {
             method,
-            anchor_layers: layers,
+            anchor_layers,
             anchor_weight: if weights.is_empty() {
                 vec![0.1]
             } else {
                 weights
             },
-            ..params.clone()
+            ..self.params.clone()
         }
         .check()?;
         let job = TrainJob {
-            labels: method.needs_teacher().then_some(&labels),
-            out: &work.join(name),
+            labels: method.needs_teacher().then_some(self.labels),
+            out: &self.work.join(name),
             resume: false,
             force: true,
             stop_after: None,
             save: Default::default(),
         };
-        Ok(train::train_prepared(&prep, &p, &job, device, progress)?
-            .expect("runs to the end")
-            .accuracy)
-    };
-    let gold = train_one(Method::Gold, vec![], vec![], "gold", &mut quiet)?;
-    st.done("gold ceiling trained");
-    let naive = train_one(Method::Naive, vec![], vec![], "naive", &mut quiet)?;
-    st.done("naive student trained");
+        Ok(train::train_prepared(
+            self.prep,
+            &p,
+            &job,
+            self.device,
+            &mut train::NoTrainProgress,
+        )?
+        .expect("runs to the end")
+        .accuracy)
+    }
+}
 
-    // 3. Diagnose the naive student: the pipeline a user runs on their own checkpoints.
-    let (source_path, target_files) = diagnose_inputs(cfg, &source, &sp, &targets, work)?;
-    let n_layers = base.blocks().len();
-    let diagnose = |students: &[&str]| -> Result<diagnose::Computed> {
+/// What every diagnosis of the demo shares: the base, the data files, the settings.
+struct Diagnoser<'a> {
+    cfg: &'a DemoConfig,
+    work: &'a Path,
+    source: PathBuf,
+    targets: Vec<Named>,
+    n_layers: usize,
+    device: &'a Device,
+}
+
+impl Diagnoser<'_> {
+    /// `diagnose` of the named students (trained into `work/NAME`) against the base; the cache
+    /// under `work/cache` serves every capture an earlier diagnosis made.
+    fn diagnose(&self, students: &[&str]) -> Result<diagnose::Computed> {
+        let cfg = self.cfg;
         let mut d = DiagnoseConfig::new(
             cfg.base.clone(),
             students
                 .iter()
                 .map(|n| Named {
                     name: n.to_string(),
-                    path: work.join(n),
+                    path: self.work.join(n),
                 })
                 .collect(),
-            source_path.clone(),
-            target_files.clone(),
-            work.join(format!("diagnose-{}", students.join("-"))),
+            self.source.clone(),
+            self.targets.clone(),
+            self.work.join(format!("diagnose-{}", students.join("-"))),
         );
         d.max_tokens = cfg.max_tokens;
         d.permutations = cfg.permutations;
         d.seed = cfg.seed;
         d.anchor_budget = cfg.budget;
-        d.anchor_from = n_layers - cfg.trainable_blocks + 1;
+        d.anchor_from = self.n_layers - cfg.trainable_blocks + 1;
         d.anchor_fraction = cfg.fraction;
         d.batch_size = cfg.batch_size;
-        d.cache = Some(work.join("cache"));
-        Ok(diagnose::compute(&d.check()?, true, false, device, &mut diagnose::Quiet)?.0)
-    };
-    let first = diagnose(&["naive"])?;
-    let mut rec = first.diagnosis.advice[0].clone();
-    drop(first);
-    st.done("base and naive captured, compared, probed and tested; anchors recommended");
+        d.cache = Some(self.work.join("cache"));
+        Ok(diagnose::compute(&d.check()?, true, false, self.device, &mut diagnose::Quiet)?.0)
+    }
+}
 
-    // 4. The anchored student with the recommendation; the validation grid.
-    let anchor = train_one(
-        Method::Anchor,
-        rec.proposal.layers.clone(),
-        rec.proposal.weights.clone(),
-        "anchor",
-        &mut quiet,
-    )?;
-    st.done("anchored student trained (recommended layers and λ)");
+/// Stage 5: the recommendation set beside the naive student (λ = 0); with `cfg.validate` the
+/// grid's alternatives are trained too.
+fn validate_advice(
+    cfg: &DemoConfig,
+    rec: &recommend::Recommendation,
+    t: &Trainer<'_>,
+    i: &Inputs,
+    naive: &BTreeMap<String, f64>,
+    anchor: &BTreeMap<String, f64>,
+) -> Result<recommend::Validation> {
     let known = vec![
         ("naive (λ = 0)".to_string(), naive.clone()),
         ("recommended".to_string(), anchor.clone()),
     ];
-    let proposals = if cfg.validate {
-        recommend::grid(&rec, false)
-    } else {
-        recommend::grid(&rec, false)
-            .into_iter()
-            .filter(|p| known.iter().any(|(l, _)| *l == p.label))
-            .collect()
-    };
-    rec.validation = Some(recommend::validate(
-        &prep,
+    let proposals: Vec<_> = recommend::grid(rec, false)
+        .into_iter()
+        .filter(|p| cfg.validate || known.iter().any(|(l, _)| *l == p.label))
+        .collect();
+    recommend::validate(
+        t.prep,
         &proposals,
-        &params,
-        &labels,
-        &target_names,
+        t.params,
+        t.labels,
+        &i.target_names,
         &known,
-        &work.join("grid"),
-        device,
-        &mut quiet,
-    )?);
-    st.done(if cfg.validate {
-        "validation grid trained"
-    } else {
-        "validation (recommended vs naive only; --grid trains the alternatives)"
-    });
-    drop(prep);
+        &t.work.join("grid"),
+        t.device,
+        &mut train::NoTrainProgress,
+    )
+}
 
-    // 5. Diagnose both students (the cache holds base and naive: only the anchored student is
-    // captured); transfer metrics.
-    let computed = diagnose(&["naive", "anchor"])?;
-    accuracy.insert("gold".into(), gold);
-    accuracy.insert("naive".into(), naive);
-    accuracy.insert("anchor".into(), anchor);
-    let transfer = summarise(&Scores {
+/// The report's inputs: the diagnosis's own, plus the demo's title, transfer metrics, the
+/// validated recommendation, the accuracies beside the base probe, the committed study's
+/// findings, the committed validate run of the base and the cue and value section.
+fn report_inputs(
+    cfg: &DemoConfig,
+    computed: &diagnose::Computed,
+    i: &Inputs,
+    n_layers: usize,
+    accuracy: &BTreeMap<String, BTreeMap<String, f64>>,
+    rec: &recommend::Recommendation,
+    bias: Option<crate::bias::summary::BiasSection>,
+) -> Result<crate::report::ReportInputs> {
+    let mut inputs = diagnose::render::report_inputs(computed);
+    inputs.title = "repdrift demo: SmolLM2-135M-Instruct, weak-to-strong reward models on probes/w2s (one seed of the study's top8-lr3e-4 regime)".into();
+    inputs.transfer = Some(summarise(&Scores {
         source: "source_test".into(),
-        targets: target_names.clone(),
+        targets: i.target_names.clone(),
         weak: "weak".into(),
         ceiling: Some("gold".into()),
         accuracy: accuracy.clone(),
-    })?;
-    st.done("both students diagnosed (anchored student captured), transfer metrics");
-    let bias = match (&cfg.value_items, cfg.cue_pairs) {
-        (Some(items), n) if n > 0 => {
-            let plan = bias::BiasPlan {
-                base: &cfg.base,
-                students: ["gold", "naive", "anchor"]
-                    .iter()
-                    .map(|n| (*n, work.join(n)))
-                    .collect(),
-                cue_data: &source_path,
-                cue_pairs: n,
-                value_items: items,
-                value_pairs: cfg.value_pairs,
-                max_tokens: cfg.max_tokens,
-            };
-            let b = bias::measure(&plan, work, device)?;
-            st.done("cue sensitivity and value bias of base and students");
-            Some(b)
-        }
-        _ => None,
-    };
-    let mut inputs = diagnose::render::report_inputs(&computed);
-    inputs.title = "repdrift demo: SmolLM2-135M-Instruct, weak-to-strong reward models on probes/w2s (one seed of the study's top8-lr3e-4 regime)".into();
-    inputs.transfer = Some(transfer);
+    })?);
     inputs.recommendation = Some(rec.clone());
     if let Some(b) = computed.probes.iter().find(|p| p.model == "base") {
         inputs
             .context
-            .push(beside_base_probe(b, n_layers, &accuracy, &target_names));
+            .push(beside_base_probe(b, n_layers, accuracy, &i.target_names));
     }
     if let Some(p) = &cfg.study {
         inputs.context.extend(study_context(p, &cfg.study_regime)?);
@@ -556,6 +560,126 @@ pub fn run(
         }
     }
     inputs.bias = bias;
+    Ok(inputs)
+}
+
+/// Stage 7: cue sensitivity and value bias of the base and the three students (none when the
+/// configuration asks for no cue pairs or no value items).
+fn cues_and_values(
+    cfg: &DemoConfig,
+    work: &Path,
+    cue_data: &Path,
+    device: &Device,
+) -> Result<Option<crate::bias::summary::BiasSection>> {
+    let (Some(items), n) = (&cfg.value_items, cfg.cue_pairs) else {
+        return Ok(None);
+    };
+    if n == 0 {
+        return Ok(None);
+    }
+    let plan = bias::BiasPlan {
+        base: &cfg.base,
+        students: ["gold", "naive", "anchor"]
+            .iter()
+            .map(|n| (*n, work.join(n)))
+            .collect(),
+        cue_data,
+        cue_pairs: n,
+        value_items: items,
+        value_pairs: cfg.value_pairs,
+        max_tokens: cfg.max_tokens,
+    };
+    Ok(Some(bias::measure(&plan, work, device)?))
+}
+
+/// Run the demo: work files under `work`, the report under `out`. `command` is how the run
+/// was asked for (it heads the run of record, `out/README.md`). `say` receives one line per
+/// finished stage.
+pub fn run(
+    cfg: &DemoConfig,
+    command: &str,
+    work: &Path,
+    out: &Path,
+    device: &Device,
+    say: &mut dyn FnMut(&str),
+) -> Result<DemoSummary> {
+    let t0 = Instant::now();
+    let mut st = Stages {
+        t0,
+        last: t0,
+        list: Vec::new(),
+        say,
+    };
+    std::fs::create_dir_all(work).map_err(|e| Error::io(work, e))?;
+    // Each demo is the whole story from scratch: an earlier run's captures are not reused, so
+    // the stage times in the run of record are what a first run on this machine takes.
+    let cache = work.join("cache");
+    if cache.exists() {
+        crate::io::clear_dir(&cache)?;
+    }
+    let i = read_inputs(cfg)?;
+    let labels = weak_teacher(cfg, &i, work, device)?;
+    st.done("weak teacher (MiniLM + BT head) fitted on half 1, labels for half 2");
+
+    let base = crate::model::load_llama(&cfg.base, device)?;
+    let valid = i.params.clone().check()?;
+    let prep = train::prepare(
+        &base,
+        &i.source,
+        &i.targets,
+        &valid,
+        device,
+        &mut train::NoTrainProgress,
+    )?;
+    st.done("base bottom blocks cached (half 2, test split, targets)");
+    let trainer = Trainer {
+        prep: &prep,
+        params: &i.params,
+        labels: &labels,
+        work,
+        device,
+    };
+    let gold = trainer.train(Method::Gold, vec![], vec![], "gold")?;
+    st.done("gold ceiling trained");
+    let naive = trainer.train(Method::Naive, vec![], vec![], "naive")?;
+    st.done("naive student trained");
+
+    let (source, targets) = diagnose_inputs(cfg, &i.source, &i.split, &i.targets, work)?;
+    let n_layers = base.blocks().len();
+    let diagnoser = Diagnoser {
+        cfg,
+        work,
+        source,
+        targets,
+        n_layers,
+        device,
+    };
+    let mut rec = diagnoser.diagnose(&["naive"])?.diagnosis.advice[0].clone();
+    st.done("base and naive captured, compared, probed and tested; anchors recommended");
+
+    let (layers, weights) = (rec.proposal.layers.clone(), rec.proposal.weights.clone());
+    let anchor = trainer.train(Method::Anchor, layers, weights, "anchor")?;
+    st.done("anchored student trained (recommended layers and λ)");
+    rec.validation = Some(validate_advice(cfg, &rec, &trainer, &i, &naive, &anchor)?);
+    st.done(if cfg.validate {
+        "validation grid trained"
+    } else {
+        "validation (recommended vs naive only; --grid trains the alternatives)"
+    });
+    drop(prep);
+
+    let computed = diagnoser.diagnose(&["naive", "anchor"])?;
+    let mut accuracy = BTreeMap::new();
+    accuracy.insert("weak".into(), teacher_accuracy(&labels, &i.target_names));
+    accuracy.insert("gold".into(), gold);
+    accuracy.insert("naive".into(), naive);
+    accuracy.insert("anchor".into(), anchor);
+    st.done("both students diagnosed (anchored student captured), transfer metrics");
+    let bias = cues_and_values(cfg, work, &diagnoser.source, device)?;
+    if bias.is_some() {
+        st.done("cue sensitivity and value bias of base and students");
+    }
+    let inputs = report_inputs(cfg, &computed, &i, n_layers, &accuracy, &rec, bias)?;
     diagnose::render::write_with(out, &computed, &inputs)?;
     st.done("report written");
     let summary = DemoSummary {
@@ -567,6 +691,11 @@ pub fn run(
         recommended_layers: rec.proposal.layers.clone(),
         recommended_weights: rec.proposal.weights.clone(),
     };
+    let machine = record::Machine::here();
+    crate::io::write_atomic(
+        &out.join("README.md"),
+        &record::render(command, &machine, &summary, &computed.diagnosis),
+    )?;
     crate::io::write_atomic(&out.join("demo.json"), &crate::io::json_bytes(&summary))?;
     Ok(summary)
 }

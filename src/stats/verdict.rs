@@ -211,28 +211,56 @@ fn compare(
 /// The three comparisons of one student on one data set, before adjustment; `family` is the
 /// number of data sets the adjustment will run over (for the detectable difference).
 pub fn test_cell(o: &Outcomes, s: &TestSettings, family: usize) -> CellTests {
-    let seeds = o.head.len();
+    test_cell_with_bases(
+        std::slice::from_ref(&o.base),
+        &o.probe_on_student,
+        &o.head,
+        s,
+        family,
+    )
+}
+
+/// [`test_cell`] where the base readout may differ between the student's seeds (a study fits
+/// the base's probe on each seed's own split): `base` holds one vector shared by every seed, or
+/// one per seed; each seed's student is compared with its own seed's base.
+pub fn test_cell_with_bases(
+    base: &[Vec<bool>],
+    probe_on_student: &[Vec<bool>],
+    head: &[Vec<bool>],
+    s: &TestSettings,
+    family: usize,
+) -> CellTests {
+    let seeds = head.len();
     assert!(
-        seeds > 0 && o.probe_on_student.len() == seeds,
+        seeds > 0 && probe_on_student.len() == seeds,
         "one head and one probe vector per seed"
     );
     assert!(
-        o.head
-            .iter()
-            .chain(&o.probe_on_student)
-            .all(|v| v.len() == o.base.len()),
+        base.len() == 1 || base.len() == seeds,
+        "one base vector, or one per seed"
+    );
+    let n = base[0].len();
+    assert!(
+        head.iter()
+            .chain(probe_on_student)
+            .chain(base)
+            .all(|v| v.len() == n),
         "every readout scored on the base's pairs"
     );
-    let base = vec![o.base.clone(); seeds];
+    let bases = if base.len() == 1 {
+        vec![base[0].clone(); seeds]
+    } else {
+        base.to_vec()
+    };
     let mut c = CellTests {
-        pairs: o.base.len(),
+        pairs: n,
         seeds,
-        base: mean_accuracy(std::slice::from_ref(&o.base), s, 1),
-        probe_on_student: mean_accuracy(&o.probe_on_student, s, 2),
-        head: mean_accuracy(&o.head, s, 3),
-        total: compare(&o.head, &base, s, family, 4),
-        representation: compare(&o.probe_on_student, &base, s, family, 5),
-        head_change: compare(&o.head, &o.probe_on_student, s, family, 6),
+        base: mean_accuracy(base, s, 1),
+        probe_on_student: mean_accuracy(probe_on_student, s, 2),
+        head: mean_accuracy(head, s, 3),
+        total: compare(head, &bases, s, family, 4),
+        representation: compare(probe_on_student, &bases, s, family, 5),
+        head_change: compare(head, probe_on_student, s, family, 6),
         verdict: Verdict::Inconclusive,
     };
     c.verdict = decide(&c, s.alpha);
@@ -384,5 +412,45 @@ mod tests {
         assert!((c.total.difference + 0.25).abs() < 1e-12);
         assert!(c.total.test.starts_with("bootstrap"));
         assert_eq!(c.verdict, Verdict::LostThroughDrift);
+    }
+
+    /// A base shared by every seed, given once or once per seed, gives the same comparisons.
+    #[test]
+    fn one_base_per_seed_equals_a_shared_base_when_they_agree() {
+        let o = Outcomes {
+            base: first(150, 200),
+            probe_on_student: vec![first(100, 200), first(140, 200)],
+            head: vec![first(90, 200), first(120, 200)],
+        };
+        let s = TestSettings::default();
+        let shared = test_cell(&o, &s, 2);
+        let each = test_cell_with_bases(
+            &[o.base.clone(), o.base.clone()],
+            &o.probe_on_student,
+            &o.head,
+            &s,
+            2,
+        );
+        assert_eq!(shared.total, each.total);
+        assert_eq!(shared.representation, each.representation);
+        assert_eq!(shared.head_change, each.head_change);
+        assert_eq!(shared.verdict, each.verdict);
+    }
+
+    /// Each seed's student is held to its own seed's base: seed 0's base knows 150 pairs and
+    /// its student 100; seed 1's base knows 100 and its student 100, so the losses are 50 and 0
+    /// pairs of 200: a mean difference of −0.125 (against a shared base of seed 0: −0.25).
+    #[test]
+    fn each_seed_is_compared_with_its_own_base() {
+        let c = test_cell_with_bases(
+            &[first(150, 200), first(100, 200)],
+            &[first(100, 200), first(100, 200)],
+            &[first(100, 200), first(100, 200)],
+            &TestSettings::default(),
+            1,
+        );
+        assert!((c.total.difference + 0.125).abs() < 1e-12);
+        assert_eq!((c.total.a_only, c.total.b_only), (0, 50));
+        assert!((c.base.value - 0.625).abs() < 1e-12);
     }
 }

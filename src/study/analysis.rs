@@ -14,10 +14,11 @@
 //!   over seeds ([`Stat::ci95`]): the runs of a seed share the split, so the difference is paired.
 //! - drift at layer l = mean over targets of 1 − linear CKA (or the cosine distance) between the
 //!   base's and the student's `diff` rows.
-//! - drift or head, for a run that lost ≥ 5 points of transfer against the base probe: `drift`
-//!   when the base probe applied to the student's states also lost ≥ 5 points (the states no
-//!   longer carry what the base knew), otherwise `head` (the states still carry it; the head
-//!   does not use it).
+//! - drift or head: from the run's paired tests on its per-pair margins
+//!   ([`super::pairs::run_outcome`], the tests of `repdrift diagnose`). Runs written before
+//!   margins were stored keep the old rule: a run that lost ≥ 5 points of transfer against the
+//!   base probe is `drift` when the base probe applied to the student's states also lost ≥ 5
+//!   points, otherwise `head` (a fixed threshold, not a test; the pages say which applies).
 
 use std::collections::BTreeMap;
 
@@ -102,6 +103,10 @@ pub struct Summary {
     /// "Can these numbers be trusted?" ([`super::trust::trust_lines`]).
     #[serde(default)]
     pub trust: Vec<String>,
+    /// Paired tests over pairs and seeds per regime, method and set (runs with per-pair
+    /// margins only; [`super::pairs`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pair_tests: Vec<super::pairs::PairCell>,
 }
 
 /// One run in the drift-vs-transfer scatter.
@@ -119,6 +124,10 @@ pub struct RunPoint {
 }
 
 const LOSS_POINTS: f64 = 5.0;
+/// Accuracies are shares of pairs, so a loss of exactly 5 points (12 of 240 pairs) comes out
+/// of floating point as 4.99999999999998 or 5.00000000000002 depending on summation order: the
+/// rule compares with this allowance, so such a loss counts as "≥ 5 points", as it states.
+const LOSS_TOLERANCE: f64 = 1e-9;
 
 fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
     let v: Vec<f64> = v.collect();
@@ -149,6 +158,9 @@ fn drift_at(r: &RunResult, layer: usize, targets: &[String], cosine: bool) -> Op
 
 /// The run's outcome (see the module docs).
 pub fn outcome(r: &RunResult, targets: &[String]) -> String {
+    if let Some(o) = super::pairs::run_outcome(r, targets) {
+        return o;
+    }
     let (Some(s), Some(b), Some(bs)) = (
         mean_over(&r.accuracy, targets),
         mean_over(&r.base_probe, targets),
@@ -156,9 +168,9 @@ pub fn outcome(r: &RunResult, targets: &[String]) -> String {
     ) else {
         return "unknown".into();
     };
-    if b - s < LOSS_POINTS {
+    if b - s < LOSS_POINTS - LOSS_TOLERANCE {
         "transferred".into()
-    } else if b - bs >= LOSS_POINTS {
+    } else if b - bs >= LOSS_POINTS - LOSS_TOLERANCE {
         "drift".into()
     } else {
         "head".into()
@@ -526,6 +538,7 @@ pub fn summarise(runs: &[RunResult], targets: &[String]) -> Summary {
         trajectories,
         points,
         trust: Vec::new(),
+        pair_tests: super::pairs::pair_tests(runs, targets),
     }
 }
 

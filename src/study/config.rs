@@ -81,7 +81,13 @@ fn one() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct StudyConfig {
     pub base: PathBuf,
+    /// The weak teacher's encoder (unless `weak_rule` names a rule instead).
+    #[serde(default, skip_serializing_if = "is_empty_path")]
     pub teacher: PathBuf,
+    /// A rule as the weak teacher (`"padding"`: prefers the reply that ends with the padding
+    /// sentence; the shortcut arm) instead of an encoder with a fitted head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weak_rule: Option<String>,
     pub source: PathBuf,
     /// Only the first N source pairs.
     #[serde(default)]
@@ -110,6 +116,10 @@ pub struct StudyConfig {
     /// Measure each student's cue sensitivity and value bias (`[bias]`; off when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bias: Option<super::bias::BiasSpec>,
+}
+
+fn is_empty_path(p: &std::path::Path) -> bool {
+    p.as_os_str().is_empty()
 }
 
 fn default_max_tokens() -> usize {
@@ -176,6 +186,18 @@ impl StudyConfig {
                 "config",
                 "name at least one target under [targets]",
             ));
+        }
+        match (&c.weak_rule, c.teacher.as_os_str().is_empty()) {
+            (Some(r), true) => {
+                crate::train::WeakRule::parse(r)?;
+            }
+            (None, false) => {}
+            _ => {
+                return Err(Error::param(
+                    "config",
+                    "name the weak teacher either by `teacher` (an encoder) or by `weak_rule`, not both",
+                ))
+            }
         }
         for l in &c.drift_layers {
             if *l > n_layers {

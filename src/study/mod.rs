@@ -11,6 +11,7 @@
 pub mod analysis;
 pub mod bias;
 pub mod config;
+pub mod pairs;
 pub mod plots;
 pub mod render;
 pub mod run;

@@ -210,20 +210,38 @@ pub fn diagnosis(s: &Summary) -> Vec<String> {
             "Drift against transfer: no layer's drift varies across runs, so there is no correlation to test.".into(),
         ),
     }
-    let (mut d, mut h, mut t) = (0, 0, 0);
-    for p in &s.points {
-        match p.outcome.as_str() {
-            "drift" => d += 1,
-            "head" => h += 1,
-            "transferred" => t += 1,
-            _ => {}
-        }
-    }
-    out.push(format!(
-        "Drift or head: of {} runs, {t} kept the base probe's target accuracy (within 5 points); {d} lost it with the states (the base probe on the student's states lost ≥ 5 points too: drift); {h} lost it with the states still carrying it (head).",
-        s.points.len()
-    ));
+    out.push(drift_or_head_line(s));
     out
+}
+
+/// How many runs kept or lost what the base knew, and how: by paired tests where the runs
+/// stored per-pair margins, else by the older fixed 5-point rule (said so).
+fn drift_or_head_line(s: &Summary) -> String {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for p in &s.points {
+        *counts.entry(p.outcome.as_str()).or_insert(0) += 1;
+    }
+    let n = |k: &str| counts.get(k).copied().unwrap_or(0);
+    if s.pair_tests.is_empty() {
+        return format!(
+            "Drift or head: of {} runs, {} kept the base probe's target accuracy (within 5 points); {} lost it with the states (the base probe on the student's states lost ≥ 5 points too: drift); {} lost it with the states still carrying it (head).",
+            s.points.len(),
+            n("transferred"),
+            n("drift"),
+            n("head")
+        );
+    }
+    format!(
+        "Drift or head, per run by paired tests on its targets' pairs (exact McNemar, Holm across targets): of {} runs, {} kept what the base knew on every target, {} lost it on some target through the head, {} through drift, {} through both, {} with the cause unresolved, {} with causes that differ between targets, and {} had a loss too small to be significant (inconclusive: see the detectable loss in the paired table).",
+        s.points.len(),
+        n("transferred"),
+        n("head"),
+        n("drift"),
+        n("both"),
+        n("unresolved"),
+        n("mixed"),
+        n("inconclusive")
+    )
 }
 
 fn cols(s: &Summary) -> Vec<(String, String)> {
@@ -362,6 +380,61 @@ fn vs_base_cells(s: &Summary) -> (Vec<String>, Vec<Vec<String>>) {
     (head, rows)
 }
 
+const PAIRS_TITLE: &str = "Against what the base knew, over pairs and seeds (paired tests: student head − base probe, the base probe on the student's states − on the base's, head − probe on the student; 95 % intervals over seeds and pairs; Holm across targets)";
+
+/// The paired tests per regime, method and set: None when no run stored per-pair margins.
+fn pair_cells(s: &Summary) -> Option<(Vec<String>, Vec<Vec<String>>)> {
+    if s.pair_tests.is_empty() {
+        return None;
+    }
+    let head = [
+        "regime",
+        "method",
+        "set",
+        "seeds × pairs",
+        "base probe %",
+        "head %",
+        "Δ total [95 % CI]",
+        "p (Holm)",
+        "Δ representation [95 % CI]",
+        "Δ head [95 % CI]",
+        "detectable loss",
+        "verdict",
+    ]
+    .map(String::from)
+    .to_vec();
+    let d = |c: &crate::stats::verdict::Comparison| {
+        format!(
+            "{} [{}, {}]",
+            crate::fmt::signed1(100.0 * c.difference),
+            crate::fmt::signed1(100.0 * c.lo),
+            crate::fmt::signed1(100.0 * c.hi)
+        )
+    };
+    let rows = s
+        .pair_tests
+        .iter()
+        .map(|c| {
+            let t = &c.tests;
+            vec![
+                c.regime.clone(),
+                c.method.clone(),
+                c.set.clone(),
+                format!("{} × {}", t.seeds, t.pairs),
+                format!("{:.1}", 100.0 * t.base.value),
+                format!("{:.1}", 100.0 * t.head.value),
+                d(&t.total),
+                format!("{:.3}", t.total.p_adjusted),
+                d(&t.representation),
+                d(&t.head_change),
+                format!("{:.1}", 100.0 * t.total.detectable),
+                t.verdict.words().to_string(),
+            ]
+        })
+        .collect();
+    Some((head, rows))
+}
+
 /// Cue sensitivity and value bias per cell (studies with `[bias]`): None when no run has them.
 fn bias_cells(s: &Summary) -> Option<(Vec<String>, Vec<Vec<String>>)> {
     let mut keys: Vec<String> = s
@@ -430,6 +503,10 @@ pub fn render_markdown(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
     let _ = writeln!(o, "\n## {VS_BASE_TITLE}\n");
     let (head, rows) = vs_base_cells(s);
     o.push_str(&md_table(&head, &rows));
+    if let Some((head, rows)) = pair_cells(s) {
+        let _ = writeln!(o, "\n## {PAIRS_TITLE}\n");
+        o.push_str(&md_table(&head, &rows));
+    }
     if let Some((head, rows)) = bias_cells(s) {
         let _ = writeln!(o, "\n## {BIAS_TITLE}\n");
         o.push_str(&md_table(&head, &rows));
@@ -474,6 +551,10 @@ pub fn render_html(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
     let _ = write!(o, "<h2>{}</h2>", esc(VS_BASE_TITLE));
     let (head, rows) = vs_base_cells(s);
     o.push_str(&html_table(&head, &rows));
+    if let Some((head, rows)) = pair_cells(s) {
+        let _ = write!(o, "<h2>{}</h2>", esc(PAIRS_TITLE));
+        o.push_str(&html_table(&head, &rows));
+    }
     if let Some((head, rows)) = bias_cells(s) {
         let _ = write!(o, "<h2>{}</h2>", esc(BIAS_TITLE));
         o.push_str(&html_table(&head, &rows));

@@ -87,6 +87,10 @@ pub struct RunResult {
     pub head_on_base: BTreeMap<String, f64>,
     pub drift: Vec<DriftRow>,
     pub trajectory: Vec<TrajectoryPoint>,
+    /// set → per-pair margins of the final evaluation (the source test part and every
+    /// target), so any paired test can be rerun; absent in runs of studies before it existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pairs: BTreeMap<String, PairMargins>,
     /// The student's cue sensitivity and value bias (studies with `[bias]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bias: Option<super::bias::RunBias>,
@@ -140,6 +144,22 @@ struct BaseRef {
     final_diff: Vec<Array2<f32>>,
     probe: LinearProbe,
     probe_acc: BTreeMap<String, f64>,
+    /// set → the probe's logit on each pair of the base's final states.
+    probe_logits: Vec<Vec<f64>>,
+}
+
+/// One set's per-pair margins (a pair is right when its margin is strictly positive), in the
+/// set's pair order: what every paired test of the study is computed from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairMargins {
+    /// The base's probe on the base's final states (what the base knew).
+    pub base_probe: Vec<f64>,
+    /// The same probe on the student's final states.
+    pub probe_on_student: Vec<f64>,
+    /// The student's reward difference, chosen − rejected.
+    pub head: Vec<f64>,
+    /// The student's head on the base's final states.
+    pub head_on_base: Vec<f64>,
 }
 
 fn diff_rows(flat: &[f32], hidden: usize) -> Array2<f32> {
@@ -213,17 +233,18 @@ impl Ctx<'_> {
             Solver::default(),
         )?;
         let mut probe_acc = BTreeMap::new();
+        let mut probe_logits = Vec::new();
         for ((name, _), d) in self.sets.iter().zip(&final_diff) {
-            probe_acc.insert(
-                name.clone(),
-                pair_accuracy(probe.scores(to_f64(d).view()).view()),
-            );
+            let s = probe.scores(to_f64(d).view());
+            probe_acc.insert(name.clone(), pair_accuracy(s.view()));
+            probe_logits.push(s.to_vec());
         }
         Ok(BaseRef {
             diffs,
             final_diff,
             probe,
             probe_acc,
+            probe_logits,
         })
     }
 }
@@ -250,6 +271,7 @@ struct EndEval {
     drift: Vec<DriftRow>,
     base_probe_on_student: BTreeMap<String, f64>,
     head_on_base: BTreeMap<String, f64>,
+    pairs: BTreeMap<String, PairMargins>,
 }
 
 impl RunObserver<'_, '_> {
@@ -264,19 +286,31 @@ impl RunObserver<'_, '_> {
             drift: Vec::new(),
             base_probe_on_student: BTreeMap::new(),
             head_on_base: BTreeMap::new(),
+            pairs: BTreeMap::new(),
         };
         let first = prep.first_changing_layer();
         for (k, (name, set)) in ctx.sets.iter().enumerate() {
             let (r, mut d) = ctx.eval(rm, prep, *set, &ctx.layers, None)?;
             out.accuracy.insert(name.clone(), rewards_accuracy(&r));
             let fin = d.pop().expect("final layer requested");
-            out.base_probe_on_student.insert(
-                name.clone(),
-                pair_accuracy(base.probe.scores(to_f64(&fin).view()).view()),
-            );
+            let on_student = base.probe.scores(to_f64(&fin).view());
+            out.base_probe_on_student
+                .insert(name.clone(), pair_accuracy(on_student.view()));
             let hb = to_f64(&base.final_diff[k]).dot(&head);
             out.head_on_base
                 .insert(name.clone(), pair_accuracy(hb.view()));
+            out.pairs.insert(
+                name.clone(),
+                PairMargins {
+                    base_probe: base.probe_logits[k].clone(),
+                    probe_on_student: on_student.to_vec(),
+                    head: r
+                        .chunks_exact(2)
+                        .map(|c| c[0] as f64 - c[1] as f64)
+                        .collect(),
+                    head_on_base: hb.to_vec(),
+                },
+            );
             let computed = &ctx.layers[..ctx.layers.len() - 1];
             for &layer in &ctx.drift_layers {
                 if layer < first {
@@ -406,6 +440,7 @@ fn check_out(study: &ValidStudy, job: &StudyJob<'_>) -> Result<()> {
             // the grid itself may grow (more seeds, methods or regimes).
             let same = old.base == study.config.base
                 && old.teacher == study.config.teacher
+                && old.weak_rule == study.config.weak_rule
                 && old.source == study.config.source
                 && old.limit_source == study.config.limit_source
                 && old.targets == study.config.targets
@@ -458,11 +493,23 @@ fn weak_labels(
             cause: e,
         });
     }
+    let sp = train::split(source.examples.len(), c.test_fraction, seed);
+    if let Some(rule) = &c.weak_rule {
+        let l = train::rule_labels(
+            train::WeakRule::parse(rule)?,
+            source,
+            &sp,
+            targets,
+            seed,
+            c.test_fraction,
+        )?;
+        write_atomic(&lp, &json_bytes(&l))?;
+        return Ok(l);
+    }
     progress.line(&format!("seed {seed}: fitting the weak teacher"));
     if teacher.is_none() {
         *teacher = Some(crate::model::load(&c.teacher, device)?);
     }
-    let sp = train::split(source.examples.len(), c.test_fraction, seed);
     let l = fit_teacher(
         teacher.as_deref().expect("loaded"),
         source,
@@ -664,6 +711,7 @@ pub fn run_study(
                     base_probe: base.probe_acc.clone(),
                     base_probe_on_student: end.base_probe_on_student,
                     head_on_base: end.head_on_base,
+                    pairs: end.pairs,
                     drift: end.drift,
                     trajectory,
                     bias,

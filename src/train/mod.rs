@@ -59,7 +59,7 @@ pub use params::{
     split, AnchorDistance, HeadInit, Method, Split, TrainParams, Trainable, ValidTrainParams,
 };
 pub use reward_model::{FastPass, RmOutput, TrainableRm};
-pub use teacher::{fit_teacher, WeakLabels};
+pub use teacher::{fit_teacher, rule_labels, WeakLabels, WeakRule};
 
 /// Reports training progress (the library never prints).
 pub trait TrainProgress {

@@ -153,3 +153,107 @@ pub fn fit_teacher(
         accuracy,
     })
 }
+
+/// A weak teacher that is a rule, not a model: a known shortcut whose errors have structure
+/// (the study's shortcut arm).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeakRule {
+    /// Prefers the reply that ends with [`crate::data::CUE_PADDING`].
+    Padding,
+}
+
+impl WeakRule {
+    /// The rule named in a study grid (`weak_rule = "padding"`).
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "padding" => Ok(Self::Padding),
+            _ => Err(Error::param(
+                "weak_rule",
+                format!("unknown weak rule `{s}`: the one rule is `padding`"),
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Padding => "padding",
+        }
+    }
+
+    /// +1 when only the chosen reply shows the cue, −1 when only the rejected one does, 0
+    /// otherwise (a tie).
+    pub fn score(self, ex: &crate::data::Example) -> f64 {
+        let Self::Padding = self;
+        let cued = |i: usize| {
+            ex.sequences[i]
+                .text
+                .trim_end()
+                .ends_with(crate::data::CUE_PADDING)
+        };
+        cued(0) as i8 as f64 - cued(1) as i8 as f64
+    }
+}
+
+/// p(chosen ≻ rejected) a rule gives for a score of +1 (1 − p for −1, ½ for a tie).
+pub const RULE_CONFIDENCE: f64 = 0.9;
+
+/// Weak labels from a rule: p = ½ + (RULE_CONFIDENCE − ½) · score for the pairs of half 2;
+/// accuracies (a tie counts as wrong) on half 1, half 2, the test part and every `evals` set.
+pub fn rule_labels(
+    rule: WeakRule,
+    data: &Dataset,
+    split: &Split,
+    evals: &[(String, Dataset)],
+    split_seed: u64,
+    test_fraction: f64,
+) -> Result<WeakLabels> {
+    for ds in std::iter::once(data).chain(evals.iter().map(|e| &e.1)) {
+        if let Some(e) = ds.examples.iter().find(|e| e.sequences.len() != 2) {
+            return Err(Error::param(
+                "weak_rule",
+                format!(
+                    "{}:{}: the `{}` rule needs preference pairs",
+                    ds.path.display(),
+                    e.line,
+                    rule.name()
+                ),
+            ));
+        }
+    }
+    let scores = |ds: &Dataset, idx: &[usize]| -> ndarray::Array1<f64> {
+        idx.iter().map(|&i| rule.score(&ds.examples[i])).collect()
+    };
+    let mut accuracy = BTreeMap::new();
+    let half2 = scores(data, &split.half2);
+    for (key, idx) in [("half1", &split.half1), ("half2", &split.half2)] {
+        accuracy.insert(key.to_string(), pair_accuracy(scores(data, idx).view()));
+    }
+    if !split.test.is_empty() {
+        accuracy.insert(
+            "source_test".to_string(),
+            pair_accuracy(scores(data, &split.test).view()),
+        );
+    }
+    for (name, ds) in evals {
+        let all: Vec<usize> = (0..ds.examples.len()).collect();
+        accuracy.insert(name.clone(), pair_accuracy(scores(ds, &all).view()));
+    }
+    Ok(WeakLabels {
+        format: LABELS_FORMAT.into(),
+        version: 1,
+        teacher_model: format!("rule:{}", rule.name()),
+        teacher_sha256: String::new(),
+        c: 0.0,
+        data_sha256: data.sha256.clone(),
+        split_seed,
+        test_fraction,
+        n_examples: data.examples.len(),
+        lines: split.half2.iter().map(|&i| data.examples[i].line).collect(),
+        p: half2
+            .iter()
+            .map(|&s| 0.5 + (RULE_CONFIDENCE - 0.5) * s)
+            .collect(),
+        accuracy,
+    })
+}

@@ -8,6 +8,7 @@ mod chat;
 mod common;
 mod cues;
 mod diagnose;
+mod docs;
 mod implicit;
 mod kill;
 mod layout;

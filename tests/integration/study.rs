@@ -344,3 +344,204 @@ fn study_with_bias_measures_every_student() {
         "{row} vs {m} ± {sd:?}"
     );
 }
+
+/// `path` with the padding sentence appended to the chosen reply of the first `agree` pairs
+/// and to the rejected reply of the rest, written as `name`.
+fn padded(dir: &Path, path: &Path, name: &str, agree: usize) -> PathBuf {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let side = if i < agree { "chosen" } else { "rejected" };
+        let reply = v[side].as_str().unwrap().to_string();
+        v[side] = serde_json::Value::String(format!("{reply} {}", repdrift::data::CUE_PADDING));
+        out += &v.to_string();
+        out.push('\n');
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, out).unwrap();
+    p
+}
+
+/// The shortcut arm's machinery: a study whose weak teacher is the padding rule stores every
+/// run's per-pair margins, and everything the study says over pairs recomputes from them.
+/// Truth: the rule's definition (p = 0.9 where only the chosen reply ends with the padding,
+/// 0.1 where only the rejected one does), the accuracies as shares of positive margins, and
+/// the paired tests recomputed here with the library's `test_cell_with_bases` and Holm.
+#[test]
+fn a_shortcut_teacher_study_stores_pair_margins_and_its_paired_tests_recompute_from_them() {
+    use repdrift::stats::verdict::{adjust, test_cell_with_bases, CellTests, TestSettings};
+    let dir = scratch("study-shortcut");
+    let cfg = write_config(&dir, "[0, 1]", r#"["gold", "naive"]"#);
+    let src = padded(&dir, &dir.join("src.jsonl"), "src_cue.jsonl", 30);
+    let tgt = padded(&dir, &dir.join("tgt.jsonl"), "tgt_reversed.jsonl", 0);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let teacher_line = text.lines().find(|l| l.starts_with("teacher = ")).unwrap();
+    let source_line = text.lines().find(|l| l.starts_with("source = ")).unwrap();
+    let text = text
+        .replace(teacher_line, "weak_rule = \"padding\"")
+        .replace(source_line, &format!("source = \"{}\"", src.display()))
+        .replace(
+            "[targets]\n",
+            &format!("[targets]\nreversed = \"{}\"\n", tgt.display()),
+        );
+    std::fs::write(&cfg, &text).unwrap();
+    let out = dir.join("out");
+    study(&cfg, &out, &[]);
+
+    // The rule's labels, from the source file itself.
+    let source: Vec<serde_json::Value> = std::fs::read_to_string(&src)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let cued = |v: &serde_json::Value, side: &str| {
+        v[side]
+            .as_str()
+            .unwrap()
+            .ends_with(repdrift::data::CUE_PADDING)
+    };
+    for seed in [0, 1] {
+        let l: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join(format!("labels/seed_{seed}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(l["teacher_model"], "rule:padding");
+        for (line, p) in l["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(l["p"].as_array().unwrap())
+        {
+            let v = &source[line.as_u64().unwrap() as usize - 1];
+            let want = if cued(v, "chosen") { 0.9 } else { 0.1 };
+            assert!((p.as_f64().unwrap() - want).abs() < 1e-12, "line {line}");
+        }
+        assert_eq!(l["accuracy"]["reversed"].as_f64().unwrap(), 0.0);
+    }
+
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("study.json")).unwrap()).unwrap();
+    let runs = s["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    let share = |v: &serde_json::Value| {
+        let m = v.as_array().unwrap();
+        m.iter().filter(|x| x.as_f64().unwrap() > 0.0).count() as f64 / m.len() as f64
+    };
+    for r in runs {
+        for set in ["source_test", "t", "reversed"] {
+            let p = &r["pairs"][set];
+            for (field, acc) in [
+                ("head", "accuracy"),
+                ("base_probe", "base_probe"),
+                ("probe_on_student", "base_probe_on_student"),
+                ("head_on_base", "head_on_base"),
+            ] {
+                let want = r[acc][set].as_f64().unwrap();
+                assert!(
+                    (share(&p[field]) - want).abs() < 1e-12,
+                    "{} {set} {field}: {} vs {want}",
+                    r["id"],
+                    share(&p[field])
+                );
+            }
+        }
+    }
+
+    // The paired tests over seeds, recomputed from the run files.
+    let right = |v: &serde_json::Value| -> Vec<bool> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() > 0.0)
+            .collect()
+    };
+    let cells = s["summary"]["pair_tests"].as_array().unwrap();
+    assert_eq!(cells.len(), 2 * 3, "2 methods × (source test + 2 targets)");
+    let settings = TestSettings::default();
+    for method in ["gold", "naive"] {
+        let mut mine: Vec<&serde_json::Value> =
+            runs.iter().filter(|r| r["method"] == method).collect();
+        mine.sort_by_key(|r| r["seed"].as_u64().unwrap());
+        let readouts = |set: &str, field: &str| -> Vec<Vec<bool>> {
+            mine.iter()
+                .map(|r| right(&r["pairs"][set][field]))
+                .collect()
+        };
+        let test = |set: &str, family: usize| {
+            test_cell_with_bases(
+                &readouts(set, "base_probe"),
+                &readouts(set, "probe_on_student"),
+                &readouts(set, "head"),
+                &settings,
+                family,
+            )
+        };
+        let mut targets = vec![test("reversed", 2), test("t", 2)];
+        adjust(&mut targets, settings.alpha);
+        for (set, want) in [("source_test", test("source_test", 1))]
+            .into_iter()
+            .chain([("reversed", targets[0].clone()), ("t", targets[1].clone())])
+        {
+            let got = cells
+                .iter()
+                .find(|c| c["method"] == method && c["set"] == set)
+                .unwrap_or_else(|| panic!("no paired test for {method} on {set}"));
+            let got: CellTests = serde_json::from_value(got["tests"].clone()).unwrap();
+            assert_eq!(got, want, "{method} on {set}");
+        }
+    }
+    let md = std::fs::read_to_string(out.join("study.md")).unwrap();
+    assert!(
+        md.contains("over pairs and seeds"),
+        "no paired table in study.md"
+    );
+    assert!(md.contains("per run by paired tests"));
+
+    // The teacher is an encoder or a rule, not both; the rule must be one repdrift knows.
+    let both = text.replace(
+        "weak_rule = \"padding\"",
+        &format!(
+            "weak_rule = \"padding\"\nteacher = \"{}\"",
+            minilm_path().display()
+        ),
+    );
+    for (bad, needle) in [
+        (both, "either by `teacher`"),
+        (
+            text.replace("\"padding\"", "\"length\""),
+            "unknown weak rule `length`",
+        ),
+    ] {
+        std::fs::write(&cfg, bad).unwrap();
+        let o = dir.join("bad-out");
+        let mut c = bin();
+        c.arg("study")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&o);
+        expect_user_error(&mut c, &[needle]);
+        assert!(!o.exists(), "an invalid config wrote output");
+    }
+}
+
+/// Regression: the committed run `top4-lr1e-4__naive__s2` lost exactly 12 of 240 target pairs
+/// against the base probe (5.000 points). Its label under the 5-point rule ("lost ≥ 5
+/// points") depended on the last binary digit of the difference (4.99999999999998 once JSON
+/// was read back exactly); it must be a loss, as the rule states.
+#[test]
+fn a_loss_of_exactly_five_points_is_a_loss_under_the_five_point_rule() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("reports/study/w2s/runs/top4-lr1e-4__naive__s2.json");
+    let r: repdrift::study::run::RunResult =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let targets = vec!["chat".to_string(), "forum".to_string()];
+    let n = 240.0;
+    let pairs = |m: &std::collections::BTreeMap<String, f64>| -> f64 {
+        targets.iter().map(|t| (m[t] * n / 2.0).round()).sum()
+    };
+    assert_eq!(pairs(&r.base_probe) - pairs(&r.accuracy), 12.0);
+    assert!(r.pairs.is_empty(), "a run from before per-pair margins");
+    assert_eq!(repdrift::study::analysis::outcome(&r, &targets), "head");
+}

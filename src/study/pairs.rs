@@ -1,0 +1,149 @@
+//! The study's paired tests, on the per-pair margins every run stores (`RunResult::pairs`):
+//! the same tests as `repdrift diagnose` (`stats::verdict`), so that "lost", "drift" and
+//! "head" mean the same thing in both. Per run (one seed: exact McNemar) and per method and
+//! regime over its seeds (the seed-and-pair bootstrap; each seed's student held to its own
+//! seed's base probe), Holm across the targets; the source test part is tested alone. Runs
+//! written before margins were stored have none, and get no test here.
+
+use serde::{Deserialize, Serialize};
+
+use super::run::{PairMargins, RunResult};
+use crate::stats::verdict::{adjust, test_cell_with_bases, CellTests, TestSettings, Verdict};
+
+/// The tests of one method in one regime on one set, over its seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairCell {
+    pub regime: String,
+    pub method: String,
+    pub set: String,
+    /// `target` (in the Holm family) or `source` (tested alone).
+    pub role: String,
+    /// The seeds whose runs entered, in order.
+    pub seeds: Vec<u64>,
+    pub tests: CellTests,
+}
+
+fn right(v: &[f64]) -> Vec<bool> {
+    v.iter().map(|m| *m > 0.0).collect()
+}
+
+/// (base, probe on student, head) per run, for the runs that stored margins of `set` on
+/// pairs of one length; None if any run lacks them.
+type Readouts = (Vec<Vec<bool>>, Vec<Vec<bool>>, Vec<Vec<bool>>);
+
+fn readouts(runs: &[&RunResult], set: &str) -> Option<Readouts> {
+    let m: Vec<&PairMargins> = runs
+        .iter()
+        .map(|r| r.pairs.get(set))
+        .collect::<Option<_>>()?;
+    let n = m.first()?.base_probe.len();
+    if n == 0
+        || m.iter()
+            .any(|p| p.base_probe.len() != n || p.probe_on_student.len() != n || p.head.len() != n)
+    {
+        return None;
+    }
+    Some((
+        m.iter().map(|p| right(&p.base_probe)).collect(),
+        m.iter().map(|p| right(&p.probe_on_student)).collect(),
+        m.iter().map(|p| right(&p.head)).collect(),
+    ))
+}
+
+/// The cells of `runs` (one method and regime, any number of seeds) on the source test part
+/// and every target; targets adjusted together. Empty when a run stored no margins.
+fn cells_of(runs: &[&RunResult], targets: &[String], s: &TestSettings) -> Vec<(String, CellTests)> {
+    let mut out = Vec::new();
+    if let Some((b, p, h)) = readouts(runs, "source_test") {
+        out.push((
+            "source_test".to_string(),
+            test_cell_with_bases(&b, &p, &h, s, 1),
+        ));
+    }
+    let mut family: Vec<(String, CellTests)> = Vec::new();
+    for t in targets {
+        let Some((b, p, h)) = readouts(runs, t) else {
+            return Vec::new();
+        };
+        family.push((
+            t.clone(),
+            test_cell_with_bases(&b, &p, &h, s, targets.len()),
+        ));
+    }
+    let mut tests: Vec<CellTests> = family.iter().map(|f| f.1.clone()).collect();
+    adjust(&mut tests, s.alpha);
+    out.extend(family.into_iter().map(|f| f.0).zip(tests));
+    out
+}
+
+/// Every method × regime's paired tests over its seeds (runs ordered by seed).
+pub fn pair_tests(runs: &[RunResult], targets: &[String]) -> Vec<PairCell> {
+    let s = TestSettings::default();
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for r in runs {
+        if !keys.contains(&(r.regime.as_str(), r.method.as_str())) {
+            keys.push((&r.regime, &r.method));
+        }
+    }
+    let mut out = Vec::new();
+    for (regime, method) in keys {
+        let mut cell: Vec<&RunResult> = runs
+            .iter()
+            .filter(|r| r.regime == regime && r.method == method)
+            .collect();
+        cell.sort_by_key(|r| r.seed);
+        for (set, tests) in cells_of(&cell, targets, &s) {
+            out.push(PairCell {
+                regime: regime.to_string(),
+                method: method.to_string(),
+                role: if set == "source_test" {
+                    "source"
+                } else {
+                    "target"
+                }
+                .into(),
+                set,
+                seeds: cell.iter().map(|r| r.seed).collect(),
+                tests,
+            });
+        }
+    }
+    out
+}
+
+/// One run's drift-or-head outcome from its paired tests on the targets (None when it stored
+/// no margins): `transferred` when no target's loss is significant and none is below the base
+/// on these pairs, `inconclusive` when a loss is not significant, else the cause of the
+/// significant losses — `drift`, `head`, `both`, `unresolved` — or `mixed` when targets differ.
+pub fn run_outcome(r: &RunResult, targets: &[String]) -> Option<String> {
+    let cells = cells_of(&[r], targets, &TestSettings::default());
+    let verdicts: Vec<Verdict> = cells
+        .iter()
+        .filter(|(set, _)| set != "source_test")
+        .map(|(_, c)| c.verdict)
+        .collect();
+    if verdicts.is_empty() {
+        return None;
+    }
+    let lost: Vec<&str> = verdicts
+        .iter()
+        .filter(|v| v.lost())
+        .map(|v| match v {
+            Verdict::LostThroughDrift => "drift",
+            Verdict::LostThroughHead => "head",
+            Verdict::LostThroughBoth => "both",
+            _ => "unresolved",
+        })
+        .collect();
+    Some(if lost.is_empty() {
+        if verdicts.contains(&Verdict::Inconclusive) {
+            "inconclusive".into()
+        } else {
+            "transferred".into()
+        }
+    } else if lost.iter().all(|c| *c == lost[0]) {
+        lost[0].into()
+    } else {
+        "mixed".into()
+    })
+}
