@@ -33,6 +33,32 @@ pub struct BiasSpec {
     pub value_pairs: usize,
 }
 
+impl BiasSpec {
+    /// Enough cue pairs for the decodability folds, at least two value pairs, and value items
+    /// that exist.
+    pub fn check(&self) -> crate::error::Result<()> {
+        use crate::error::Error;
+        if self.cue_pairs < crate::bias::cues::FOLDS || self.value_pairs < 2 {
+            return Err(Error::param(
+                "bias",
+                format!(
+                    "cue_pairs must be at least {} (the folds of the decodability estimate) and value_pairs at least 2; got {} and {}",
+                    crate::bias::cues::FOLDS,
+                    self.cue_pairs,
+                    self.value_pairs
+                ),
+            ));
+        }
+        if !self.value_items.exists() {
+            return Err(Error::io(
+                &self.value_items,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "value items not found"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn default_cue_pairs() -> usize {
     32
 }

@@ -174,7 +174,46 @@ impl StudyConfig {
     /// Check once, at the boundary; `n_layers` is the base's block count (anchor layers and
     /// `top:K` are checked against it).
     pub fn check(self, n_layers: usize) -> Result<ValidStudy> {
-        let c = &self;
+        self.check_fields(n_layers)?;
+        let mut runs = Vec::new();
+        for r in &self.regimes {
+            let (trainable, first) = r.trainable_part(n_layers)?;
+            for &seed in &self.seeds {
+                for m in &self.methods {
+                    let mut p = TrainParams {
+                        trainable,
+                        epochs: r.epochs,
+                        lr: r.lr,
+                        batch_size: self.batch_size,
+                        max_tokens: (self.max_tokens > 0).then_some(self.max_tokens),
+                        seed,
+                        split_seed: seed,
+                        test_fraction: self.test_fraction,
+                        checkpoint_every: 0,
+                        ..Default::default()
+                    };
+                    self.set_method(&mut p, m, r, first, n_layers)?;
+                    runs.push(RunSpec {
+                        id: format!("{}__{}__s{}", r.name, m, seed),
+                        method: m.clone(),
+                        regime: r.name.clone(),
+                        seed,
+                        params: p.check()?,
+                    });
+                }
+            }
+        }
+        Ok(ValidStudy {
+            config: self,
+            runs,
+            n_layers,
+        })
+    }
+
+    /// Every field that does not depend on a regime: non-empty grid and targets, one weak
+    /// teacher, drift layers in range, `[bias]` sizes, unique regime names, known methods.
+    fn check_fields(&self, n_layers: usize) -> Result<()> {
+        let c = self;
         if c.seeds.is_empty() || c.methods.is_empty() || c.regimes.is_empty() {
             return Err(Error::param(
                 "config",
@@ -199,34 +238,16 @@ impl StudyConfig {
                 ))
             }
         }
-        for l in &c.drift_layers {
-            if *l > n_layers {
-                return Err(Error::LayerOutOfRange {
-                    layer: *l,
-                    min: 0,
-                    max: n_layers,
-                    what: "drift_layers (residual layers of the base)".into(),
-                });
-            }
+        if let Some(&l) = c.drift_layers.iter().find(|&&l| l > n_layers) {
+            return Err(Error::LayerOutOfRange {
+                layer: l,
+                min: 0,
+                max: n_layers,
+                what: "drift_layers (residual layers of the base)".into(),
+            });
         }
         if let Some(b) = &c.bias {
-            if b.cue_pairs < crate::bias::cues::FOLDS || b.value_pairs < 2 {
-                return Err(Error::param(
-                    "bias",
-                    format!(
-                        "cue_pairs must be at least {} (the folds of the decodability estimate) and value_pairs at least 2; got {} and {}",
-                        crate::bias::cues::FOLDS,
-                        b.cue_pairs,
-                        b.value_pairs
-                    ),
-                ));
-            }
-            if !b.value_items.exists() {
-                return Err(Error::io(
-                    &b.value_items,
-                    std::io::Error::new(std::io::ErrorKind::NotFound, "value items not found"),
-                ));
-            }
+            b.check()?;
         }
         let mut names: Vec<&str> = c.regimes.iter().map(|r| r.name.as_str()).collect();
         names.sort();
@@ -246,105 +267,102 @@ impl StudyConfig {
                 ));
             }
         }
-        let mut runs = Vec::new();
-        for r in &c.regimes {
-            for &seed in &c.seeds {
-                let trainable = Trainable::parse(&r.trainable)?;
-                let first = match trainable {
-                    Trainable::Top(k) if k > n_layers => {
-                        return Err(Error::param(
-                            "trainable",
-                            format!(
-                                "regime `{}`: top:{k} exceeds the base's {n_layers} blocks",
-                                r.name
-                            ),
-                        ))
-                    }
-                    Trainable::Top(k) => n_layers - k,
-                    Trainable::All => 0,
-                };
-                for m in &c.methods {
-                    let mut p = TrainParams {
-                        trainable,
-                        epochs: r.epochs,
-                        lr: r.lr,
-                        batch_size: c.batch_size,
-                        max_tokens: (c.max_tokens > 0).then_some(c.max_tokens),
-                        seed,
-                        split_seed: seed,
-                        test_fraction: c.test_fraction,
-                        checkpoint_every: 0,
-                        ..Default::default()
-                    };
-                    match m.as_str() {
-                        "gold" => p.method = Method::Gold,
-                        "naive" => p.method = Method::Naive,
-                        "confidence" => p.method = Method::Confidence,
-                        "lpft" => {
-                            p.method = Method::Naive;
-                            p.head_init = HeadInit::Probe;
-                        }
-                        name => {
-                            let a = c
-                                .anchors
-                                .iter()
-                                .find(|a| a.name == name)
-                                .expect("checked above");
-                            p.method = Method::Anchor;
-                            p.anchor_weight = vec![a.weight];
-                            if let Some(d) = &a.distance {
-                                p.anchor_distance = AnchorDistance::parse(d)?;
-                            }
-                            p.anchor_layers = match &a.layers {
-                                AnchorLayers::List(l) => l.clone(),
-                                AnchorLayers::Keyword(k) if k == "trainable" => {
-                                    let step = a.every.max(1);
-                                    let mut v: Vec<usize> =
-                                        (first + 1..=n_layers).rev().step_by(step).collect();
-                                    v.reverse();
-                                    v
-                                }
-                                AnchorLayers::Keyword(k) => {
-                                    return Err(Error::param(
-                                        "config",
-                                        format!(
-                                            "anchor `{}`: layers must be a list or \"trainable\", got \"{k}\"",
-                                            a.name
-                                        ),
-                                    ))
-                                }
-                            };
-                            if let Some(&l) = p
-                                .anchor_layers
-                                .iter()
-                                .find(|&&l| l <= first || l > n_layers)
-                            {
-                                return Err(Error::LayerOutOfRange {
-                                    layer: l,
-                                    min: first + 1,
-                                    max: n_layers,
-                                    what: format!(
-                                        "anchor `{}` in regime `{}` (lower layers are frozen)",
-                                        a.name, r.name
-                                    ),
-                                });
-                            }
-                        }
-                    }
-                    runs.push(RunSpec {
-                        id: format!("{}__{}__s{}", r.name, m, seed),
-                        method: m.clone(),
-                        regime: r.name.clone(),
-                        seed,
-                        params: p.check()?,
-                    });
+        Ok(())
+    }
+
+    /// `p` set up for method `m` (checked known) in regime `r`, whose trainable blocks start
+    /// after layer `first`.
+    fn set_method(
+        &self,
+        p: &mut TrainParams,
+        m: &str,
+        r: &Regime,
+        first: usize,
+        n_layers: usize,
+    ) -> Result<()> {
+        match m {
+            "gold" => p.method = Method::Gold,
+            "naive" => p.method = Method::Naive,
+            "confidence" => p.method = Method::Confidence,
+            "lpft" => {
+                p.method = Method::Naive;
+                p.head_init = HeadInit::Probe;
+            }
+            name => {
+                let a = self
+                    .anchors
+                    .iter()
+                    .find(|a| a.name == name)
+                    .expect("checked by check_fields");
+                p.method = Method::Anchor;
+                p.anchor_weight = vec![a.weight];
+                if let Some(d) = &a.distance {
+                    p.anchor_distance = AnchorDistance::parse(d)?;
                 }
+                p.anchor_layers = a.layers_in(r, first, n_layers)?;
             }
         }
-        Ok(ValidStudy {
-            config: self,
-            runs,
-            n_layers,
-        })
+        Ok(())
+    }
+}
+
+impl Regime {
+    /// The regime's trainable part and the last frozen layer (`top:K` checked against the
+    /// base's `n_layers` blocks).
+    fn trainable_part(&self, n_layers: usize) -> Result<(Trainable, usize)> {
+        let trainable = Trainable::parse(&self.trainable)?;
+        let first = match trainable {
+            Trainable::Top(k) if k > n_layers => {
+                return Err(Error::param(
+                    "trainable",
+                    format!(
+                        "regime `{}`: top:{k} exceeds the base's {n_layers} blocks",
+                        self.name
+                    ),
+                ))
+            }
+            Trainable::Top(k) => n_layers - k,
+            Trainable::All => 0,
+        };
+        Ok((trainable, first))
+    }
+}
+
+impl AnchorSpec {
+    /// The anchored layers in regime `r` (trainable blocks after layer `first`): the list as
+    /// given, or every `every`-th layer the trainable blocks compute; each must be trainable.
+    fn layers_in(&self, r: &Regime, first: usize, n_layers: usize) -> Result<Vec<usize>> {
+        let layers = match &self.layers {
+            AnchorLayers::List(l) => l.clone(),
+            AnchorLayers::Keyword(k) if k == "trainable" => {
+                let mut v: Vec<usize> = (first + 1..=n_layers)
+                    .rev()
+                    .step_by(self.every.max(1))
+                    .collect();
+                v.reverse();
+                v
+            }
+            AnchorLayers::Keyword(k) => {
+                return Err(Error::param(
+                    "config",
+                    format!(
+                        "anchor `{}`: layers must be a list or \"trainable\", got \"{k}\"",
+                        self.name
+                    ),
+                ))
+            }
+        };
+        if let Some(&l) = layers.iter().find(|&&l| l <= first || l > n_layers) {
+            return Err(Error::LayerOutOfRange {
+                layer: l,
+                min: first + 1,
+                max: n_layers,
+                what: format!(
+                    "anchor `{}` in regime `{}` (lower layers are frozen)",
+                    self.name, r.name
+                ),
+            });
+        }
+        Ok(layers)
     }
 }
