@@ -78,6 +78,16 @@ pub fn signed1(v: f64) -> String {
     }
 }
 
+/// A p-value: three decimals, or one significant digit in scientific form below 0.001 (so a
+/// tiny p never reads "0.000").
+pub fn p_value(p: f64) -> String {
+    if p < 0.001 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.3}")
+    }
+}
+
 /// A number with 3 decimals, or an em dash for none.
 pub fn f3(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "—".into())
@@ -86,6 +96,17 @@ pub fn f3(v: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: the study's paired table printed p = 1e-12 as "0.000".
+    #[test]
+    fn tiny_p_values_are_not_printed_as_zero_and_signs_never_show_minus_zero() {
+        assert_eq!(p_value(1e-12), "1.0e-12");
+        assert_eq!(p_value(0.0011), "0.001");
+        assert_eq!(p_value(0.754), "0.754");
+        assert_eq!(signed1(-0.04), "+0.0");
+        assert_eq!(signed1(-0.05001), "-0.1");
+        assert_eq!(signed1(3.0), "+3.0");
+    }
 
     /// Regression (issue 20): report.md showed "repdrift&#39;s" and "\`diff\`".
     #[test]

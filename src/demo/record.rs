@@ -108,7 +108,7 @@ pub fn render(command: &str, machine: &Machine, s: &DemoSummary, d: &Diagnosis) 
                     signed_pct(t.total.lo),
                     signed_pct(t.total.hi)
                 ),
-                format!("{:.3}", t.total.p_adjusted),
+                crate::fmt::p_value(t.total.p_adjusted),
                 pct(t.total.detectable),
                 t.verdict.words().to_string(),
             ]

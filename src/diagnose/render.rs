@@ -24,14 +24,6 @@ fn pts(c: &Comparison) -> String {
     format!("{:+.1} [{:+.1}, {:+.1}]", z(c.difference), z(c.lo), z(c.hi))
 }
 
-fn p_value(p: f64) -> String {
-    if p < 0.001 {
-        format!("{p:.1e}")
-    } else {
-        format!("{p:.3}")
-    }
-}
-
 /// The table's header.
 pub const HEAD: [&str; 12] = [
     "student",
@@ -67,7 +59,7 @@ fn row(c: &Cell) -> Vec<String> {
         pct(&t.base),
         pct(&t.head),
         pts(&t.total),
-        p_value(t.total.p_adjusted),
+        crate::fmt::p_value(t.total.p_adjusted),
         pts(&t.representation),
         pts(&t.head_change),
         c.drift.map_or("–".into(), |v| format!("{v:.3}")),

@@ -424,7 +424,7 @@ fn pair_cells(s: &Summary) -> Option<(Vec<String>, Vec<Vec<String>>)> {
                 format!("{:.1}", 100.0 * t.base.value),
                 format!("{:.1}", 100.0 * t.head.value),
                 d(&t.total),
-                format!("{:.3}", t.total.p_adjusted),
+                crate::fmt::p_value(t.total.p_adjusted),
                 d(&t.representation),
                 d(&t.head_change),
                 format!("{:.1}", 100.0 * t.total.detectable),
