@@ -145,9 +145,11 @@ pub fn run_diagnose(a: &DiagnoseArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "captured {} (model, data set) pairs, reused {} from the cache; {:.1} s; report in {}",
+        "captured {} (model, data set) pairs, reused {} from the cache; drift computed for {} data set(s), reused for {}; {:.1} s; report in {}",
         summary.captured.len(),
         summary.reused.len(),
+        summary.drift_computed.len(),
+        summary.drift_reused.len(),
         t0.elapsed().as_secs_f64(),
         cfg.out.join("index.html").display()
     );

@@ -116,6 +116,9 @@ pub struct RunSummary {
     pub reused: Vec<(String, String)>,
     /// (stage, seconds).
     pub stages: Vec<(String, f64)>,
+    /// Data sets whose drift was computed, and found in the cache.
+    pub drift_computed: Vec<String>,
+    pub drift_reused: Vec<String>,
 }
 
 /// Each data set's `compare` report, the source first.
@@ -232,36 +235,79 @@ fn capture_all(
     Ok((map, records))
 }
 
-/// Stage 3: every student against the base on every set.
+/// Where the drift of one data set is kept: the digest of every compared store's manifest
+/// (which holds the sha256 of each of its parts), the students' names and the compare
+/// settings. The same stores and settings give the same numbers, so a diagnosis with one more
+/// target computes only that target's drift.
+fn drift_cache_path(
+    cfg: &ValidDiagnose,
+    plan: &Plan,
+    stores: &StoreMap,
+    set: &str,
+    cross_layer: bool,
+) -> Result<std::path::PathBuf> {
+    let mut manifests = Vec::new();
+    for id in std::iter::once("base").chain(plan.students.iter().map(|s| s.id.as_str())) {
+        let m = stores[&(id.to_string(), set.to_string())].join("manifest.json");
+        let bytes = std::fs::read(&m).map_err(|e| Error::io(&m, e))?;
+        manifests.push((id.to_string(), crate::data::sha256_bytes(&bytes)));
+    }
+    let key = serde_json::json!({
+        "repdrift": env!("CARGO_PKG_VERSION"),
+        "stores": manifests,
+        "layers": plan.layers,
+        "permutations": cfg.permutations,
+        "seed": cfg.seed,
+        "cross_layer": cross_layer,
+    });
+    let digest = crate::data::sha256_bytes(key.to_string().as_bytes());
+    Ok(cfg
+        .cache_dir()
+        .join("drift")
+        .join(format!("{}.json", &digest[..16])))
+}
+
+/// Stage 3: every student against the base on every set, each set's report read from the
+/// drift cache when it holds it.
 fn compare_sets(
     cfg: &ValidDiagnose,
     plan: &Plan,
     stores: &StoreMap,
+    summary: &mut RunSummary,
 ) -> Result<(DriftBySet, Vec<compare::CrossLayer>)> {
     let mut out = Vec::new();
     let mut cross = Vec::new();
     for set in &plan.sets {
-        let open = |id: &str| Store::open(&stores[&(id.to_string(), set.name.clone())]);
-        let base = open("base")?;
-        let students = plan
-            .students
-            .iter()
-            .map(|s| Ok((s.id.clone(), open(&s.id)?)))
-            .collect::<Result<Vec<_>>>()?;
         let source = set.name == "source";
-        let params = CompareParams {
-            layers: LayerSelection::List(plan.layers.clone()),
-            permutations: cfg.permutations,
-            cross_layer: source,
-            seed: cfg.seed,
-            ..Default::default()
-        }
-        .check()?;
-        let c = compare::compare(&base, &students, &params, &mut |_| {})?;
+        let cached = drift_cache_path(cfg, plan, stores, &set.name, source)?;
+        let report: MetricsReport = if cached.exists() {
+            summary.drift_reused.push(set.name.clone());
+            crate::io::read_json(&cached)?
+        } else {
+            let open = |id: &str| Store::open(&stores[&(id.to_string(), set.name.clone())]);
+            let base = open("base")?;
+            let students = plan
+                .students
+                .iter()
+                .map(|s| Ok((s.id.clone(), open(&s.id)?)))
+                .collect::<Result<Vec<_>>>()?;
+            let params = CompareParams {
+                layers: LayerSelection::List(plan.layers.clone()),
+                permutations: cfg.permutations,
+                cross_layer: source,
+                seed: cfg.seed,
+                ..Default::default()
+            }
+            .check()?;
+            let c = compare::compare(&base, &students, &params, &mut |_| {})?;
+            crate::io::write_atomic(&cached, &crate::io::json_bytes(&c.report))?;
+            summary.drift_computed.push(set.name.clone());
+            c.report
+        };
         if source {
-            cross = c.report.cross_layer.clone();
+            cross = report.cross_layer.clone();
         }
-        out.push((set.name.clone(), c.report));
+        out.push((set.name.clone(), report));
     }
     Ok((out, cross))
 }
@@ -466,7 +512,7 @@ pub fn compute(
     let mut say = |m: &str| progress.line(m);
     let (stores, records) = capture_all(cfg, &plan, None, device, &mut summary, &mut say)?;
     stage(&mut summary, "capture", progress);
-    let (drift, cross_layer) = compare_sets(cfg, &plan, &stores)?;
+    let (drift, cross_layer) = compare_sets(cfg, &plan, &stores, &mut summary)?;
     stage(&mut summary, "compare", progress);
     let probes = probe_models(cfg, &plan, &stores)?;
     stage(&mut summary, "probe", progress);

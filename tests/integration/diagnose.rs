@@ -266,6 +266,11 @@ fn diagnose_finds_the_flipped_students_loss_and_its_tests_recompute_from_the_pai
         stdout.contains("captured 4 (model, data set) pairs, reused 12"),
         "{stdout}"
     );
+    // Only the new target's drift is computed: the others come from the drift cache.
+    assert!(
+        stdout.contains("drift computed for 1 data set(s), reused for 3"),
+        "{stdout}"
+    );
     let first = std::fs::read(out.join("diagnose.json")).unwrap();
 
     // A run cut short (its report gone, one capture gone) and resumed writes the same bytes.
@@ -281,6 +286,15 @@ fn diagnose_finds_the_flipped_students_loss_and_its_tests_recompute_from_the_pai
     let stdout = ok(&mut diagnose(&s, &out, &more, &["--resume"]));
     assert!(
         stdout.contains("captured 1 (model, data set) pairs, reused 15"),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read(out.join("diagnose.json")).unwrap(), first);
+
+    // Drift read from the cache is the drift computed: with the cache emptied, the same bytes.
+    std::fs::remove_dir_all(out.join("cache/drift")).unwrap();
+    let stdout = ok(&mut diagnose(&s, &out, &more, &["--resume"]));
+    assert!(
+        stdout.contains("drift computed for 4 data set(s), reused for 0"),
         "{stdout}"
     );
     assert_eq!(std::fs::read(out.join("diagnose.json")).unwrap(), first);
