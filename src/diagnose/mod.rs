@@ -267,6 +267,32 @@ fn drift_cache_path(
         .join(format!("{}.json", &digest[..16])))
 }
 
+/// `compare` of every student against the base on one data set (cross-layer CKA on the source).
+fn compare_set(
+    cfg: &ValidDiagnose,
+    plan: &Plan,
+    stores: &StoreMap,
+    set: &str,
+    cross_layer: bool,
+) -> Result<MetricsReport> {
+    let open = |id: &str| Store::open(&stores[&(id.to_string(), set.to_string())]);
+    let base = open("base")?;
+    let students = plan
+        .students
+        .iter()
+        .map(|s| Ok((s.id.clone(), open(&s.id)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let params = CompareParams {
+        layers: LayerSelection::List(plan.layers.clone()),
+        permutations: cfg.permutations,
+        cross_layer,
+        seed: cfg.seed,
+        ..Default::default()
+    }
+    .check()?;
+    Ok(compare::compare(&base, &students, &params, &mut |_| {})?.report)
+}
+
 /// Stage 3: every student against the base on every set, each set's report read from the
 /// drift cache when it holds it.
 fn compare_sets(
@@ -284,25 +310,10 @@ fn compare_sets(
             summary.drift_reused.push(set.name.clone());
             crate::io::read_json(&cached)?
         } else {
-            let open = |id: &str| Store::open(&stores[&(id.to_string(), set.name.clone())]);
-            let base = open("base")?;
-            let students = plan
-                .students
-                .iter()
-                .map(|s| Ok((s.id.clone(), open(&s.id)?)))
-                .collect::<Result<Vec<_>>>()?;
-            let params = CompareParams {
-                layers: LayerSelection::List(plan.layers.clone()),
-                permutations: cfg.permutations,
-                cross_layer: source,
-                seed: cfg.seed,
-                ..Default::default()
-            }
-            .check()?;
-            let c = compare::compare(&base, &students, &params, &mut |_| {})?;
-            crate::io::write_atomic(&cached, &crate::io::json_bytes(&c.report))?;
+            let report = compare_set(cfg, plan, stores, &set.name, source)?;
+            crate::io::write_atomic(&cached, &crate::io::json_bytes(&report))?;
             summary.drift_computed.push(set.name.clone());
-            c.report
+            report
         };
         if source {
             cross = report.cross_layer.clone();
