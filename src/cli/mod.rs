@@ -367,6 +367,10 @@ pub struct CompareArgs {
     /// Bootstrap replicates for 95 % percentile intervals (0 = off).
     #[arg(long, default_value_t = 0)]
     pub bootstrap: usize,
+    /// Bootstrap replicates for linear CKA's interval alone, computed in example space (fast:
+    /// O(n²) a replicate; ignored with --bootstrap, which gives every measure's interval).
+    #[arg(long, default_value_t = 0)]
+    pub cka_bootstrap: usize,
     /// Permutations of the student's rows for every measure's null band (its chance level)
     /// and permutation p-value (0 = off; 1000 is a good choice).
     #[arg(long, default_value_t = 0)]
@@ -433,6 +437,7 @@ fn run_compare(a: &CompareArgs) -> anyhow::Result<()> {
         layers: LayerSelection::parse(&a.layers)?,
         cross_layer: a.cross_layer,
         bootstrap: a.bootstrap,
+        cka_bootstrap: a.cka_bootstrap,
         permutations: a.permutations,
         seed: a.seed,
         knn_k: a.knn_k,

@@ -62,7 +62,11 @@ fn row(c: &Cell) -> Vec<String> {
         crate::fmt::p_value(t.total.p_adjusted),
         pts(&t.representation),
         pts(&t.head_change),
-        c.drift.map_or("–".into(), |v| format!("{v:.3}")),
+        match (c.drift, c.drift_interval) {
+            (Some(v), Some((lo, hi))) => format!("{v:.3} [{lo:.3}, {hi:.3}]"),
+            (Some(v), None) => format!("{v:.3}"),
+            (None, _) => "–".into(),
+        },
         t.verdict.words().to_string(),
         format!("{:.1}", 100.0 * t.total.detectable),
     ]
@@ -80,11 +84,12 @@ pub fn verdict_section(d: &Diagnosis) -> LeadSection {
         .collect();
     rows.extend(d.cells.iter().filter(|c| c.role == "source").map(row));
     let mut paragraphs = vec![format!(
-        "Per student and data set, three readouts of the same pairs: the base's linear probe at layer {} (fitted on the base's source states, C = {}, {}-fold cross-validated source accuracy {:.1} %) on the base's states — what the base knew; the same probe on the student's states (representation); and the student's own reward head. Δ head − base = Δ representation + Δ head, pair by pair. Drift: 1 − linear CKA between the base's and the student's pair differences at that layer on that data set. Intervals: 95 % ({} bootstrap resamples over pairs, and over seeds where a student has several); accuracies alone: Wilson. p: exact McNemar on the discordant pairs (bootstrap with seeds), Holm-adjusted across the {targets} target(s) for each comparison.",
+        "Per student and data set, three readouts of the same pairs: the base's linear probe at layer {} (fitted on the base's source states, C = {}, {}-fold cross-validated source accuracy {:.1} %) on the base's states — what the base knew; the same probe on the student's states (representation); and the student's own reward head. Δ head − base = Δ representation + Δ head, pair by pair. Drift: 1 − linear CKA between the base's and the student's pair differences at that layer on that data set, with its 95 % bootstrap interval over pairs ({} resamples; one seed). Intervals: 95 % ({} bootstrap resamples over pairs, and over seeds where a student has several); accuracies alone: Wilson. p: exact McNemar on the discordant pairs (bootstrap with seeds), Holm-adjusted across the {targets} target(s) for each comparison.",
         d.verdict_layer,
         d.probe_c,
         d.probe_folds,
         100.0 * d.probe_cv_accuracy,
+        super::DRIFT_RESAMPLES,
         d.tests.resamples
     )];
     paragraphs.push(format!(

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use ndarray::{Array2, CowArray, Ix2};
 use serde::{Deserialize, Serialize};
 
-use super::bootstrap::{bootstrap, Intervals};
+use super::bootstrap::{bootstrap, bootstrap_linear_cka, Intervals};
 use super::cross_layer::cross_layer;
 use super::knn::mutual_knn_overlap;
 use super::permutation::{permutation_null, NullBands};
@@ -38,6 +38,9 @@ pub struct CompareParams {
     pub layers: LayerSelection,
     pub cross_layer: bool,
     pub bootstrap: usize,
+    /// Linear CKA's bootstrap interval alone, computed in example space (O(n²) a replicate;
+    /// [`super::bootstrap::bootstrap_linear_cka`]); used when `bootstrap` is 0.
+    pub cka_bootstrap: usize,
     /// Permutations for each measure's null band and p-value (0: off).
     pub permutations: usize,
     pub seed: u64,
@@ -58,6 +61,7 @@ impl Default for CompareParams {
             layers: LayerSelection::All,
             cross_layer: false,
             bootstrap: 0,
+            cka_bootstrap: 0,
             permutations: 0,
             seed: 0,
             knn_k: 10,
@@ -85,7 +89,11 @@ impl CompareParams {
             if n == 0 || i >= n {
                 return Err(Error::param("shard", format!("`{i}/{n}`: need 0 ≤ i < N")));
             }
-            if self.cross_layer || self.bootstrap > 0 || self.permutations > 0 {
+            if self.cross_layer
+                || self.bootstrap > 0
+                || self.cka_bootstrap > 0
+                || self.permutations > 0
+            {
                 return Err(Error::param(
                     "shard",
                     "--cross-layer, --bootstrap and --permutations need all rows at once and cannot run per shard",
@@ -95,11 +103,13 @@ impl CompareParams {
         if self.knn_k == 0 {
             return Err(Error::param("knn-k", "must be at least 1"));
         }
-        if self.bootstrap == 1 {
-            return Err(Error::param(
-                "bootstrap",
-                "use 0 (off) or at least 2 replicates",
-            ));
+        for (name, b) in [
+            ("bootstrap", self.bootstrap),
+            ("cka-bootstrap", self.cka_bootstrap),
+        ] {
+            if b == 1 {
+                return Err(Error::param(name, "use 0 (off) or at least 2 replicates"));
+            }
         }
         if self.permutations == 1 {
             return Err(Error::param(
@@ -170,6 +180,9 @@ pub struct MetricsReport {
     pub students: Vec<StoreRecord>,
     pub hook: HookPoint,
     pub bootstrap: usize,
+    /// Replicates behind linear CKA's example-space interval (`--cka-bootstrap`; 0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cka_bootstrap: usize,
     #[serde(default)]
     pub permutations: usize,
     pub seed: u64,
@@ -437,6 +450,11 @@ pub fn compare(
             students: students.iter().map(|(n, s)| record(n, s)).collect(),
             hook,
             bootstrap: params.bootstrap,
+            cka_bootstrap: if params.bootstrap > 0 {
+                0
+            } else {
+                params.cka_bootstrap
+            },
             permutations: params.permutations,
             seed: params.seed,
             knn_k: params.knn_k,
@@ -521,7 +539,10 @@ fn compare_layer(
         );
     }
     let keep = params.shard.is_none()
-        && (params.bootstrap > 0 || params.permutations > 0 || n <= params.knn_max_n);
+        && (params.bootstrap > 0
+            || params.cka_bootstrap > 0
+            || params.permutations > 0
+            || n <= params.knn_max_n);
     // A layer's rows kept in memory for kNN, bootstrap and permutations, row-major per field:
     // the base's once, each student's.
     let mut kept_x: Vec<Vec<f32>> = vec![Vec::new(); fields.len()];
@@ -624,10 +645,15 @@ fn compare_layer(
                         }
                         row.knn_overlap = k.value;
                     }
+                    let seed = params.seed ^ ((layer as u64) << 32) ^ (fi as u64);
                     if params.bootstrap > 0 {
-                        let seed = params.seed ^ ((layer as u64) << 32) ^ (fi as u64);
                         row.ci = Some(
                             bootstrap(x.view(), y.view(), params.bootstrap, seed)
+                                .map_err(metric_err(what.clone()))?,
+                        );
+                    } else if params.cka_bootstrap > 0 {
+                        row.ci = Some(
+                            bootstrap_linear_cka(x.view(), y.view(), params.cka_bootstrap, seed)
                                 .map_err(metric_err(what.clone()))?,
                         );
                     }
@@ -653,4 +679,8 @@ fn compare_layer(
         out.push((s, (rows, accs)));
     }
     Ok(out)
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }

@@ -28,7 +28,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use super::bootstrap::percentile;
+use super::bootstrap::{centred_pair, percentile};
 use super::MetricError;
 
 /// Procrustes' permutation null costs O(n r²) per permutation (r = min(n, d)); above this r
@@ -109,18 +109,6 @@ pub struct Engine {
     y_norm: Array1<f64>,
 }
 
-fn centred(v: ArrayView2<'_, f32>, side: &'static str) -> Result<Array2<f64>, MetricError> {
-    let mut m = v.mapv(|a| a as f64);
-    for (i, row) in m.outer_iter().enumerate() {
-        if !row.iter().all(|a| a.is_finite()) {
-            return Err(MetricError::NonFinite { side, row: i });
-        }
-    }
-    let mean = m.mean_axis(Axis(0)).expect("n > 0");
-    m -= &mean.insert_axis(Axis(0));
-    Ok(m)
-}
-
 /// `U Σ` of the thin SVD of `m (n, d)`: `(n, min(n, d))`, with `A Aᵀ = m mᵀ`.
 fn thin_factor(m: &Array2<f64>) -> Result<Array2<f64>, MetricError> {
     let r = m.nrows().min(m.ncols());
@@ -158,15 +146,8 @@ fn permuted_inner(a: &Array2<f64>, b: &Array2<f64>, perm: &[usize]) -> f64 {
 impl Engine {
     /// Build the tables of `x (n, d₁)`, `y (n, d₂)`; needs n ≥ 2.
     pub fn new(x: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>) -> Result<Self, MetricError> {
-        if x.nrows() != y.nrows() {
-            return Err(MetricError::Shape {
-                x: x.shape().to_vec(),
-                y: y.shape().to_vec(),
-                expected: (x.ncols(), y.ncols()),
-            });
-        }
         let n = x.nrows();
-        let (xc, yc) = (centred(x, "x")?, centred(y, "y")?);
+        let (xc, yc) = centred_pair(x, y)?;
         let k = xc.dot(&xc.t());
         let l = yc.dot(&yc.t());
         let fro = |m: &Array2<f64>| m.iter().map(|v| v * v).sum::<f64>().sqrt();

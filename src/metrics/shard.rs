@@ -299,6 +299,7 @@ pub fn merge_shards(dirs: &[PathBuf]) -> Result<MetricsReport> {
         students: first.students.clone(),
         hook: first.hook,
         bootstrap: 0,
+        cka_bootstrap: 0,
         permutations: 0,
         seed: 0,
         knn_k: 0,

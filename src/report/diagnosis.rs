@@ -1,12 +1,16 @@
 //! Numbers → sentences. The rules, in order (thresholds are [`Rules`] fields):
 //!
-//! 1. **Drift.** For each student, on the diagnosis field (`diff` when the stores hold pairs,
-//!    else the first field), a layer *drifted* when its linear CKA to the base is below
-//!    `cka_threshold` (0.7) and, when bootstrap intervals exist, the interval's upper end is
-//!    below 1 (the base's own level). Drifted layers are reported as contiguous ranges.
+//! 1. **Drift, measured, not thresholded.** For each student, on the diagnosis field (`diff`
+//!    when the stores hold pairs, else the first field), a layer *drifted* when its change from
+//!    the base is measurable: its drift 1 − linear CKA is above zero and above the numerical
+//!    floor (when a `validate` run gives one) and, when bootstrap intervals exist, the
+//!    interval's upper end is below 1 (the base's own level). No fixed CKA cut-off enters:
+//!    how far each student moved is reported as magnitudes (the largest drift and its layer,
+//!    the median over layers), and drifted layers as contiguous ranges.
 //! 2. **Transfer where it drifted.** With probe results for the base (`base_model`) and the
 //!    student, the change (student − base, in points) of the mean target-probe accuracy and of
-//!    the source (in-distribution) accuracy is averaged over the drifted layers.
+//!    the source (in-distribution) accuracy, averaged over the drifted layers with each layer
+//!    weighted by its drift — the layers that moved most count most.
 //! 3. **Does drift explain the transfer loss?** Spearman's ρ between per-layer drift (1 − CKA)
 //!    and per-layer transfer loss (base − student target accuracy) over all layers with both,
 //!    with a two-sided permutation p-value (10,000 seeded permutations). ρ > 0 with p < `alpha`
@@ -18,10 +22,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Thresholds of the diagnosis rules.
+/// Settings of the diagnosis rules (a significance level and test sizes; no point threshold
+/// on any measure).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rules {
-    pub cka_threshold: f64,
     pub alpha: f64,
     pub permutations: usize,
     pub min_layers: usize,
@@ -30,7 +34,6 @@ pub struct Rules {
 impl Default for Rules {
     fn default() -> Self {
         Self {
-            cka_threshold: 0.7,
             alpha: 0.05,
             permutations: 10_000,
             min_layers: 5,

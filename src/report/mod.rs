@@ -373,6 +373,157 @@ fn short(h: &str) -> String {
     h.chars().take(12).collect()
 }
 
+/// Rule 1: the layers whose change from the base is measurable (drift above zero and the
+/// numerical floor; with intervals, the upper end below 1), and the sentence that gives the
+/// magnitudes.
+fn drifted_layers(s: &StudentSeries, floor: Option<f64>) -> (Vec<usize>, String) {
+    let drifted: Vec<usize> = s
+        .layers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            s.linear_cka[*i].is_some_and(|c| c < 1.0 && !trust::inside_floor(1.0 - c, floor))
+                && s.ci_linear[*i].is_none_or(|(_, hi)| hi < 1.0)
+        })
+        .map(|(_, &l)| l)
+        .collect();
+    let mut drift: Vec<(usize, f64)> = s
+        .layers
+        .iter()
+        .zip(&s.linear_cka)
+        .filter_map(|(l, c)| c.map(|c| (*l, 1.0 - c)))
+        .collect();
+    if drift.is_empty() {
+        return (
+            drifted,
+            format!("{}: no CKA values to judge drift by.", s.student),
+        );
+    }
+    let &(top_layer, top) = drift
+        .iter()
+        .max_by(|a, b| a.1.partial_cmp(&b.1).expect("finite").then(b.0.cmp(&a.0)))
+        .expect("non-empty");
+    drift.sort_by(|a, b| a.1.partial_cmp(&b.1).expect("finite"));
+    let median = crate::stats::median_sorted(&drift.iter().map(|d| d.1).collect::<Vec<_>>())
+        .expect("non-empty");
+    let what = match (floor.is_some(), s.ci_linear.iter().any(|c| c.is_some())) {
+        (true, true) => "1 − linear CKA above the numerical floor, interval below the base's level",
+        (true, false) => "1 − linear CKA above the numerical floor",
+        (false, true) => "1 − linear CKA above zero, interval below the base's level",
+        (false, false) => "1 − linear CKA above zero; no numerical floor or interval was given",
+    };
+    let size = format!(
+        "largest drift {top:.3} at layer {top_layer}, median {median:.3} over {} layers",
+        drift.len()
+    );
+    let sentence = if drifted.is_empty() {
+        format!(
+            "{}: no layer drifted measurably ({what}; field `{}`); {size}.",
+            s.student, s.field
+        )
+    } else {
+        format!(
+            "{}: layers {} drifted measurably ({what}; field `{}`); {size}.",
+            s.student,
+            ranges(&drifted),
+            s.field
+        )
+    };
+    (drifted, sentence)
+}
+
+fn layer_index(p: &ProbeSeries, l: usize) -> Option<usize> {
+    p.layers.iter().position(|&x| x == l)
+}
+
+/// Rule 2: over the drifted layers, the drift-weighted change of target-probe and source
+/// accuracy against the base, in points.
+fn transfer_where_drifted(
+    s: &StudentSeries,
+    drifted: &[usize],
+    b: &ProbeSeries,
+    st: &ProbeSeries,
+) -> Option<String> {
+    let (mut tgt, mut src) = ((0.0, 0.0), (0.0, 0.0));
+    for (i, l) in s.layers.iter().enumerate() {
+        let (Some(c), true) = (s.linear_cka[i], drifted.contains(l)) else {
+            continue;
+        };
+        let (Some(bi), Some(si)) = (layer_index(b, *l), layer_index(st, *l)) else {
+            continue;
+        };
+        let w = 1.0 - c;
+        if let (Some(a), Some(x)) = (b.mean_target(bi), st.mean_target(si)) {
+            tgt = (tgt.0 + w * 100.0 * (x - a), tgt.1 + w);
+        }
+        if let (Some(a), Some(x)) = (b.in_dist[bi], st.in_dist[si]) {
+            src = (src.0 + w * 100.0 * (x - a), src.1 + w);
+        }
+    }
+    if tgt.1 <= 0.0 || src.1 <= 0.0 {
+        return None;
+    }
+    let (t, so) = (tgt.0 / tgt.1, src.0 / src.1);
+    let verb = |x: f64| if x < 0.0 { "fell" } else { "rose" };
+    Some(format!(
+        "In those layers, weighted by their drift, target-probe accuracy {} {:.1} points against the base while source accuracy {} {:.1}{}.",
+        verb(t),
+        t.abs(),
+        verb(so),
+        so.abs(),
+        if t < 0.0 && so >= 0.0 { " — transfer failure coincides with the drift" } else { "" }
+    ))
+}
+
+/// Rule 3 and 4: Spearman's ρ between per-layer drift and transfer loss (with its sentence),
+/// and the anchor candidates ranked by drift × what the base's probe transfers.
+fn drift_against_loss(
+    s: &StudentSeries,
+    b: &ProbeSeries,
+    st: &ProbeSeries,
+    rules: &Rules,
+) -> (Option<Spearman>, String, Vec<(usize, f64)>) {
+    let (mut drift, mut loss, mut anchors) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, &l) in s.layers.iter().enumerate() {
+        let (Some(c), Some(bi), Some(si)) =
+            (s.linear_cka[i], layer_index(b, l), layer_index(st, l))
+        else {
+            continue;
+        };
+        if let (Some(a), Some(x)) = (b.mean_target(bi), st.mean_target(si)) {
+            drift.push(1.0 - c);
+            loss.push(a - x);
+        }
+        if let Some(a) = b.mean_target(bi) {
+            anchors.push((l, (1.0 - c) * (a - 0.5).max(0.0)));
+        }
+    }
+    if drift.len() < rules.min_layers {
+        let line = format!(
+            "{}: too few layers with both drift and transfer numbers ({}) to test whether drift explains the transfer loss.",
+            s.student,
+            drift.len()
+        );
+        return (None, line, anchors);
+    }
+    let sp = spearman(&drift, &loss, rules.permutations, 0);
+    let line = match sp {
+        Some(r) if r.rho > 0.0 && r.p < rules.alpha => format!(
+            "{}: across layers, drift and transfer loss rise together: Spearman ρ = {:.2} (n = {} layers, permutation p = {:.3}).",
+            s.student, r.rho, r.n, r.p
+        ),
+        Some(r) => format!(
+            "{}: the data do not support the claim that drift explains the transfer loss: Spearman ρ = {:.2} between per-layer drift and transfer loss (n = {} layers, permutation p = {:.3}).",
+            s.student, r.rho, r.n, r.p
+        ),
+        None => format!(
+            "{}: drift or transfer loss is constant across layers: no correlation to test.",
+            s.student
+        ),
+    };
+    (sp, line, anchors)
+}
+
 fn diagnose(
     s: &StudentSeries,
     base: Option<&ProbeSeries>,
@@ -380,113 +531,17 @@ fn diagnose(
     rules: &Rules,
     floor: Option<f64>,
 ) -> Finding {
-    let mut sentences = Vec::new();
-    let drifted: Vec<usize> = s
-        .layers
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| {
-            s.linear_cka[*i]
-                .is_some_and(|c| c < rules.cka_threshold && !trust::inside_floor(1.0 - c, floor))
-                && s.ci_linear[*i].is_none_or(|(_, hi)| hi < 1.0)
-        })
-        .map(|(_, &l)| l)
-        .collect();
-    let ci_note = if s.ci_linear.iter().any(|c| c.is_some()) {
-        ", interval excludes the base level"
-    } else {
-        ""
-    };
-    if drifted.is_empty() {
-        let min = s
-            .layers
-            .iter()
-            .zip(&s.linear_cka)
-            .filter_map(|(l, c)| c.map(|c| (*l, c)))
-            .min_by(|a, b| a.1.partial_cmp(&b.1).expect("finite"));
-        sentences.push(match min {
-            Some((l, c)) => format!(
-                "{}: no layer drifted (linear CKA ≥ {} everywhere on field `{}`; lowest {:.3} at layer {l}).",
-                s.student, rules.cka_threshold, s.field, c
-            ),
-            None => format!("{}: no CKA values to judge drift by.", s.student),
-        });
-    } else {
-        sentences.push(format!(
-            "{}: layers {} drifted (linear CKA < {}{ci_note}; field `{}`).",
-            s.student,
-            ranges(&drifted),
-            rules.cka_threshold,
-            s.field
-        ));
-    }
-    let mut sp = None;
-    let mut anchors = Vec::new();
+    let (drifted, first) = drifted_layers(s, floor);
+    let mut sentences = vec![first];
+    let (mut sp, mut anchors) = (None, Vec::new());
     match (base, student) {
         (Some(b), Some(st)) => {
-            let idx = |p: &ProbeSeries, l: usize| p.layers.iter().position(|&x| x == l);
-            let mut tgt = Vec::new();
-            let mut src = Vec::new();
-            for &l in &drifted {
-                if let (Some(bi), Some(si)) = (idx(b, l), idx(st, l)) {
-                    if let (Some(a), Some(c)) = (b.mean_target(bi), st.mean_target(si)) {
-                        tgt.push(100.0 * (c - a));
-                    }
-                    if let (Some(a), Some(c)) = (b.in_dist[bi], st.in_dist[si]) {
-                        src.push(100.0 * (c - a));
-                    }
-                }
+            if !drifted.is_empty() {
+                sentences.extend(transfer_where_drifted(s, &drifted, b, st));
             }
-            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-            if !drifted.is_empty() && !tgt.is_empty() && !src.is_empty() {
-                let (t, so) = (mean(&tgt), mean(&src));
-                let verb = |x: f64| if x < 0.0 { "fell" } else { "rose" };
-                sentences.push(format!(
-                    "In those layers target-probe accuracy {} {:.1} points against the base while source accuracy {} {:.1}{}.",
-                    verb(t),
-                    t.abs(),
-                    verb(so),
-                    so.abs(),
-                    if t < 0.0 && so >= 0.0 { " — transfer failure coincides with the drift" } else { "" }
-                ));
-            }
-            // Correlation over all layers with both numbers.
-            let mut drift = Vec::new();
-            let mut loss = Vec::new();
-            for (i, &l) in s.layers.iter().enumerate() {
-                if let (Some(c), Some(bi), Some(si)) = (s.linear_cka[i], idx(b, l), idx(st, l)) {
-                    if let (Some(a), Some(x)) = (b.mean_target(bi), st.mean_target(si)) {
-                        drift.push(1.0 - c);
-                        loss.push(a - x);
-                    }
-                    if let Some(a) = b.mean_target(bi) {
-                        anchors.push((l, (1.0 - c) * (a - 0.5).max(0.0)));
-                    }
-                }
-            }
-            if drift.len() < rules.min_layers {
-                sentences.push(format!(
-                    "{}: too few layers with both drift and transfer numbers ({}) to test whether drift explains the transfer loss.",
-                    s.student,
-                    drift.len()
-                ));
-            } else {
-                sp = spearman(&drift, &loss, rules.permutations, 0);
-                sentences.push(match sp {
-                    Some(r) if r.rho > 0.0 && r.p < rules.alpha => format!(
-                        "{}: across layers, drift and transfer loss rise together: Spearman ρ = {:.2} (n = {} layers, permutation p = {:.3}).",
-                        s.student, r.rho, r.n, r.p
-                    ),
-                    Some(r) => format!(
-                        "{}: the data do not support the claim that drift explains the transfer loss: Spearman ρ = {:.2} between per-layer drift and transfer loss (n = {} layers, permutation p = {:.3}).",
-                        s.student, r.rho, r.n, r.p
-                    ),
-                    None => format!(
-                        "{}: drift or transfer loss is constant across layers: no correlation to test.",
-                        s.student
-                    ),
-                });
-            }
+            let (r, line, a) = drift_against_loss(s, b, st, rules);
+            sentences.push(line);
+            (sp, anchors) = (r, a);
         }
         _ => sentences.push(format!(
             "No probe results for both the base (`{}`) and `{}`: the report cannot say whether drift explains transfer.",

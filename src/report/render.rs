@@ -25,10 +25,9 @@ const SECTIONS: [&str; 4] = [
 /// `report.md`: the same content as the HTML page, with links to the PNG plots.
 pub fn render_markdown(r: &Report, plots: &[plots::Plot]) -> Vec<u8> {
     let mut o = format!(
-        "# {}\n\nrepdrift {} · diagnosis rules: linear CKA threshold {}, α = {}\n\n",
+        "# {}\n\nrepdrift {} · diagnosis rules: drift where measurable (no CKA cut-off), α = {}\n\n",
         md(&r.title),
         r.repdrift_version,
-        r.rules.cka_threshold,
         r.rules.alpha
     );
     for c in &r.context {
@@ -199,7 +198,7 @@ pub fn render_html(r: &Report, plots: &[plots::Plot]) -> Vec<u8> {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title>\n<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}table{{border-collapse:collapse;font-size:13px;margin:1em 0;display:block;overflow-x:auto}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}th{{background:#f3f3f3}}td:first-child,th:first-child{{text-align:left}}.plot{{margin:1em 0;overflow-x:auto}}.plot svg{{max-width:100%;height:auto}}@media (max-width:640px){{.plot svg{{min-width:600px;max-width:none}}}}.note{{color:#555;font-size:13px}}details{{margin:1em 0}}</style></head><body>\n",
         esc(&r.title)
     ));
-    o.push_str(&format!("<h1>{}</h1>\n<p class=\"note\">repdrift {} · diagnosis rules: linear CKA threshold {}, α = {}</p>\n", esc(&r.title), esc(&r.repdrift_version), r.rules.cka_threshold, r.rules.alpha));
+    o.push_str(&format!("<h1>{}</h1>\n<p class=\"note\">repdrift {} · diagnosis rules: drift where measurable (no CKA cut-off), α = {}</p>\n", esc(&r.title), esc(&r.repdrift_version), r.rules.alpha));
     for c in &r.context {
         o.push_str(&format!("<p>{}</p>\n", esc(c)));
     }

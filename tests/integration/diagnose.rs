@@ -202,6 +202,13 @@ fn diagnose_finds_the_flipped_students_loss_and_its_tests_recompute_from_the_pai
             c.tests
         );
         assert!(c.tests.total.hi < 0.0);
+        // Two seeds: the drift is their mean, with no pair interval of one seed beside it.
+        assert!(c.drift.is_some() && c.drift_interval.is_none());
+    }
+    // One seed: the drift comes with its bootstrap interval over pairs, a real one.
+    for c in d.cells.iter().filter(|c| c.student != "flipped") {
+        let (lo, hi) = c.drift_interval.unwrap();
+        assert!(0.0 <= lo && lo < hi && hi <= 1.0, "{c:?}");
     }
     // Recompute every cell from pairs.csv with the library's tests.
     let per_pair = read_pairs(&out);

@@ -363,6 +363,40 @@ fn degenerate_input_gives_null_with_reason_or_named_error() {
     }
 }
 
+/// Truth: `bootstrap`'s replicates computed in feature space by the accumulator
+/// (‖X_cᵀY_c‖²_F / (‖X_cᵀX_c‖_F ‖Y_cᵀY_c‖_F) in float64). The example-space path draws the same
+/// indices, so both intervals agree to rounding — for n > d and for n < d (the usual case for
+/// hidden states: a few hundred pairs, a width of 576–4096).
+#[test]
+fn example_space_cka_bootstrap_equals_the_feature_space_bootstrap() {
+    use repdrift::metrics::bootstrap::{bootstrap, bootstrap_linear_cka};
+    let mut rng = StdRng::seed_from_u64(11);
+    for (n, d1, d2) in [(60, 7, 5), (24, 40, 33)] {
+        let x = normal(&mut rng, n, d1);
+        let mix = normal(&mut rng, d1, d2);
+        let y = x.dot(&mix) + normal(&mut rng, n, d2).mapv(|v| 2.0 * v);
+        let full = bootstrap(x.view(), y.view(), 300, 5).unwrap();
+        let fast = bootstrap_linear_cka(x.view(), y.view(), 300, 5).unwrap();
+        let (a, b) = (full.linear_cka.unwrap(), fast.linear_cka.unwrap());
+        assert!(
+            (a.lo - b.lo).abs() < 1e-9 && (a.hi - b.hi).abs() < 1e-9,
+            "n {n}: {a:?} vs {b:?}"
+        );
+        assert!(a.hi - a.lo > 1e-3, "a real interval: {a:?}");
+        assert_eq!((fast.b, fast.debiased_cka), (300, None));
+    }
+    // Identical sides: every replicate is 1.
+    let x = normal(&mut rng, 30, 8);
+    let i = bootstrap_linear_cka(x.view(), x.view(), 50, 1)
+        .unwrap()
+        .linear_cka
+        .unwrap();
+    assert!(
+        (i.lo - 1.0).abs() < 1e-12 && (i.hi - 1.0).abs() < 1e-12,
+        "{i:?}"
+    );
+}
+
 fn capture(model: &Path, data: &Path, out: &Path, extra: &[&str]) {
     let st = bin()
         .args(["capture", "--model"])

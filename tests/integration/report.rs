@@ -67,23 +67,31 @@ fn report_snapshots() {
 fn diagnosis_names_drifted_layers_and_the_correlation() {
     let r = build(&inputs("t"), &Rules::default());
     let naive = r.findings.iter().find(|f| f.student == "naive").unwrap();
-    // Fixture: naive CKA = 1 − 0.09·layer with a ±0.03 interval: layers 4–6 are below 0.7.
-    assert_eq!(naive.drifted_layers, vec![4, 5, 6]);
+    // Fixture: naive CKA = 1 − 0.09·layer with a ±0.03 interval (upper end capped at 1):
+    // layers 1–6 have an interval below 1, so their drift is measurable; layer 0 is the base.
+    assert_eq!(naive.drifted_layers, vec![1, 2, 3, 4, 5, 6]);
     assert!(
-        naive.sentences[0].contains("layers 4–6 drifted"),
+        naive.sentences[0].contains("layers 1–6 drifted measurably")
+            && naive.sentences[0].contains("largest drift 0.540 at layer 6")
+            && naive.sentences[0].contains("median 0.270 over 7 layers"),
         "{:?}",
         naive.sentences
     );
+    // Drift-weighted over layers 1–6 (weights 0.09·l), computed in Python from the fixture's
+    // probe.json files: Σ w·Δtarget / Σ w = −10.238, Σ w·Δsource / Σ w = +6.333 points.
     assert!(
-        naive.sentences[1].contains("target-probe accuracy fell"),
+        naive.sentences[1]
+            .contains("weighted by their drift, target-probe accuracy fell 10.2 points")
+            && naive.sentences[1].contains("source accuracy rose 6.3"),
         "{:?}",
         naive.sentences
     );
     let sp = naive.spearman.unwrap();
     assert!(sp.rho > 0.9 && sp.p < 0.05 && sp.n == 7, "{sp:?}");
     let anchor = r.findings.iter().find(|f| f.student == "anchor").unwrap();
-    assert!(anchor.drifted_layers.is_empty());
-    assert!(anchor.sentences[0].contains("no layer drifted"));
+    // Fixture: anchor CKA = 1 − 0.02·layer ± 0.03: the interval reaches 1 at layers 0–1.
+    assert_eq!(anchor.drifted_layers, vec![2, 3, 4, 5, 6]);
+    assert!(anchor.sentences[0].contains("largest drift 0.120 at layer 6"));
     // The anchored student's transfer loss does not track its (small) drift: the report says so.
     assert!(
         anchor
@@ -94,6 +102,34 @@ fn diagnosis_names_drifted_layers_and_the_correlation() {
         anchor.sentences
     );
     assert_eq!(naive.anchor_candidates[0].0, 6);
+}
+
+/// Issue 31: no point threshold decides drift. A student whose CKA is 0.95 at every layer with
+/// an interval that excludes 1 drifted measurably everywhere (a 0.7 cut-off called it
+/// unchanged); one whose interval reaches 1 did not, however low its point value.
+#[test]
+fn drift_is_decided_by_its_interval_not_by_a_cka_cut_off() {
+    let mut inp = inputs("t");
+    for row in inp
+        .metrics
+        .rows
+        .iter_mut()
+        .filter(|r| r.student == "anchor")
+    {
+        row.linear_cka = Some(0.95);
+        let ci = row.ci.as_mut().unwrap().linear_cka.as_mut().unwrap();
+        (ci.lo, ci.hi) = (0.93, 0.97);
+    }
+    for row in inp.metrics.rows.iter_mut().filter(|r| r.student == "naive") {
+        row.linear_cka = Some(0.5);
+        let ci = row.ci.as_mut().unwrap().linear_cka.as_mut().unwrap();
+        (ci.lo, ci.hi) = (0.1, 1.0);
+    }
+    let r = build(&inp, &Rules::default());
+    let get = |n: &str| r.findings.iter().find(|f| f.student == n).unwrap();
+    assert_eq!(get("anchor").drifted_layers, vec![0, 1, 2, 3, 4, 5, 6]);
+    assert!(get("naive").drifted_layers.is_empty());
+    assert!(get("naive").sentences[0].contains("no layer drifted measurably"));
 }
 
 /// Regression (issue 20): the demo report printed layer 0's probe accuracy as 0.000 when every
@@ -324,9 +360,8 @@ fn index_html_opens_in_headless_chromium() {
 #[test]
 fn drift_inside_the_numerical_floor_is_never_called_drift() {
     use repdrift::report::trust::ValidateSummary;
-    // Truth: the fixture's naive CKA = 1 − 0.09·layer, so 1 − CKA = 0.09·layer. With a rule
-    // that calls any CKA below 1 drift, a floor of 0.2 must leave out layers 0–2 (0, 0.09,
-    // 0.18) and keep 3–6.
+    // Truth: the fixture's naive CKA = 1 − 0.09·layer, so 1 − CKA = 0.09·layer. A floor of
+    // 0.2 must leave out layers 0–2 (0, 0.09, 0.18) and keep 3–6.
     let mut inp = inputs("t");
     inp.validate = Some(ValidateSummary {
         path: "validate.json".into(),
@@ -340,10 +375,7 @@ fn drift_inside_the_numerical_floor_is_never_called_drift() {
         chance_linear_cka: None,
         chance_n: 0,
     });
-    let rules = Rules {
-        cka_threshold: 1.0,
-        ..Rules::default()
-    };
+    let rules = Rules::default();
     let r = build(&inp, &rules);
     let naive = r.findings.iter().find(|f| f.student == "naive").unwrap();
     assert_eq!(naive.drifted_layers, vec![3, 4, 5, 6]);
