@@ -1,4 +1,4 @@
-//! safetensors headers and bodies: the completeness check, the memory map, and reading every
+//! safetensors headers and bodies: the completeness check, the positional reader, and reading every
 //! tensor the header lists.
 #![no_main]
 include!("common.rs");

@@ -3,7 +3,9 @@
 //! candle's CPU matmul (the `gemm` crate) reaches about a third of OpenBLAS's throughput on
 //! the 2-core machines repdrift targets; capture is dominated by these products. The BLAS
 //! path is a candle [`CustomOp2`] whose backward pass runs on BLAS as well; inference calls it
-//! without recording a graph. Non-CPU devices and other dtypes use candle's own matmul.
+//! without recording a graph. Non-CPU devices and other dtypes use candle's own matmul. A
+//! weight held in bf16/f16 (a half-precision checkpoint, kept at its stored size) is converted
+//! to f32 for each product on the CPU.
 //! Shapes: `x` is `(…, in)`, `W` is `(out, in)` as in HF checkpoints, `y` is `(…, out)`.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Module, Shape, Tensor};
@@ -540,18 +542,23 @@ impl Module for Linear {
         let k = *dims.last().expect("linear input has at least one dim");
         let lead: usize = dims[..dims.len() - 1].iter().product();
         let n = self.weight.dim(0)?;
-        let use_blas = matches!(x.device(), Device::Cpu)
-            && x.dtype() == DType::F32
-            && self.weight.dtype() == DType::F32;
-        let y = if use_blas {
+        let cpu_f32 = matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32;
+        // A weight held in its stored half dtype (a bf16/f16 checkpoint read on the CPU) is
+        // converted for this product only — exactly, every half value being an f32 value.
+        let converted = match self.weight.dtype() {
+            DType::BF16 | DType::F16 if cpu_f32 => Some(self.weight.to_dtype(DType::F32)?),
+            _ => None,
+        };
+        let weight = converted.as_ref().unwrap_or(&self.weight);
+        let y = if cpu_f32 && weight.dtype() == DType::F32 {
             let x2 = x.reshape((lead, k))?.contiguous()?;
             if self.differentiable {
-                x2.apply_op2(&self.weight, LINEAR_FORM)?
+                x2.apply_op2(weight, LINEAR_FORM)?
             } else {
-                x2.apply_op2_no_bwd(&self.weight, &LINEAR_FORM)?
+                x2.apply_op2_no_bwd(weight, &LINEAR_FORM)?
             }
         } else {
-            x.reshape((lead, k))?.matmul(&self.weight.t()?)?
+            x.reshape((lead, k))?.matmul(&weight.t()?)?
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,

@@ -72,6 +72,35 @@ impl Block {
         ]
     }
 
+    /// The block with every weight in f32, when any is held in a half dtype (`None`: already
+    /// f32). The conversion is exact. For plain blocks (the graph-free pass): linear biases
+    /// are not carried over.
+    fn in_f32(&self) -> Result<Option<Self>> {
+        if self.tensors().iter().all(|t| t.dtype() == DType::F32) {
+            return Ok(None);
+        }
+        let f = |t: &Tensor| t.to_dtype(DType::F32);
+        let t = self.tensors();
+        let mut b = Self::from_tensors(
+            [
+                f(t[0])?,
+                f(t[1])?,
+                f(t[2])?,
+                f(t[3])?,
+                f(t[4])?,
+                f(t[5])?,
+                f(t[6])?,
+                f(t[7])?,
+                f(t[8])?,
+            ],
+            false,
+        );
+        b.q_norm = self.q_norm.as_ref().map(f).transpose()?;
+        b.k_norm = self.k_norm.as_ref().map(f).transpose()?;
+        b.window = self.window;
+        Ok(Some(b))
+    }
+
     /// A block from weights in [`BLOCK_WEIGHTS`] order, its products recorded in the autograd
     /// graph when `differentiable`.
     pub fn from_tensors(t: [Tensor; 9], differentiable: bool) -> Self {
@@ -136,7 +165,7 @@ fn lin(w: &Weights, out: usize, inp: usize, bias: bool) -> Result<Linear> {
     } else {
         None
     };
-    Ok(Linear::new(w.get("weight", &[out, inp])?, b))
+    Ok(Linear::new(w.get_stored("weight", &[out, inp])?, b))
 }
 
 impl Llama {
@@ -176,7 +205,9 @@ impl Llama {
         let hd = cfg.head_dim();
         let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
         let m = weights.pp("model");
-        let embed_tokens = m.pp("embed_tokens").get("weight", &[cfg.vocab_size, d])?;
+        let embed_tokens = m
+            .pp("embed_tokens")
+            .get_stored("weight", &[cfg.vocab_size, d])?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let l = m.pp("layers").pp(i);
@@ -208,7 +239,11 @@ impl Llama {
         }
         let norm = m.pp("norm").get("weight", &[d])?;
         let lm_head = if weights.contains("lm_head.weight") && !cfg.tie_word_embeddings {
-            Some(weights.pp("lm_head").get("weight", &[cfg.vocab_size, d])?)
+            Some(
+                weights
+                    .pp("lm_head")
+                    .get_stored("weight", &[cfg.vocab_size, d])?,
+            )
         } else {
             None
         };
@@ -491,10 +526,13 @@ impl HookedModel for Llama {
         let d = self.cfg.hidden_size;
         let blocks = hooks.blocks_needed().min(n);
         let ids = batch.ids.flatten_all()?;
+        // The embeddings may be held in their stored half dtype; the stream computes in the
+        // norms' dtype.
         let mut x = self
             .embed_tokens
             .index_select(&ids, 0)?
-            .reshape((b, s, d))?;
+            .reshape((b, s, d))?
+            .to_dtype(self.norm.dtype())?;
         if hooks.wants(HookPoint::ResidPost, 0) {
             sink.layer(HookPoint::ResidPost, 0, &x)?;
         }
@@ -525,13 +563,19 @@ impl Llama {
     /// hook (that pass adds the branches into the residual stream in place).
     fn graph_free_applies(&self, x: &Tensor, hooks: &HookRequest, blocks: usize) -> bool {
         let cpu_f32 = |t: &Tensor| super::fused::fusable(t) && t.is_contiguous();
+        let cpu_weight = |t: &Tensor| {
+            cpu_f32(t)
+                || (matches!(t.device(), Device::Cpu)
+                    && matches!(t.dtype(), DType::BF16 | DType::F16)
+                    && t.is_contiguous())
+        };
         self.variant().is_plain()
             && cpu_f32(x)
             && (1..=blocks)
                 .all(|l| !hooks.wants(HookPoint::AttnOut, l) && !hooks.wants(HookPoint::MlpOut, l))
             && self.layers[..blocks]
                 .iter()
-                .all(|b| b.tensors().iter().all(|t| cpu_f32(t)))
+                .all(|b| b.tensors().iter().all(|t| cpu_weight(t)))
     }
 
     /// The first `blocks` blocks graph-free (one row-major buffer, OpenBLAS products, fused
@@ -553,8 +597,11 @@ impl Llama {
         let dims = super::llama_grad::Dims::of(&self.cfg, b, s);
         let (cos, sin) = self.rope_vecs(s)?;
         let mut xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
-        for (i, blk) in self.layers.iter().take(blocks).enumerate() {
+        for (i, stored) in self.layers.iter().take(blocks).enumerate() {
             let l = i + 1;
+            // A half-precision block is converted to f32 while it runs, then dropped.
+            let converted = stored.in_f32()?;
+            let blk = converted.as_ref().unwrap_or(stored);
             let (y, _) = super::llama_grad::with_block(blk, |w| {
                 super::llama_grad::forward(&w, &dims, &batch.lens, &cos, &sin, xv)
             })?;

@@ -27,6 +27,7 @@ pub mod mistral;
 pub mod qwen2;
 pub mod qwen3;
 pub mod reward_head;
+pub mod tensor_file;
 pub mod tokenizer;
 pub mod weights;
 

@@ -1,23 +1,23 @@
 //! Named weights with shape checks, walked by prefix like candle's `VarBuilder::pp`.
 //!
-//! Sources: an in-memory map (GGUF, dequantized to f32), memory-mapped safetensors files, or
+//! Sources: an in-memory map (GGUF, dequantized to f32), safetensors files read tensor by tensor, or
 //! an overlay (a student's delta: its own tensors first, the base's for the rest).
 //! Every tensor is returned as f32 on the requested device. A missing weight or a wrong shape
 //! is an error naming the file, the weight and both shapes.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
+use super::tensor_file::TensorFile;
 use crate::error::{Error, Result};
 
 enum Source {
     Map(HashMap<String, Tensor>),
-    Mmap(MmapedSafetensors),
+    /// Safetensors files (one, or an index's shards) read tensor by tensor; a name's file.
+    Files(Vec<TensorFile>, HashMap<String, usize>),
     /// Tensors that replace the base's, then the base.
     Overlay(HashMap<String, Tensor>, Arc<Store>),
 }
@@ -48,7 +48,7 @@ impl Store {
         let name = self.stored(full);
         match &self.source {
             Source::Map(m) => m.contains_key(name),
-            Source::Mmap(m) => m.get(name).is_ok(),
+            Source::Files(_, by_name) => by_name.contains_key(name),
             Source::Overlay(m, base) => m.contains_key(full) || base.contains(full),
         }
     }
@@ -58,9 +58,9 @@ impl Store {
         let name = self.stored(full);
         Ok(match &self.source {
             Source::Map(m) => m.get(name).cloned(),
-            Source::Mmap(m) => match m.get(name) {
-                Ok(_) => Some(m.load(name, &self.device)?),
-                Err(_) => None,
+            Source::Files(files, by_name) => match by_name.get(name) {
+                Some(&i) => files[i].load(name, &self.device)?,
+                None => None,
             },
             Source::Overlay(m, base) => match m.get(full) {
                 Some(t) => Some(t.clone()),
@@ -115,19 +115,12 @@ impl Weights {
         }
     }
 
-    /// Memory-map one safetensors file after checking that it is complete.
+    /// One safetensors file, its header checked (complete, every tensor's range inside the
+    /// file); tensors are read when asked for (see [`TensorFile`]).
     pub fn from_safetensors(path: &Path, device: &Device) -> Result<Self> {
-        check_safetensors(path)?;
-        // SAFETY: the file is memory-mapped read-only; repdrift never writes to model files
-        // while they are loaded.
-        let st = unsafe { MmapedSafetensors::new(path) }
-            .map_err(|e| Error::model(path, format!("cannot read safetensors: {e}")))?;
+        let source = files_source(vec![TensorFile::open(path)?]);
         Ok(Self {
-            store: Arc::new(Store::new(
-                path.to_path_buf(),
-                Source::Mmap(st),
-                device.clone(),
-            )),
+            store: Arc::new(Store::new(path.to_path_buf(), source, device.clone())),
             prefix: String::new(),
             dtype: DType::F32,
         })
@@ -165,7 +158,7 @@ impl Weights {
         files.dedup();
         let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
         sha2::Digest::update(&mut hasher, &bytes);
-        let mut paths = Vec::new();
+        let mut shards = Vec::new();
         for f in &files {
             if f.contains('/') || f.contains("..") {
                 return Err(Error::model(
@@ -180,17 +173,13 @@ impl Weights {
                     "shard listed in model.safetensors.index.json is missing",
                 ));
             }
-            check_safetensors(&p)?;
             sha2::Digest::update(&mut hasher, crate::data::sha256_file(&p)?.as_bytes());
-            paths.push(p);
+            shards.push(TensorFile::open(&p)?);
         }
-        // SAFETY: read-only memory maps of files repdrift never writes while they are loaded.
-        let st = unsafe { MmapedSafetensors::multi(&paths) }
-            .map_err(|e| Error::model(&index, format!("cannot read the shards: {e}")))?;
         let sha = crate::data::hex(&sha2::Digest::finalize(hasher));
         Ok((
             Self {
-                store: Arc::new(Store::new(index, Source::Mmap(st), device.clone())),
+                store: Arc::new(Store::new(index, files_source(shards), device.clone())),
                 prefix: String::new(),
                 dtype: DType::F32,
             },
@@ -241,6 +230,29 @@ impl Weights {
 
     /// The weight `name`, checked to have `shape`, in this view's dtype (f32 by default).
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        Ok(self
+            .with_dtype_of_store(name, shape)?
+            .to_dtype(self.dtype)?)
+    }
+
+    /// [`Weights::get`] for a product's weight (a linear layer's, the token embeddings): a
+    /// bf16 or f16 tensor stays in its stored dtype when this view computes in f32 on the CPU,
+    /// so that a half-precision checkpoint is held at its stored size; the products convert it
+    /// a block at a time (exactly: every half value is an f32 value). Otherwise as `get`.
+    pub fn get_stored(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let keep = self.dtype == DType::F32 && matches!(self.store.device, Device::Cpu);
+        if !keep {
+            return self.get(name, shape);
+        }
+        let t = self.with_dtype_of_store(name, shape)?;
+        Ok(match t.dtype() {
+            DType::BF16 | DType::F16 => t,
+            _ => t.to_dtype(DType::F32)?,
+        })
+    }
+
+    /// The weight `name`, checked to have `shape`, in its stored dtype on the store's device.
+    fn with_dtype_of_store(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let full = self.full(name);
         let t = self.store.lookup(&full)?;
         let t =
@@ -253,7 +265,7 @@ impl Weights {
                 actual: t.dims().to_vec(),
             });
         }
-        Ok(t.to_dtype(self.dtype)?.to_device(&self.store.device)?)
+        Ok(t.to_device(&self.store.device)?)
     }
 
     /// The file the weights come from.
@@ -263,57 +275,18 @@ impl Weights {
 }
 
 /// Check that a safetensors file is complete: its header parses and every tensor's byte
-/// range lies inside the file.
+/// range fits its shape and lies inside the file.
 pub fn check_safetensors(path: &Path) -> Result<()> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let file_len = f.metadata().map_err(|e| Error::io(path, e))?.len();
-    let truncated = |detail: String| Error::Truncated {
-        path: path.to_path_buf(),
-        detail,
-    };
-    if file_len < 8 {
-        return Err(truncated(format!(
-            "{file_len} bytes, shorter than the 8-byte header length"
-        )));
-    }
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len).map_err(|e| Error::io(path, e))?;
-    let n = u64::from_le_bytes(len);
-    if 8 + n > file_len {
-        return Err(truncated(format!(
-            "header says {n} bytes of metadata but the file has {file_len} bytes"
-        )));
-    }
-    if n > 100_000_000 {
-        return Err(Error::model(
-            path,
-            format!("implausible safetensors header length {n}"),
-        ));
-    }
-    let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
-    let value: serde_json::Value = serde_json::from_slice(&header)
-        .map_err(|e| Error::model(path, format!("safetensors header is not JSON: {e}")))?;
-    let mut end = 0u64;
-    if let Some(obj) = value.as_object() {
-        for (k, v) in obj {
-            if k == "__metadata__" {
-                continue;
-            }
-            if let Some(e) = v
-                .get("data_offsets")
-                .and_then(|o| o.get(1))
-                .and_then(|e| e.as_u64())
-            {
-                end = end.max(e);
-            }
+    TensorFile::open(path).map(|_| ())
+}
+
+/// The source of several files: each name read from the first file that holds it.
+fn files_source(files: Vec<TensorFile>) -> Source {
+    let mut by_name = HashMap::new();
+    for (i, f) in files.iter().enumerate() {
+        for n in f.names() {
+            by_name.entry(n.clone()).or_insert(i);
         }
     }
-    let need = 8 + n + end;
-    if need > file_len {
-        return Err(truncated(format!(
-            "tensor data needs {need} bytes but the file has {file_len}"
-        )));
-    }
-    Ok(())
+    Source::Files(files, by_name)
 }

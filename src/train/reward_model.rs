@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
@@ -87,7 +87,7 @@ impl<'a> TrainableRm<'a> {
         let first = n - k;
         let mut vars = Vec::new();
         let embed = if train_embeddings && first == 0 {
-            let v = Var::from_tensor(base.embed_tokens())?;
+            let v = Var::from_tensor(&base.embed_tokens().to_dtype(DType::F32)?)?;
             vars.push(("model.embed_tokens.weight".to_string(), v.clone()));
             Some(v)
         } else {
@@ -98,7 +98,8 @@ impl<'a> TrainableRm<'a> {
             let ts = blk.tensors();
             let mut vs: Vec<Tensor> = Vec::with_capacity(9);
             for (name, t) in BLOCK_WEIGHTS.iter().zip(ts) {
-                let v = Var::from_tensor(t)?;
+                // Trainable weights in f32 (a half checkpoint's are held in their stored dtype).
+                let v = Var::from_tensor(&t.to_dtype(DType::F32)?)?;
                 vs.push(v.as_tensor().clone());
                 vars.push((format!("model.layers.{i}.{name}"), v));
             }

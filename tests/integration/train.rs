@@ -683,3 +683,83 @@ fn a_delta_exports_to_the_same_bytes_as_a_full_save_and_refuses_a_wrong_base() {
     let e = err(&tampered);
     assert!(e.contains("changed after training wrote it"), "{e}");
 }
+
+/// Issue 32: training a bf16 base holds the frozen blocks in bf16 and f32 copies of the
+/// trainable ones only. Truth: the same weights stored in f32 (each bf16 value widened,
+/// exactly) — the trained tensors must be bit-identical.
+#[test]
+fn training_a_bf16_base_equals_training_its_f32_copy() {
+    use candle_core::DType;
+    let dir = scratch("train-bf16-base");
+    let data = super::common::write_pairs(&dir, 16);
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    write_checkpoint(&src, true);
+    let stored =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let copy = |name: &str, widen: bool| {
+        let out = dir.join(name);
+        std::fs::create_dir_all(&out).unwrap();
+        for f in ["config.json", "tokenizer.json"] {
+            std::fs::copy(src.join(f), out.join(f)).unwrap();
+        }
+        let ts: std::collections::HashMap<String, Tensor> = stored
+            .iter()
+            .map(|(k, t)| {
+                let h = t.to_dtype(DType::BF16).unwrap();
+                (
+                    k.clone(),
+                    if widen {
+                        h.to_dtype(DType::F32).unwrap()
+                    } else {
+                        h
+                    },
+                )
+            })
+            .collect();
+        candle_core::safetensors::save(&ts, out.join("model.safetensors")).unwrap();
+        out
+    };
+    let (half, wide) = (copy("bf16", false), copy("f32", true));
+    let held = repdrift::model::load_llama(&half, &Device::Cpu).unwrap();
+    assert_eq!(held.blocks()[0].tensors()[1].dtype(), DType::BF16);
+    let args = [
+        "--trainable",
+        "top:2",
+        "--epochs",
+        "1",
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "4",
+    ];
+    let mut trained = Vec::new();
+    for base in [&half, &wide] {
+        let out = base.with_extension("out");
+        let o = gold_train(base, &data, &out, &args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let mut t: Vec<(String, Vec<f32>)> =
+            candle_core::safetensors::load(out.join("delta.safetensors"), &Device::Cpu)
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k,
+                        v.to_dtype(DType::F32)
+                            .unwrap()
+                            .flatten_all()
+                            .unwrap()
+                            .to_vec1()
+                            .unwrap(),
+                    )
+                })
+                .collect();
+        t.sort_by(|a, b| a.0.cmp(&b.0));
+        trained.push(t);
+    }
+    assert!(!trained[0].is_empty());
+    assert_eq!(
+        trained[0], trained[1],
+        "bf16-held and f32 bases trained differently"
+    );
+}
