@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capture::{Pooling, Store};
 use crate::error::{Error, Result};
-use crate::metrics::compare::MetricsReport;
+use crate::metrics::compare::{MetricsReport, StoreRecord};
 use crate::model::HookPoint;
 use crate::probe::run::ProbeReport;
 
@@ -142,35 +142,7 @@ pub fn recommend(
     if !(p.fraction > 0.0 && p.fraction.is_finite()) {
         return Err(Error::param("fraction", "must be positive"));
     }
-    let student = match &p.student {
-        Some(s) => metrics
-            .students
-            .iter()
-            .find(|r| &r.name == s)
-            .ok_or_else(|| {
-                Error::param(
-                    "student",
-                    format!(
-                        "no student `{s}` in the metrics (students: {})",
-                        metrics
-                            .students
-                            .iter()
-                            .map(|r| r.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                )
-            })?,
-        None => metrics
-            .students
-            .first()
-            .ok_or_else(|| Error::param("metrics", "the metrics name no student"))?,
-    };
-    let field = if metrics.rows.iter().any(|r| r.field == "diff") {
-        "diff"
-    } else {
-        "chosen"
-    };
+    let student = analysed_student(metrics, p)?;
     let base_probe = probes
         .iter()
         .find(|r| r.model == p.base_model)
@@ -189,12 +161,77 @@ pub fn recommend(
             base_store.manifest().pooling.name()
         ));
     }
-    let mut scores = Vec::new();
     let n_layers = base_store.manifest().model.n_layers;
+    let stores = (&base_store, &student_store);
+    let scores = layer_scores(metrics, &student.name, base_probe, stores, p)?;
+    let layers = propose(&scores, p.budget, &mut notes);
+    Ok(Recommendation {
+        format: "repdrift-recommend".into(),
+        version: 1,
+        student: student.name.clone(),
+        base_model: p.base_model.clone(),
+        budget: p.budget,
+        fraction: p.fraction,
+        bt_loss_reference: std::f64::consts::LN_2,
+        eligible: (p.min_layer, n_layers),
+        scores,
+        proposal: Proposal {
+            label: "recommended".into(),
+            layers: layers.iter().map(|x| x.0).collect(),
+            weights: layers.iter().map(|x| x.1).collect(),
+        },
+        notes,
+        validation: None,
+    })
+}
+
+/// The student the advice is for: the one named, else the metrics' first.
+fn analysed_student<'a>(
+    metrics: &'a MetricsReport,
+    p: &RecommendParams,
+) -> Result<&'a StoreRecord> {
+    match &p.student {
+        Some(s) => metrics
+            .students
+            .iter()
+            .find(|r| &r.name == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = metrics.students.iter().map(|r| r.name.as_str()).collect();
+                Error::param(
+                    "student",
+                    format!(
+                        "no student `{s}` in the metrics (students: {})",
+                        names.join(", ")
+                    ),
+                )
+            }),
+        None => metrics
+            .students
+            .first()
+            .ok_or_else(|| Error::param("metrics", "the metrics name no student")),
+    }
+}
+
+/// Each eligible layer's drift, the base probe's transfer there, their product (the rank
+/// score), the anchor distance of the student's states from the base's and the λ that makes
+/// the anchor term `fraction` of the BT loss at the start.
+fn layer_scores(
+    metrics: &MetricsReport,
+    student: &str,
+    base_probe: &ProbeReport,
+    (base_store, student_store): (&Store, &Store),
+    p: &RecommendParams,
+) -> Result<Vec<LayerScore>> {
+    let field = if metrics.rows.iter().any(|r| r.field == "diff") {
+        "diff"
+    } else {
+        "chosen"
+    };
+    let mut scores = Vec::new();
     for row in metrics
         .rows
         .iter()
-        .filter(|r| r.student == student.name && r.field == field && r.layer >= p.min_layer)
+        .filter(|r| r.student == student && r.field == field && r.layer >= p.min_layer)
     {
         let l = row.layer;
         let accs: Vec<f64> = base_probe
@@ -231,11 +268,17 @@ pub fn recommend(
         return Err(Error::param(
             "layers",
             format!(
-                "no metrics for student `{}` at layers ≥ {} (the layers the next run can anchor)",
-                student.name, p.min_layer
+                "no metrics for student `{student}` at layers ≥ {} (the layers the next run can anchor)",
+                p.min_layer
             ),
         ));
     }
+    Ok(scores)
+}
+
+/// The `budget` best layers (by score, or by drift when no layer has a score) with their λ,
+/// in layer order; notes on what makes the ranking weak.
+fn propose(scores: &[LayerScore], budget: usize, notes: &mut Vec<String>) -> Vec<(usize, f64)> {
     let max_drift = scores.iter().map(|s| s.drift).fold(0.0, f64::max);
     if max_drift < 0.01 {
         notes.push(format!(
@@ -263,30 +306,13 @@ pub fn recommend(
             .expect("finite")
             .then(a.layer.cmp(&b.layer))
     });
-    let top: Vec<&LayerScore> = ranked.iter().take(p.budget).copied().collect();
-    let mut layers: Vec<(usize, f64)> = top
+    let mut layers: Vec<(usize, f64)> = ranked
         .iter()
+        .take(budget)
         .map(|s| (s.layer, s.lambda.unwrap_or(1.0)))
         .collect();
     layers.sort_by_key(|x| x.0);
-    Ok(Recommendation {
-        format: "repdrift-recommend".into(),
-        version: 1,
-        student: student.name.clone(),
-        base_model: p.base_model.clone(),
-        budget: p.budget,
-        fraction: p.fraction,
-        bt_loss_reference: std::f64::consts::LN_2,
-        eligible: (p.min_layer, n_layers),
-        scores,
-        proposal: Proposal {
-            label: "recommended".into(),
-            layers: layers.iter().map(|x| x.0).collect(),
-            weights: layers.iter().map(|x| x.1).collect(),
-        },
-        notes,
-        validation: None,
-    })
+    layers
 }
 
 /// The validation grid for `rec` (`full` adds more alternatives).

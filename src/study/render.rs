@@ -60,157 +60,160 @@ fn n_of(cell: &super::analysis::Cell) -> usize {
 
 /// The diagnosis in words, from the numbers only.
 pub fn diagnosis(s: &Summary) -> Vec<String> {
-    let mut out = Vec::new();
     if s.n_runs == 0 {
-        out.push("No run has finished yet.".into());
-        return out;
+        return vec!["No run has finished yet.".into()];
     }
-    if let Some((lo, hi)) = s.target_accuracy_range {
-        let spread = hi - lo;
-        out.push(format!(
-            "Mean target accuracy across the {} runs spans {:.1}–{:.1} % ({:.1} points){}.",
-            s.n_runs,
-            lo,
-            hi,
-            spread,
-            if spread >= 15.0 {
-                ": the grid holds runs that transfer and runs that do not"
-            } else {
-                ": less than 15 points, so the grid has little transfer failure to explain"
-            }
-        ));
-    }
-    if let (Some(t), Some(b)) = (
-        s.references.teacher.get("mean_target"),
-        s.references.base_probe.get("mean_target"),
-    ) {
-        out.push(format!(
-            "References (mean over seeds): the weak teacher reaches {} % on the source test part and {} % on the targets; the base's own probe {} % and {} %; the weak labels agree with gold on {} % of the training pairs.",
-            pm(s.references.teacher.get("source_test")),
-            pm(Some(t)),
-            pm(s.references.base_probe.get("source_test")),
-            pm(Some(b)),
-            pm(s.references.weak_label_accuracy.as_ref()),
-        ));
-    }
-    for reg in &s.regimes {
-        let cell = |m: &str| s.table.iter().find(|c| c.regime == *reg && c.method == m);
-        if let (Some(n), Some(g)) = (cell("naive"), cell("gold")) {
-            let get = |c: &super::analysis::Cell, k: &str| c.metrics.get(k).map(|v| v.mean);
-            if let (Some(nt), Some(gt), Some(nc)) = (
-                get(n, "acc:mean_target"),
-                get(g, "acc:mean_target"),
-                get(n, "transfer_change"),
-            ) {
-                let ci = |c: &super::analysis::Cell| {
-                    c.metrics
-                        .get("transfer_change")
-                        .and_then(Stat::ci95)
-                        .map(|(lo, hi)| format!(", 95 % CI {lo:+.1} to {hi:+.1}"))
-                        .unwrap_or_default()
-                };
-                let mut line = format!(
-                    "Regime {reg}: the naive student reaches {:.1} % on the targets (gold {:.1} %), {:+.1} points against the base probe{}",
-                    nt, gt, nc, ci(n)
-                );
-                let anchors: Vec<&super::analysis::Cell> = s
-                    .table
-                    .iter()
-                    .filter(|c| {
-                        c.regime == *reg
-                            && !["gold", "naive", "confidence", "lpft"].contains(&c.method.as_str())
-                    })
-                    .collect();
-                for a in anchors {
-                    if let (Some(at), Some(na), Some(aa)) = (
-                        get(a, "acc:mean_target"),
-                        n.metrics.get("acc:mean_target"),
-                        a.metrics.get("acc:mean_target"),
-                    ) {
-                        let spread = match (na.sd, aa.sd) {
-                            (Some(x), Some(y)) if (at - nt).abs() < x + y => {
-                                ", within one sd of each other"
-                            }
-                            (Some(_), Some(_)) => "",
-                            _ => ", one seed: no sd yet",
-                        };
-                        let _ = write!(
-                            line,
-                            "; {} {:.1} % ({:+.1} points vs naive{}; {:+.1} against the base probe{})",
-                            a.method,
-                            at,
-                            at - nt,
-                            spread,
-                            a.metrics.get("transfer_change").map_or(f64::NAN, |v| v.mean),
-                            ci(a)
-                        );
-                    }
-                }
-                for m in ["lpft", "confidence"] {
-                    if let Some((c, v)) =
-                        cell(m).and_then(|c| Some((c, c.metrics.get("transfer_change")?)))
-                    {
-                        let _ =
-                            write!(line, "; {m} {:+.1} against the base probe{}", v.mean, ci(c));
-                    }
-                }
-                let outcomes: Vec<String> =
-                    n.outcomes.iter().map(|(k, v)| format!("{v} {k}")).collect();
-                let _ = write!(line, ". Naive runs: {}.", outcomes.join(", "));
-                out.push(line);
-            }
-        }
-    }
-    match &s.best_layer {
-        Some(b) => {
-            let ci = b
-                .ci
-                .map(|(lo, hi)| format!("95 % CI {lo:.2} to {hi:.2}"))
-                .unwrap_or_else(|| "no CI".into());
-            let verdict = match b.ci {
-                Some((_, hi)) if hi < 0.0 => {
-                    "more drift goes with worse transfer, and the interval excludes zero"
-                }
-                Some((lo, _)) if lo > 0.0 => {
-                    "more drift goes with better transfer here (not worse), and the interval excludes zero"
-                }
-                _ => "the interval includes zero: across these runs drift does not predict transfer",
-            };
-            out.push(format!(
-                "Drift against transfer over {} runs: the layer whose drift (1 − linear CKA) tracks the transfer change best is {} (Spearman ρ = {:.2}, {}, permutation p = {}); {}. The best layer is chosen after looking, so its interval is optimistic.",
-                b.n,
-                b.layer,
-                b.rho.unwrap_or(f64::NAN),
-                ci,
-                b.p.map_or("–".into(), |p| format!("{p:.3}")),
-                verdict
-            ));
-            let within: Vec<String> = s
-                .best_layer_by_regime
-                .iter()
-                .map(|(reg, rho, ci, n)| match (rho, ci) {
-                    (Some(r), Some((lo, hi))) => format!("{reg}: ρ = {r:.2} [{lo:.2}, {hi:.2}], n = {n}"),
-                    _ => format!("{reg}: undefined (n = {n})"),
-                })
-                .collect();
-            if !within.is_empty() {
-                out.push(format!(
-                    "Within each regime, at layer {}: {}.",
-                    b.layer,
-                    within.join("; ")
-                ));
-            }
-            if let Some(r) = s.best_layer_source_rho {
-                out.push(format!(
-                    "Caution: the same layer's drift has Spearman ρ = {r:.2} with the source-test accuracy over these runs. Drift against the base also measures how far a student moved to fit the source (students start from a random or probe head), so across methods and regimes it is confounded with how much was learned; read the correlation within a regime and method before calling drift a cause."
-                ));
-            }
-        }
-        None => out.push(
-            "Drift against transfer: no layer's drift varies across runs, so there is no correlation to test.".into(),
-        ),
-    }
+    let mut out: Vec<String> = spread_line(s).into_iter().collect();
+    out.extend(references_line(s));
+    out.extend(s.regimes.iter().filter_map(|reg| regime_line(s, reg)));
+    out.extend(drift_against_transfer_lines(s));
     out.push(drift_or_head_line(s));
+    out
+}
+
+/// How far the runs' mean target accuracies spread.
+fn spread_line(s: &Summary) -> Option<String> {
+    let (lo, hi) = s.target_accuracy_range?;
+    let spread = hi - lo;
+    Some(format!(
+        "Mean target accuracy across the {} runs spans {:.1}–{:.1} % ({:.1} points){}.",
+        s.n_runs,
+        lo,
+        hi,
+        spread,
+        if spread >= 15.0 {
+            ": the grid holds runs that transfer and runs that do not"
+        } else {
+            ": less than 15 points, so the grid has little transfer failure to explain"
+        }
+    ))
+}
+
+/// The weak teacher's and the base probe's accuracies, and the weak labels' agreement.
+fn references_line(s: &Summary) -> Option<String> {
+    let t = s.references.teacher.get("mean_target")?;
+    let b = s.references.base_probe.get("mean_target")?;
+    Some(format!(
+        "References (mean over seeds): the weak teacher reaches {} % on the source test part and {} % on the targets; the base's own probe {} % and {} %; the weak labels agree with gold on {} % of the training pairs.",
+        pm(s.references.teacher.get("source_test")),
+        pm(Some(t)),
+        pm(s.references.base_probe.get("source_test")),
+        pm(Some(b)),
+        pm(s.references.weak_label_accuracy.as_ref()),
+    ))
+}
+
+/// One regime: naive against gold and the base probe, then each anchored method, LP-FT and
+/// confidence, and the naive runs' outcomes.
+fn regime_line(s: &Summary, reg: &str) -> Option<String> {
+    use super::analysis::Cell;
+    let cell = |m: &str| s.table.iter().find(|c| c.regime == reg && c.method == m);
+    let (n, g) = (cell("naive")?, cell("gold")?);
+    let get = |c: &Cell, k: &str| c.metrics.get(k).map(|v| v.mean);
+    let (nt, gt, nc) = (
+        get(n, "acc:mean_target")?,
+        get(g, "acc:mean_target")?,
+        get(n, "transfer_change")?,
+    );
+    let ci = |c: &Cell| {
+        c.metrics
+            .get("transfer_change")
+            .and_then(Stat::ci95)
+            .map(|(lo, hi)| format!(", 95 % CI {lo:+.1} to {hi:+.1}"))
+            .unwrap_or_default()
+    };
+    let mut line = format!(
+        "Regime {reg}: the naive student reaches {:.1} % on the targets (gold {:.1} %), {:+.1} points against the base probe{}",
+        nt, gt, nc, ci(n)
+    );
+    let anchors = s.table.iter().filter(|c| {
+        c.regime == reg && !["gold", "naive", "confidence", "lpft"].contains(&c.method.as_str())
+    });
+    for a in anchors {
+        if let (Some(at), Some(na), Some(aa)) = (
+            get(a, "acc:mean_target"),
+            n.metrics.get("acc:mean_target"),
+            a.metrics.get("acc:mean_target"),
+        ) {
+            let spread = match (na.sd, aa.sd) {
+                (Some(x), Some(y)) if (at - nt).abs() < x + y => ", within one sd of each other",
+                (Some(_), Some(_)) => "",
+                _ => ", one seed: no sd yet",
+            };
+            let _ = write!(
+                line,
+                "; {} {:.1} % ({:+.1} points vs naive{}; {:+.1} against the base probe{})",
+                a.method,
+                at,
+                at - nt,
+                spread,
+                a.metrics
+                    .get("transfer_change")
+                    .map_or(f64::NAN, |v| v.mean),
+                ci(a)
+            );
+        }
+    }
+    for m in ["lpft", "confidence"] {
+        if let Some((c, v)) = cell(m).and_then(|c| Some((c, c.metrics.get("transfer_change")?))) {
+            let _ = write!(line, "; {m} {:+.1} against the base probe{}", v.mean, ci(c));
+        }
+    }
+    let outcomes: Vec<String> = n.outcomes.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    let _ = write!(line, ". Naive runs: {}.", outcomes.join(", "));
+    Some(line)
+}
+
+/// The layer whose drift tracks transfer best over the runs, within each regime, and the
+/// caution about its confound with learning the source.
+fn drift_against_transfer_lines(s: &Summary) -> Vec<String> {
+    let Some(b) = &s.best_layer else {
+        return vec![
+            "Drift against transfer: no layer's drift varies across runs, so there is no correlation to test.".into(),
+        ];
+    };
+    let mut out = Vec::new();
+    let ci =
+        b.ci.map(|(lo, hi)| format!("95 % CI {lo:.2} to {hi:.2}"))
+            .unwrap_or_else(|| "no CI".into());
+    let verdict = match b.ci {
+        Some((_, hi)) if hi < 0.0 => {
+            "more drift goes with worse transfer, and the interval excludes zero"
+        }
+        Some((lo, _)) if lo > 0.0 => {
+            "more drift goes with better transfer here (not worse), and the interval excludes zero"
+        }
+        _ => "the interval includes zero: across these runs drift does not predict transfer",
+    };
+    out.push(format!(
+        "Drift against transfer over {} runs: the layer whose drift (1 − linear CKA) tracks the transfer change best is {} (Spearman ρ = {:.2}, {}, permutation p = {}); {}. The best layer is chosen after looking, so its interval is optimistic.",
+        b.n,
+        b.layer,
+        b.rho.unwrap_or(f64::NAN),
+        ci,
+        b.p.map_or("–".into(), |p| format!("{p:.3}")),
+        verdict
+    ));
+    let within: Vec<String> = s
+        .best_layer_by_regime
+        .iter()
+        .map(|(reg, rho, ci, n)| match (rho, ci) {
+            (Some(r), Some((lo, hi))) => format!("{reg}: ρ = {r:.2} [{lo:.2}, {hi:.2}], n = {n}"),
+            _ => format!("{reg}: undefined (n = {n})"),
+        })
+        .collect();
+    if !within.is_empty() {
+        out.push(format!(
+            "Within each regime, at layer {}: {}.",
+            b.layer,
+            within.join("; ")
+        ));
+    }
+    if let Some(r) = s.best_layer_source_rho {
+        out.push(format!(
+            "Caution: the same layer's drift has Spearman ρ = {r:.2} with the source-test accuracy over these runs. Drift against the base also measures how far a student moved to fit the source (students start from a random or probe head), so across methods and regimes it is confounded with how much was learned; read the correlation within a regime and method before calling drift a cause."
+        ));
+    }
     out
 }
 
