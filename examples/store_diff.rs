@@ -22,7 +22,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for field in &a.manifest().fields {
             let (x, y) = (a.read(hook, layer, field)?, b.read(hook, layer, field)?);
             if x.dim() != y.dim() {
-                return Err(format!("layer {layer} {field}: {:?} vs {:?}", x.dim(), y.dim()).into());
+                return Err(
+                    format!("layer {layer} {field}: {:?} vs {:?}", x.dim(), y.dim()).into(),
+                );
             }
             let worst = x
                 .outer_iter()
