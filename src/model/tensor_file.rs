@@ -143,10 +143,14 @@ fn entry(path: &Path, name: &str, v: &serde_json::Value, data_start: u64) -> Res
         .get("data_offsets")
         .and_then(|s| serde_json::from_value(s.clone()).ok())
         .ok_or_else(|| bad("no `data_offsets` pair".into()))?;
-    let numel = shape
+    // Every partial product must fit (strides are products of the trailing sizes), also when
+    // a zero size makes the element count 0.
+    shape
         .iter()
-        .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+        .try_fold(1u64, |a, &d| a.checked_mul(d.max(1) as u64))
+        .filter(|&p| p <= isize::MAX as u64)
         .ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
+    let numel: u64 = shape.iter().map(|&d| d as u64).product();
     let size = numel
         .checked_mul(dtype.size_in_bytes() as u64)
         .ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
@@ -162,4 +166,70 @@ fn entry(path: &Path, name: &str, v: &serde_json::Value, data_start: u64) -> Res
         start: data_start + offsets[0],
         end: data_start + offsets[1],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(header: &str, data: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let h = header.as_bytes();
+        std::io::Write::write_all(&mut f, &(h.len() as u64).to_le_bytes()).unwrap();
+        std::io::Write::write_all(&mut f, h).unwrap();
+        std::io::Write::write_all(&mut f, data).unwrap();
+        f
+    }
+
+    /// Truth: the safetensors format (little-endian header length, JSON header, data offsets
+    /// relative to the end of the header) and the bytes written here.
+    #[test]
+    fn a_tensor_reads_back_its_bytes_in_its_dtype() {
+        let data: Vec<u8> = [1.5f32, -2.0, 0.25]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let f = file(
+            r#"{"__metadata__":{"k":"v"},"w":{"dtype":"F32","shape":[3],"data_offsets":[0,12]}}"#,
+            &data,
+        );
+        let t = TensorFile::open(f.path()).unwrap();
+        let w = t.load("w", &Device::Cpu).unwrap().unwrap();
+        assert_eq!(w.to_vec1::<f32>().unwrap(), vec![1.5, -2.0, 0.25]);
+        assert!(t.load("absent", &Device::Cpu).unwrap().is_none());
+    }
+
+    /// Regression (found reading the format): a zero size let a shape whose partial products
+    /// overflow pass an element-count check (0 elements) and overflow in the strides.
+    #[test]
+    fn shapes_that_overflow_or_disagree_with_their_bytes_are_named() {
+        let big = 1u64 << 40;
+        let f = file(
+            &format!(r#"{{"w":{{"dtype":"F32","shape":[0,{big},{big}],"data_offsets":[0,0]}}}}"#),
+            &[],
+        );
+        let e = TensorFile::open(f.path()).err().unwrap().to_string();
+        assert!(e.contains("`w`") && e.contains("overflows"), "{e}");
+        let f = file(
+            r#"{"w":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,8]}}"#,
+            &[0; 8],
+        );
+        let e = TensorFile::open(f.path()).err().unwrap().to_string();
+        assert!(e.contains("hold 8 bytes") && e.contains("needs 12"), "{e}");
+        let f = file(
+            r#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#,
+            &[0; 8],
+        );
+        let e = TensorFile::open(f.path()).err().unwrap().to_string();
+        assert!(
+            e.contains("needs") && e.contains("bytes but the file has"),
+            "{e}"
+        );
+        let f = file(
+            r#"{"w":{"dtype":"Q4","shape":[1],"data_offsets":[0,1]}}"#,
+            &[0],
+        );
+        let e = TensorFile::open(f.path()).err().unwrap().to_string();
+        assert!(e.contains("dtype `Q4`"), "{e}");
+    }
 }
