@@ -88,6 +88,16 @@ pub fn p_value(p: f64) -> String {
     }
 }
 
+/// A magnitude such as a drift: three decimals, or two significant digits in scientific form
+/// when it is nonzero below 0.001 (so a small drift never reads "0.000").
+pub fn small(v: f64) -> String {
+    if v != 0.0 && v.abs() < 0.001 {
+        format!("{v:.1e}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
 /// A number with 3 decimals, or an em dash for none.
 pub fn f3(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "—".into())
@@ -106,6 +116,15 @@ mod tests {
         assert_eq!(signed1(-0.04), "+0.0");
         assert_eq!(signed1(-0.05001), "-0.1");
         assert_eq!(signed1(3.0), "+3.0");
+    }
+
+    /// Regression: the quick demo's report said "largest drift 0.000" for a drift of 1e-4.
+    #[test]
+    fn small_drifts_are_not_printed_as_zero() {
+        assert_eq!(small(1.23e-4), "1.2e-4");
+        assert_eq!(small(0.0), "0.000");
+        assert_eq!(small(0.5401), "0.540");
+        assert_eq!(small(0.001), "0.001");
     }
 
     /// Regression (issue 20): report.md showed "repdrift&#39;s" and "\`diff\`".

@@ -63,8 +63,11 @@ fn row(c: &Cell) -> Vec<String> {
         pts(&t.representation),
         pts(&t.head_change),
         match (c.drift, c.drift_interval) {
-            (Some(v), Some((lo, hi))) => format!("{v:.3} [{lo:.3}, {hi:.3}]"),
-            (Some(v), None) => format!("{v:.3}"),
+            (Some(v), Some((lo, hi))) => {
+                use crate::fmt::small;
+                format!("{} [{}, {}]", small(v), small(lo), small(hi))
+            }
+            (Some(v), None) => crate::fmt::small(v),
             (None, _) => "–".into(),
         },
         t.verdict.words().to_string(),

@@ -413,7 +413,9 @@ fn drifted_layers(s: &StudentSeries, floor: Option<f64>) -> (Vec<usize>, String)
         (false, false) => "1 − linear CKA above zero; no numerical floor or interval was given",
     };
     let size = format!(
-        "largest drift {top:.3} at layer {top_layer}, median {median:.3} over {} layers",
+        "largest drift {} at layer {top_layer}, median {} over {} layers",
+        crate::fmt::small(top),
+        crate::fmt::small(median),
         drift.len()
     );
     let sentence = if drifted.is_empty() {
