@@ -107,6 +107,10 @@ pub struct Summary {
     /// margins only; [`super::pairs`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pair_tests: Vec<super::pairs::PairCell>,
+    /// Methods against each other over pairs and seeds (naive − gold, others − naive;
+    /// [`super::pairs::contrasts`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contrasts: Vec<super::pairs::Contrast>,
 }
 
 /// One run in the drift-vs-transfer scatter.
@@ -539,6 +543,7 @@ pub fn summarise(runs: &[RunResult], targets: &[String]) -> Summary {
         points,
         trust: Vec::new(),
         pair_tests: super::pairs::pair_tests(runs, targets),
+        contrasts: super::pairs::contrasts(runs, targets),
     }
 }
 

@@ -111,6 +111,124 @@ pub fn pair_tests(runs: &[RunResult], targets: &[String]) -> Vec<PairCell> {
     out
 }
 
+/// One method against another in one regime on one set, over the seeds both ran: Δ =
+/// `method` − `against` in pairwise accuracy of the students' own heads, pair by pair within a
+/// seed (the seed-and-pair bootstrap; exact McNemar with one seed), Holm across the targets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contrast {
+    pub regime: String,
+    pub method: String,
+    pub against: String,
+    pub set: String,
+    pub role: String,
+    pub seeds: Vec<u64>,
+    /// `total` is the contrast (`against`'s head as the reference); the other fields of the
+    /// cell are not read.
+    pub tests: CellTests,
+}
+
+/// The contrasts the pre-registrations name: naive against gold (did weak labels cost
+/// transfer?) and every other weak-label method against naive (did it keep more?), per
+/// regime, on the source test part and every target. Runs without margins give none.
+pub fn contrasts(runs: &[RunResult], targets: &[String]) -> Vec<Contrast> {
+    let s = TestSettings::default();
+    let mut regimes: Vec<&str> = Vec::new();
+    let mut methods: Vec<&str> = Vec::new();
+    for r in runs {
+        if !regimes.contains(&r.regime.as_str()) {
+            regimes.push(&r.regime);
+        }
+        if !methods.contains(&r.method.as_str()) {
+            methods.push(&r.method);
+        }
+    }
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    if methods.contains(&"naive") && methods.contains(&"gold") {
+        pairs.push(("naive", "gold"));
+    }
+    if methods.contains(&"naive") {
+        pairs.extend(
+            methods
+                .iter()
+                .filter(|m| !["naive", "gold"].contains(m))
+                .map(|m| (*m, "naive")),
+        );
+    }
+    let mut out = Vec::new();
+    for regime in regimes {
+        for &(method, against) in &pairs {
+            out.extend(contrast_cells(runs, regime, method, against, targets, &s));
+        }
+    }
+    out
+}
+
+/// One contrast's cells: the seeds both methods ran, then the source test part (alone) and
+/// the targets (Holm together); empty when a run lacks margins.
+fn contrast_cells(
+    runs: &[RunResult],
+    regime: &str,
+    method: &str,
+    against: &str,
+    targets: &[String],
+    s: &TestSettings,
+) -> Vec<Contrast> {
+    let of = |m: &str, seed: u64| {
+        runs.iter()
+            .find(|r| r.regime == regime && r.method == m && r.seed == seed)
+    };
+    let mut seeds: Vec<u64> = runs
+        .iter()
+        .filter(|r| r.regime == regime && r.method == method)
+        .map(|r| r.seed)
+        .filter(|&seed| of(against, seed).is_some())
+        .collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    let a: Vec<&RunResult> = seeds.iter().filter_map(|&x| of(method, x)).collect();
+    let b: Vec<&RunResult> = seeds.iter().filter_map(|&x| of(against, x)).collect();
+    let heads = |rs: &[&RunResult], set: &str| readouts(rs, set).map(|r| r.2);
+    let cell = |set: &str, family: usize| {
+        let (h, reference) = (heads(&a, set)?, heads(&b, set)?);
+        (h[0].len() == reference[0].len())
+            .then(|| test_cell_with_bases(&reference, &h, &h, s, family))
+    };
+    let mut found: Vec<(String, CellTests)> = Vec::new();
+    if seeds.is_empty() {
+        return Vec::new();
+    }
+    if let Some(c) = cell("source_test", 1) {
+        found.push(("source_test".into(), c));
+    }
+    let mut family = Vec::new();
+    for t in targets {
+        match cell(t, targets.len()) {
+            Some(c) => family.push((t.clone(), c)),
+            None => return Vec::new(),
+        }
+    }
+    let mut tests: Vec<CellTests> = family.iter().map(|f| f.1.clone()).collect();
+    adjust(&mut tests, s.alpha);
+    found.extend(family.into_iter().map(|f| f.0).zip(tests));
+    found
+        .into_iter()
+        .map(|(set, tests)| Contrast {
+            regime: regime.into(),
+            method: method.into(),
+            against: against.into(),
+            role: if set == "source_test" {
+                "source"
+            } else {
+                "target"
+            }
+            .into(),
+            set,
+            seeds: seeds.clone(),
+            tests,
+        })
+        .collect()
+}
+
 /// One run's drift-or-head outcome from its paired tests on the targets (None when it stored
 /// no margins): `transferred` when no target's loss is significant and none is below the base
 /// on these pairs, `inconclusive` when a loss is not significant, else the cause of the

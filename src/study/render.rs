@@ -438,6 +438,50 @@ fn pair_cells(s: &Summary) -> Option<(Vec<String>, Vec<Vec<String>>)> {
     Some((head, rows))
 }
 
+const CONTRASTS_TITLE: &str = "Methods against each other, over pairs and seeds (the students' own heads, pair by pair within a seed: naive − gold, and each other method − naive; 95 % intervals over seeds and pairs; Holm across targets)";
+
+/// The method contrasts: None when no run stored per-pair margins.
+fn contrast_cells(s: &Summary) -> Option<(Vec<String>, Vec<Vec<String>>)> {
+    if s.contrasts.is_empty() {
+        return None;
+    }
+    let head = [
+        "regime",
+        "contrast",
+        "set",
+        "seeds × pairs",
+        "accuracies %",
+        "Δ [95 % CI]",
+        "p (Holm)",
+        "detectable difference",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows = s
+        .contrasts
+        .iter()
+        .map(|c| {
+            let t = &c.tests;
+            vec![
+                c.regime.clone(),
+                format!("{} − {}", c.method, c.against),
+                c.set.clone(),
+                format!("{} × {}", t.seeds, t.pairs),
+                format!("{:.1} vs {:.1}", 100.0 * t.head.value, 100.0 * t.base.value),
+                format!(
+                    "{} [{}, {}]",
+                    crate::fmt::signed1(100.0 * t.total.difference),
+                    crate::fmt::signed1(100.0 * t.total.lo),
+                    crate::fmt::signed1(100.0 * t.total.hi)
+                ),
+                crate::fmt::p_value(t.total.p_adjusted),
+                format!("{:.1}", 100.0 * t.total.detectable),
+            ]
+        })
+        .collect();
+    Some((head, rows))
+}
+
 /// Cue sensitivity and value bias per cell (studies with `[bias]`): None when no run has them.
 fn bias_cells(s: &Summary) -> Option<(Vec<String>, Vec<Vec<String>>)> {
     let mut keys: Vec<String> = s
@@ -510,6 +554,10 @@ pub fn render_markdown(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
         let _ = writeln!(o, "\n## {PAIRS_TITLE}\n");
         o.push_str(&md_table(&head, &rows));
     }
+    if let Some((head, rows)) = contrast_cells(s) {
+        let _ = writeln!(o, "\n## {CONTRASTS_TITLE}\n");
+        o.push_str(&md_table(&head, &rows));
+    }
     if let Some((head, rows)) = bias_cells(s) {
         let _ = writeln!(o, "\n## {BIAS_TITLE}\n");
         o.push_str(&md_table(&head, &rows));
@@ -556,6 +604,10 @@ pub fn render_html(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
     o.push_str(&html_table(&head, &rows));
     if let Some((head, rows)) = pair_cells(s) {
         let _ = write!(o, "<h2>{}</h2>", esc(PAIRS_TITLE));
+        o.push_str(&html_table(&head, &rows));
+    }
+    if let Some((head, rows)) = contrast_cells(s) {
+        let _ = write!(o, "<h2>{}</h2>", esc(CONTRASTS_TITLE));
         o.push_str(&html_table(&head, &rows));
     }
     if let Some((head, rows)) = bias_cells(s) {

@@ -491,10 +491,44 @@ fn a_shortcut_teacher_study_stores_pair_margins_and_its_paired_tests_recompute_f
             assert_eq!(got, want, "{method} on {set}");
         }
     }
+    // naive − gold over the seeds both ran: the mean over seeds of each seed's difference in
+    // head accuracy, counted here from the run files' margins.
+    let heads = |method: &str, set: &str| -> Vec<Vec<bool>> {
+        let mut rs: Vec<&serde_json::Value> =
+            runs.iter().filter(|r| r["method"] == method).collect();
+        rs.sort_by_key(|r| r["seed"].as_u64().unwrap());
+        rs.iter().map(|r| right(&r["pairs"][set]["head"])).collect()
+    };
+    let contrasts = s["summary"]["contrasts"].as_array().unwrap();
+    assert_eq!(
+        contrasts.len(),
+        3,
+        "naive − gold on source test + 2 targets"
+    );
+    for set in ["source_test", "reversed", "t"] {
+        let (n, g) = (heads("naive", set), heads("gold", set));
+        let share = |v: &Vec<bool>| v.iter().filter(|b| **b).count() as f64 / v.len() as f64;
+        let want: f64 = n
+            .iter()
+            .zip(&g)
+            .map(|(a, b)| share(a) - share(b))
+            .sum::<f64>()
+            / 2.0;
+        let got = contrasts
+            .iter()
+            .find(|c| c["method"] == "naive" && c["against"] == "gold" && c["set"] == set)
+            .unwrap();
+        let d = got["tests"]["total"]["difference"].as_f64().unwrap();
+        assert!((d - want).abs() < 1e-12, "{set}: {d} vs {want}");
+    }
     let md = std::fs::read_to_string(out.join("study.md")).unwrap();
     assert!(
         md.contains("over pairs and seeds"),
         "no paired table in study.md"
+    );
+    assert!(
+        md.contains("| naive − gold | reversed |"),
+        "no contrast table"
     );
     assert!(md.contains("per run by paired tests"));
 
