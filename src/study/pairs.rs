@@ -53,22 +53,29 @@ fn readouts(runs: &[&RunResult], set: &str) -> Option<Readouts> {
 /// The cells of `runs` (one method and regime, any number of seeds) on the source test part
 /// and every target; targets adjusted together. Empty when a run stored no margins.
 fn cells_of(runs: &[&RunResult], targets: &[String], s: &TestSettings) -> Vec<(String, CellTests)> {
-    let mut out = Vec::new();
-    if let Some((b, p, h)) = readouts(runs, "source_test") {
-        out.push((
-            "source_test".to_string(),
-            test_cell_with_bases(&b, &p, &h, s, 1),
-        ));
-    }
+    family_cells(targets, s, |set, family| {
+        let (b, p, h) = readouts(runs, set)?;
+        Some(test_cell_with_bases(&b, &p, &h, s, family))
+    })
+}
+
+/// `cell` on the source test part (tested alone) and on every target (Holm together); empty
+/// when any target has no cell.
+fn family_cells(
+    targets: &[String],
+    s: &TestSettings,
+    cell: impl Fn(&str, usize) -> Option<CellTests>,
+) -> Vec<(String, CellTests)> {
+    let mut out: Vec<(String, CellTests)> = cell("source_test", 1)
+        .map(|c| ("source_test".to_string(), c))
+        .into_iter()
+        .collect();
     let mut family: Vec<(String, CellTests)> = Vec::new();
     for t in targets {
-        let Some((b, p, h)) = readouts(runs, t) else {
+        let Some(c) = cell(t, targets.len()) else {
             return Vec::new();
         };
-        family.push((
-            t.clone(),
-            test_cell_with_bases(&b, &p, &h, s, targets.len()),
-        ));
+        family.push((t.clone(), c));
     }
     let mut tests: Vec<CellTests> = family.iter().map(|f| f.1.clone()).collect();
     adjust(&mut tests, s.alpha);
@@ -193,23 +200,10 @@ fn contrast_cells(
         (h[0].len() == reference[0].len())
             .then(|| test_cell_with_bases(&reference, &h, &h, s, family))
     };
-    let mut found: Vec<(String, CellTests)> = Vec::new();
     if seeds.is_empty() {
         return Vec::new();
     }
-    if let Some(c) = cell("source_test", 1) {
-        found.push(("source_test".into(), c));
-    }
-    let mut family = Vec::new();
-    for t in targets {
-        match cell(t, targets.len()) {
-            Some(c) => family.push((t.clone(), c)),
-            None => return Vec::new(),
-        }
-    }
-    let mut tests: Vec<CellTests> = family.iter().map(|f| f.1.clone()).collect();
-    adjust(&mut tests, s.alpha);
-    found.extend(family.into_iter().map(|f| f.0).zip(tests));
+    let found = family_cells(targets, s, cell);
     found
         .into_iter()
         .map(|(set, tests)| Contrast {
