@@ -34,6 +34,7 @@ pub mod io;
 pub mod metrics;
 pub mod model;
 pub mod parallel;
+pub mod plot;
 pub mod probe;
 pub mod recommend;
 pub mod report;

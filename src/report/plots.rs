@@ -1,227 +1,16 @@
-//! Plots (plotters), each rendered to PNG bytes and an SVG string. Text uses the bundled
-//! DejaVu Sans (assets/fonts; no system fonts needed).
+//! The report's plots: drift (from `trust`), CKA, cosine distance and norm ratio, probe
+//! accuracy, cross-model transfer, cross-layer heatmaps and drift against transfer, each a
+//! stage of [`render_all`] drawn with the toolkit in [`crate::plot`].
 
-use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::Report;
-use crate::error::{Error, Result};
-
-/// One rendered plot.
-#[derive(Debug, Clone)]
-pub struct Plot {
-    /// File stem under `plots/`.
-    pub name: String,
-    pub title: String,
-    pub png: Vec<u8>,
-    pub svg: String,
-    pub width: u32,
-    pub height: u32,
-}
-
-const W: u32 = 960;
-const H: u32 = 480;
-pub(crate) const COLORS: [RGBColor; 8] = [
-    RGBColor(31, 119, 180),
-    RGBColor(214, 39, 40),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-    RGBColor(255, 127, 14),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(23, 190, 207),
-];
-
-static FONT: std::sync::Once = std::sync::Once::new();
-
-pub(crate) fn register_font() {
-    FONT.call_once(|| {
-        let bytes: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-        // The bundled font is known to be valid; a failure would show up in every plot test.
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, bytes);
-    });
-}
-
-pub(crate) type Area<'a, DB> = DrawingArea<DB, Shift>;
-
-pub(crate) fn perr<E: std::fmt::Display>(e: E) -> Error {
-    Error::param("plot", e.to_string())
-}
-
-pub(crate) fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut out, w, h);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut wr = enc.write_header().map_err(perr)?;
-        wr.write_image_data(rgb).map_err(perr)?;
-    }
-    Ok(out)
-}
-
-/// Render the drawing code `$body` (with the drawing area bound to `$a`) on the bitmap and the
-/// SVG backend; evaluates to a [`Plot`]. `?` inside the body returns from the caller.
-macro_rules! render {
-    ($name:expr, $title:expr, $w:expr, $h:expr, |$a:ident| $body:expr) => {{
-        register_font();
-        let (w, h): (u32, u32) = ($w, $h);
-        let mut rgb = vec![0u8; (w * h * 3) as usize];
-        {
-            let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
-            root.fill(&WHITE).map_err(perr)?;
-            {
-                let $a = &root;
-                let r: Result<()> = $body;
-                r?;
-            }
-            root.present().map_err(perr)?;
-        }
-        let mut svg = String::new();
-        {
-            let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
-            root.fill(&WHITE).map_err(perr)?;
-            {
-                let $a = &root;
-                let r: Result<()> = $body;
-                r?;
-            }
-            root.present().map_err(perr)?;
-        }
-        Plot {
-            name: $name.to_string(),
-            title: $title.to_string(),
-            png: encode_png(&rgb, w, h)?,
-            svg,
-            width: w,
-            height: h,
-        }
-    }};
-}
-
-pub(crate) use render;
-
-/// One line: (label, points, dashed, colour index).
-type Series = (String, Vec<(f64, f64)>, bool, usize);
-/// A band: (x, lo, hi) points and a colour index.
-type Band = (Vec<(f64, f64, f64)>, usize);
-
-/// A generic line plot.
-struct Lines {
-    title: String,
-    y_desc: String,
-    y_range: (f64, f64),
-    x_max: f64,
-    series: Vec<Series>,
-    bands: Vec<Band>,
-    hline: Option<f64>,
-    legend: SeriesLabelPosition,
-}
-
-fn draw_lines<DB: DrawingBackend>(area: &Area<'_, DB>, l: &Lines) -> Result<()> {
-    area.fill(&WHITE).map_err(perr)?;
-    let mut chart = ChartBuilder::on(area)
-        .caption(&l.title, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0f64..l.x_max.max(1.0), l.y_range.0..l.y_range.1)
-        .map_err(perr)?;
-    chart
-        .configure_mesh()
-        .x_desc("layer")
-        .y_desc(&l.y_desc)
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .label_style(("sans-serif", 13))
-        .draw()
-        .map_err(perr)?;
-    for (band, c) in &l.bands {
-        if band.is_empty() {
-            continue;
-        }
-        let mut poly: Vec<(f64, f64)> = band.iter().map(|&(x, _, hi)| (x, hi)).collect();
-        poly.extend(band.iter().rev().map(|&(x, lo, _)| (x, lo)));
-        chart
-            .draw_series(std::iter::once(Polygon::new(
-                poly,
-                COLORS[c % 8].mix(0.18).filled(),
-            )))
-            .map_err(perr)?;
-    }
-    if let Some(y) = l.hline {
-        chart
-            .draw_series(DashedLineSeries::new(
-                vec![(0.0, y), (l.x_max, y)],
-                4,
-                4,
-                RGBColor(140, 140, 140).stroke_width(1),
-            ))
-            .map_err(perr)?
-            .label(format!("chance ({y})"))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RGBColor(140, 140, 140)));
-    }
-    for (label, pts, dashed, c) in &l.series {
-        let color = COLORS[c % 8];
-        let style = color.stroke_width(2);
-        if *dashed {
-            chart
-                .draw_series(DashedLineSeries::new(pts.clone(), 6, 4, style))
-                .map_err(perr)?
-                .label(label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
-        } else {
-            chart
-                .draw_series(LineSeries::new(pts.clone(), style).point_size(2))
-                .map_err(perr)?
-                .label(label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
-        }
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .position(l.legend.clone())
-        .draw()
-        .map_err(perr)?;
-    Ok(())
-}
-
-fn pts(layers: &[usize], v: &[Option<f64>]) -> Vec<(f64, f64)> {
-    layers
-        .iter()
-        .zip(v)
-        .filter_map(|(l, x)| x.map(|x| (*l as f64, x)))
-        .collect()
-}
-
-fn range_of(series: &[Series], pad: f64, floor: Option<f64>, ceil: Option<f64>) -> (f64, f64) {
-    let ys: Vec<f64> = series
-        .iter()
-        .flat_map(|s| s.1.iter().map(|p| p.1))
-        .collect();
-    let (mut lo, mut hi) = ys
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| {
-            (a.min(y), b.max(y))
-        });
-    if !lo.is_finite() {
-        lo = 0.0;
-        hi = 1.0;
-    }
-    let span = (hi - lo).max(1e-3);
-    lo -= pad * span;
-    hi += pad * span;
-    (
-        floor.map_or(lo, |f| lo.max(f)),
-        ceil.map_or(hi, |c| hi.min(c)),
-    )
-}
+use crate::error::Result;
+use crate::metrics::compare::CrossLayer;
+pub use crate::plot::Plot;
+use crate::plot::{
+    draw_lines, heat_colour, perr, pts, range_of, render, sanitize, tick, Lines, COLORS, H, W,
+};
 
 fn x_max(r: &Report) -> f64 {
     let a = r
@@ -246,177 +35,201 @@ pub fn render_all(r: &Report) -> Result<Vec<Plot>> {
     let mut out = Vec::new();
     out.extend(super::trust::drift_plot(r)?);
     let xm = x_max(r);
-    // (1) CKA against layer.
     if !r.students.is_empty() {
-        let mut series = Vec::new();
-        let mut bands = Vec::new();
-        for (i, s) in r.students.iter().enumerate() {
-            series.push((
-                format!("{} linear", s.student),
-                pts(&s.layers, &s.linear_cka),
+        out.push(cka_plot(r, xm)?);
+        out.push(cosine_norm_plot(r, xm)?);
+    }
+    out.extend(probe_plot(r, xm)?);
+    out.extend(crossmodel_plot(r, xm)?);
+    for c in &r.cross_layer {
+        out.push(heatmap(c)?);
+    }
+    out.extend(drift_vs_transfer_plot(r)?);
+    Ok(out)
+}
+
+/// Linear (solid) and debiased (dashed) CKA to the base per layer, each student with its
+/// bootstrap band; the y axis zoomed when every CKA is high.
+fn cka_plot(r: &Report, xm: f64) -> Result<Plot> {
+    let mut series = Vec::new();
+    let mut bands = Vec::new();
+    for (i, s) in r.students.iter().enumerate() {
+        series.push((
+            format!("{} linear", s.student),
+            pts(&s.layers, &s.linear_cka),
+            false,
+            i,
+        ));
+        series.push((
+            format!("{} debiased", s.student),
+            pts(&s.layers, &s.debiased_cka),
+            true,
+            i,
+        ));
+        let band: Vec<(f64, f64, f64)> = s
+            .layers
+            .iter()
+            .zip(&s.ci_linear)
+            .filter_map(|(l, c)| c.map(|(lo, hi)| (*l as f64, lo, hi)))
+            .collect();
+        bands.push((band, i));
+    }
+    let yr = range_of(&series, 0.08, None, Some(1.02));
+    // When every CKA is high the axis is zoomed (and the title says so), else drift of a
+    // few thousandths would be invisible.
+    let min = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.1))
+        .fold(f64::INFINITY, f64::min);
+    let lo = if min.is_finite() && min >= 0.8 {
+        ((min - 0.2 * (1.0 - min) - 0.005) * 100.0).floor() / 100.0
+    } else {
+        yr.0.min(0.0)
+    };
+    let zoom = if lo > 0.0 {
+        format!("; y axis from {lo:.2}")
+    } else {
+        String::new()
+    };
+    let hi = if lo > 0.0 {
+        1.0 + (1.0 - lo) * 0.05
+    } else {
+        yr.1.max(1.02)
+    };
+    let l = Lines {
+        title: format!(
+            "CKA to the base, field `{}` (95 % bootstrap band when computed{zoom})",
+            r.students[0].field
+        ),
+        y_desc: "CKA".into(),
+        y_range: (lo, hi),
+        x_max: xm,
+        series,
+        bands,
+        hline: None,
+        legend: SeriesLabelPosition::LowerLeft,
+    };
+    Ok(render!(
+        "cka",
+        "Linear (solid) and debiased (dashed) CKA to the base per layer",
+        W,
+        H,
+        |a| draw_lines(a, &l)
+    ))
+}
+
+/// Cosine distance to the base and the norm ratio per layer, side by side.
+fn cosine_norm_plot(r: &Report, xm: f64) -> Result<Plot> {
+    let cos: Vec<_> = r
+        .students
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (
+                s.student.clone(),
+                pts(&s.layers, &s.cosine_distance),
                 false,
                 i,
-            ));
-            series.push((
-                format!("{} debiased", s.student),
-                pts(&s.layers, &s.debiased_cka),
-                true,
-                i,
-            ));
-            let band: Vec<(f64, f64, f64)> = s
-                .layers
-                .iter()
-                .zip(&s.ci_linear)
-                .filter_map(|(l, c)| c.map(|(lo, hi)| (*l as f64, lo, hi)))
-                .collect();
-            bands.push((band, i));
+            )
+        })
+        .collect();
+    let nr: Vec<_> = r
+        .students
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.student.clone(), pts(&s.layers, &s.norm_ratio), false, i))
+        .collect();
+    let lc = Lines {
+        title: "Cosine distance to the base".into(),
+        y_desc: "1 − cos".into(),
+        y_range: range_of(&cos, 0.1, Some(0.0), None),
+        x_max: xm,
+        series: cos,
+        bands: vec![],
+        hline: None,
+        legend: SeriesLabelPosition::UpperLeft,
+    };
+    let ln = Lines {
+        title: "Norm ratio ‖student‖ / ‖base‖".into(),
+        y_desc: "ratio".into(),
+        y_range: range_of(&nr, 0.1, Some(0.0), None),
+        x_max: xm,
+        series: nr,
+        bands: vec![],
+        hline: Some(1.0),
+        legend: SeriesLabelPosition::UpperLeft,
+    };
+    Ok(render!(
+        "cosine_norm",
+        "Cosine distance and norm ratio per layer",
+        W,
+        H,
+        |a| {
+            let panels = a.split_evenly((1, 2));
+            draw_lines(&panels[0], &lc)?;
+            draw_lines(&panels[1], &ln)
         }
-        let yr = range_of(&series, 0.08, None, Some(1.02));
-        // When every CKA is high the axis is zoomed (and the title says so), else drift of a
-        // few thousandths would be invisible.
-        let min = series
-            .iter()
-            .flat_map(|s| s.1.iter().map(|p| p.1))
-            .fold(f64::INFINITY, f64::min);
-        let lo = if min.is_finite() && min >= 0.8 {
-            ((min - 0.2 * (1.0 - min) - 0.005) * 100.0).floor() / 100.0
-        } else {
-            yr.0.min(0.0)
-        };
-        let zoom = if lo > 0.0 {
-            format!("; y axis from {lo:.2}")
-        } else {
-            String::new()
-        };
-        let hi = if lo > 0.0 {
-            1.0 + (1.0 - lo) * 0.05
-        } else {
-            yr.1.max(1.02)
-        };
-        let l = Lines {
-            title: format!(
-                "CKA to the base, field `{}` (95 % bootstrap band when computed{zoom})",
-                r.students[0].field
-            ),
-            y_desc: "CKA".into(),
-            y_range: (lo, hi),
-            x_max: xm,
-            series,
-            bands,
-            hline: None,
-            legend: SeriesLabelPosition::LowerLeft,
-        };
-        out.push(render!(
-            "cka",
-            "Linear (solid) and debiased (dashed) CKA to the base per layer",
-            W,
-            H,
-            |a| draw_lines(a, &l)
-        ));
-        // (2) cosine distance and norm ratio.
-        let cos: Vec<_> = r
-            .students
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                (
-                    s.student.clone(),
-                    pts(&s.layers, &s.cosine_distance),
-                    false,
-                    i,
-                )
-            })
-            .collect();
-        let nr: Vec<_> = r
-            .students
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.student.clone(), pts(&s.layers, &s.norm_ratio), false, i))
-            .collect();
-        let lc = Lines {
-            title: "Cosine distance to the base".into(),
-            y_desc: "1 − cos".into(),
-            y_range: range_of(&cos, 0.1, Some(0.0), None),
-            x_max: xm,
-            series: cos,
-            bands: vec![],
-            hline: None,
-            legend: SeriesLabelPosition::UpperLeft,
-        };
-        let ln = Lines {
-            title: "Norm ratio ‖student‖ / ‖base‖".into(),
-            y_desc: "ratio".into(),
-            y_range: range_of(&nr, 0.1, Some(0.0), None),
-            x_max: xm,
-            series: nr,
-            bands: vec![],
-            hline: Some(1.0),
-            legend: SeriesLabelPosition::UpperLeft,
-        };
-        out.push(render!(
-            "cosine_norm",
-            "Cosine distance and norm ratio per layer",
-            W,
-            H,
-            |a| {
-                let panels = a.split_evenly((1, 2));
-                draw_lines(&panels[0], &lc)?;
-                draw_lines(&panels[1], &ln)
-            }
-        ));
-    }
-    // (3) probe accuracy against layer, one panel per model.
+    ))
+}
+
+/// Probe accuracy per layer, one panel per model with targets: source, targets, control
+/// (dashed), chance.
+fn probe_plot(r: &Report, xm: f64) -> Result<Option<Plot>> {
     let with_targets: Vec<_> = r
         .probes
         .iter()
         .filter(|p| p.in_dist.iter().any(|v| v.is_some()))
         .collect();
-    if !with_targets.is_empty() {
-        let panels: Vec<Lines> = with_targets
-            .iter()
-            .map(|p| {
-                let mut series = vec![(
-                    "source (in-dist)".to_string(),
-                    pts(&p.layers, &p.in_dist),
-                    false,
-                    0,
-                )];
-                for (k, (name, v)) in p.targets.iter().enumerate() {
-                    series.push((format!("target {name}"), pts(&p.layers, v), false, k + 1));
-                }
-                if p.control.iter().any(|v| v.is_some()) {
-                    series.push(("control".into(), pts(&p.layers, &p.control), true, 7));
-                }
-                let yr = range_of(&series, 0.08, Some(0.0), Some(1.0));
-                Lines {
-                    title: format!("probe accuracy: {}", p.model),
-                    y_desc: "pairwise accuracy".into(),
-                    y_range: (yr.0.min(0.45), yr.1.max(0.55)),
-                    x_max: xm,
-                    series,
-                    bands: vec![],
-                    hline: Some(0.5),
-                    legend: SeriesLabelPosition::LowerRight,
-                }
-            })
-            .collect();
-        let n = panels.len() as u32;
-        out.push(render!(
-            "probe",
-            "Probe accuracy per layer: source, targets, control (dashed), chance",
-            W,
-            H * n.div_ceil(2).max(1),
-            |a| {
-                let cols = if panels.len() > 1 { 2 } else { 1 };
-                let areas = a.split_evenly((panels.len().div_ceil(cols), cols));
-                for (area, p) in areas.iter().zip(&panels) {
-                    draw_lines(area, p)?;
-                }
-                Ok(())
-            }
-        ));
+    if with_targets.is_empty() {
+        return Ok(None);
     }
-    // (4) cross-model probe transfer.
+    let panels: Vec<Lines> = with_targets
+        .iter()
+        .map(|p| {
+            let mut series = vec![(
+                "source (in-dist)".to_string(),
+                pts(&p.layers, &p.in_dist),
+                false,
+                0,
+            )];
+            for (k, (name, v)) in p.targets.iter().enumerate() {
+                series.push((format!("target {name}"), pts(&p.layers, v), false, k + 1));
+            }
+            if p.control.iter().any(|v| v.is_some()) {
+                series.push(("control".into(), pts(&p.layers, &p.control), true, 7));
+            }
+            let yr = range_of(&series, 0.08, Some(0.0), Some(1.0));
+            Lines {
+                title: format!("probe accuracy: {}", p.model),
+                y_desc: "pairwise accuracy".into(),
+                y_range: (yr.0.min(0.45), yr.1.max(0.55)),
+                x_max: xm,
+                series,
+                bands: vec![],
+                hline: Some(0.5),
+                legend: SeriesLabelPosition::LowerRight,
+            }
+        })
+        .collect();
+    let n = panels.len() as u32;
+    Ok(Some(render!(
+        "probe",
+        "Probe accuracy per layer: source, targets, control (dashed), chance",
+        W,
+        H * n.div_ceil(2).max(1),
+        |a| {
+            let cols = if panels.len() > 1 { 2 } else { 1 };
+            let areas = a.split_evenly((panels.len().div_ceil(cols), cols));
+            for (area, p) in areas.iter().zip(&panels) {
+                draw_lines(area, p)?;
+            }
+            Ok(())
+        }
+    )))
+}
+
+/// Cross-model probe transfer per layer (a probe trained in one model, applied to another).
+fn crossmodel_plot(r: &Report, xm: f64) -> Result<Option<Plot>> {
     let cm: Vec<_> = r
         .probes
         .iter()
@@ -428,107 +241,112 @@ pub fn render_all(r: &Report) -> Result<Vec<Plot>> {
         .enumerate()
         .map(|(i, (l, v))| (l, v, false, i))
         .collect();
-    if !cm.is_empty() {
-        let yr = range_of(&cm, 0.08, Some(0.0), Some(1.0));
-        let l = Lines {
-            title: "Cross-model probe transfer (probe trained in one model, applied to another)"
-                .into(),
-            y_desc: "pairwise accuracy".into(),
-            y_range: (yr.0.min(0.45), yr.1.max(0.55)),
-            x_max: xm,
-            series: cm,
-            bands: vec![],
-            hline: Some(0.5),
-            legend: SeriesLabelPosition::LowerRight,
-        };
-        out.push(render!(
-            "crossmodel",
-            "Cross-model probe transfer per layer",
-            W,
-            H,
-            |a| draw_lines(a, &l)
-        ));
+    if cm.is_empty() {
+        return Ok(None);
     }
-    // (5) cross-layer CKA heatmaps.
-    for c in &r.cross_layer {
-        let name = format!("heatmap_{}", sanitize(&c.student));
-        out.push(render!(
-            &name,
-            &format!("Cross-layer linear CKA, base × {}", c.student),
-            620,
-            520,
-            |a| {
-                a.fill(&WHITE).map_err(perr)?;
-                let (main, bar) = a.split_horizontally(540);
-                let (nb, ns) = (c.base_layers.len(), c.student_layers.len());
-                // Tick labels are the layers' own numbers, at each cell's lower edge.
-                let label = |layers: &[usize], x: f64| -> String {
-                    let i = x.round();
-                    if (x - i).abs() < 1e-9 && i >= 0.0 && (i as usize) < layers.len() {
-                        layers[i as usize].to_string()
-                    } else {
-                        String::new()
-                    }
-                };
-                let sl = c.student_layers.clone();
-                let bl = c.base_layers.clone();
-                let mut chart = ChartBuilder::on(&main)
-                    .caption(
-                        format!("cross-layer CKA: base × {}", c.student),
-                        ("sans-serif", 16),
-                    )
-                    .margin(12)
-                    .x_label_area_size(36)
-                    .y_label_area_size(44)
-                    .build_cartesian_2d(0f64..ns as f64, 0f64..nb as f64)
-                    .map_err(perr)?;
-                chart
-                    .configure_mesh()
-                    .disable_mesh()
-                    .x_desc("student layer")
-                    .y_desc("base layer")
-                    .x_labels(ns.min(12) + 1)
-                    .y_labels(nb.min(12) + 1)
-                    .x_label_formatter(&|x| label(&sl, *x))
-                    .y_label_formatter(&|y| label(&bl, *y))
-                    .label_style(("sans-serif", 12))
-                    .draw()
-                    .map_err(perr)?;
-                let cells = c.cka.iter().enumerate().flat_map(|(i, row)| {
-                    row.iter().enumerate().map(move |(j, v)| {
-                        Rectangle::new(
-                            [(j as f64, i as f64), (j as f64 + 1.0, i as f64 + 1.0)],
-                            heat_colour(v.unwrap_or(0.0)).filled(),
-                        )
-                    })
-                });
-                chart.draw_series(cells).map_err(perr)?;
-                // The colour bar: CKA 0 (white) to 1 (blue).
-                let mut cb = ChartBuilder::on(&bar)
-                    .margin_top(40)
-                    .margin_bottom(48)
-                    .margin_right(8)
-                    .y_label_area_size(40)
-                    .build_cartesian_2d(0f64..1.0, 0f64..1.0)
-                    .map_err(perr)?;
-                cb.configure_mesh()
-                    .disable_mesh()
-                    .disable_x_axis()
-                    .y_labels(6)
-                    .y_label_formatter(&|y| tick(*y, 1))
-                    .label_style(("sans-serif", 12))
-                    .draw()
-                    .map_err(perr)?;
-                cb.draw_series((0..50).map(|k| {
-                    let (lo, hi) = (k as f64 / 50.0, (k + 1) as f64 / 50.0);
-                    Rectangle::new([(0.0, lo), (1.0, hi)], heat_colour(lo).filled())
-                }))
+    let yr = range_of(&cm, 0.08, Some(0.0), Some(1.0));
+    let l = Lines {
+        title: "Cross-model probe transfer (probe trained in one model, applied to another)".into(),
+        y_desc: "pairwise accuracy".into(),
+        y_range: (yr.0.min(0.45), yr.1.max(0.55)),
+        x_max: xm,
+        series: cm,
+        bands: vec![],
+        hline: Some(0.5),
+        legend: SeriesLabelPosition::LowerRight,
+    };
+    Ok(Some(render!(
+        "crossmodel",
+        "Cross-model probe transfer per layer",
+        W,
+        H,
+        |a| draw_lines(a, &l)
+    )))
+}
+
+/// Cross-layer linear CKA, base × one student, with its colour bar.
+fn heatmap(c: &CrossLayer) -> Result<Plot> {
+    let name = format!("heatmap_{}", sanitize(&c.student));
+    Ok(render!(
+        &name,
+        &format!("Cross-layer linear CKA, base × {}", c.student),
+        620,
+        520,
+        |a| {
+            a.fill(&WHITE).map_err(perr)?;
+            let (main, bar) = a.split_horizontally(540);
+            let (nb, ns) = (c.base_layers.len(), c.student_layers.len());
+            // Tick labels are the layers' own numbers, at each cell's lower edge.
+            let label = |layers: &[usize], x: f64| -> String {
+                let i = x.round();
+                if (x - i).abs() < 1e-9 && i >= 0.0 && (i as usize) < layers.len() {
+                    layers[i as usize].to_string()
+                } else {
+                    String::new()
+                }
+            };
+            let sl = c.student_layers.clone();
+            let bl = c.base_layers.clone();
+            let mut chart = ChartBuilder::on(&main)
+                .caption(
+                    format!("cross-layer CKA: base × {}", c.student),
+                    ("sans-serif", 16),
+                )
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(44)
+                .build_cartesian_2d(0f64..ns as f64, 0f64..nb as f64)
                 .map_err(perr)?;
-                Ok(())
-            }
-        ));
-    }
-    // (6) drift against transfer.
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_desc("student layer")
+                .y_desc("base layer")
+                .x_labels(ns.min(12) + 1)
+                .y_labels(nb.min(12) + 1)
+                .x_label_formatter(&|x| label(&sl, *x))
+                .y_label_formatter(&|y| label(&bl, *y))
+                .label_style(("sans-serif", 12))
+                .draw()
+                .map_err(perr)?;
+            let cells = c.cka.iter().enumerate().flat_map(|(i, row)| {
+                row.iter().enumerate().map(move |(j, v)| {
+                    Rectangle::new(
+                        [(j as f64, i as f64), (j as f64 + 1.0, i as f64 + 1.0)],
+                        heat_colour(v.unwrap_or(0.0)).filled(),
+                    )
+                })
+            });
+            chart.draw_series(cells).map_err(perr)?;
+            // The colour bar: CKA 0 (white) to 1 (blue).
+            let mut cb = ChartBuilder::on(&bar)
+                .margin_top(40)
+                .margin_bottom(48)
+                .margin_right(8)
+                .y_label_area_size(40)
+                .build_cartesian_2d(0f64..1.0, 0f64..1.0)
+                .map_err(perr)?;
+            cb.configure_mesh()
+                .disable_mesh()
+                .disable_x_axis()
+                .y_labels(6)
+                .y_label_formatter(&|y| tick(*y, 1))
+                .label_style(("sans-serif", 12))
+                .draw()
+                .map_err(perr)?;
+            cb.draw_series((0..50).map(|k| {
+                let (lo, hi) = (k as f64 / 50.0, (k + 1) as f64 / 50.0);
+                Rectangle::new([(0.0, lo), (1.0, hi)], heat_colour(lo).filled())
+            }))
+            .map_err(perr)?;
+            Ok(())
+        }
+    ))
+}
+
+/// Per layer and student: the change in target-probe accuracy (student − base) against drift
+/// (1 − CKA). None when no layer has both.
+fn drift_vs_transfer_plot(r: &Report) -> Result<Option<Plot>> {
     let base = r.probes.iter().find(|p| p.model == r.base_model);
     let mut scatter: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     if let Some(b) = base {
@@ -552,103 +370,71 @@ pub fn render_all(r: &Report) -> Result<Vec<Plot>> {
             scatter.push((s.student.clone(), v));
         }
     }
-    if scatter.iter().any(|s| !s.1.is_empty()) {
-        let xs: Vec<f64> = scatter
-            .iter()
-            .flat_map(|s| s.1.iter().map(|p| p.0))
-            .collect();
-        let ys: Vec<f64> = scatter
-            .iter()
-            .flat_map(|s| s.1.iter().map(|p| p.1))
-            .collect();
-        let (x1, y0, y1) = (
-            xs.iter().cloned().fold(0.0f64, f64::max).max(0.05) * 1.1,
-            ys.iter().cloned().fold(0.0f64, f64::min) - 1.0,
-            ys.iter().cloned().fold(0.0f64, f64::max) + 1.0,
-        );
-        out.push(render!(
-            "drift_vs_transfer",
-            "Per layer: change in target-probe accuracy (student − base) against drift (1 − CKA)",
-            W,
-            H,
-            |a| {
-                a.fill(&WHITE).map_err(perr)?;
-                let mut chart = ChartBuilder::on(a)
-                    .caption(
-                        "drift against transfer, one point per layer",
-                        ("sans-serif", 18),
-                    )
-                    .margin(12)
-                    .x_label_area_size(36)
-                    .y_label_area_size(56)
-                    .build_cartesian_2d(0f64..x1, y0..y1)
-                    .map_err(perr)?;
-                chart
-                    .configure_mesh()
-                    .x_desc("1 − linear CKA")
-                    .x_label_formatter(&|x| format!("{x:.2}"))
-                    .y_desc("Δ target accuracy (points)")
-                    .label_style(("sans-serif", 13))
-                    .draw()
-                    .map_err(perr)?;
-                chart
-                    .draw_series(DashedLineSeries::new(
-                        vec![(0.0, 0.0), (x1, 0.0)],
-                        4,
-                        4,
-                        RGBColor(140, 140, 140).stroke_width(1),
-                    ))
-                    .map_err(perr)?;
-                for (i, (name, v)) in scatter.iter().enumerate() {
-                    let c = COLORS[i % 8];
-                    chart
-                        .draw_series(v.iter().map(|&(x, y)| Circle::new((x, y), 4, c.filled())))
-                        .map_err(perr)?
-                        .label(name.clone())
-                        .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
-                }
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK)
-                    .label_font(("sans-serif", 13))
-                    .draw()
-                    .map_err(perr)?;
-                Ok(())
-            }
-        ));
+    if !scatter.iter().any(|s| !s.1.is_empty()) {
+        return Ok(None);
     }
-    Ok(out)
-}
-
-/// The heatmaps' colour for a CKA value: white at 0, blue at 1.
-/// An axis tick label with `decimals` decimals, never "-0.0" (a negative value that rounds to
-/// zero is written as zero).
-pub fn tick(v: f64, decimals: usize) -> String {
-    let s = format!("{v:.decimals$}");
-    match s.strip_prefix('-') {
-        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
-        _ => s,
-    }
-}
-
-fn heat_colour(v: f64) -> RGBColor {
-    let t = v.clamp(0.0, 1.0);
-    RGBColor(
-        (255.0 * (1.0 - t)) as u8,
-        (255.0 * (1.0 - 0.6 * t)) as u8,
-        255,
-    )
-}
-
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
+    let xs: Vec<f64> = scatter
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.0))
+        .collect();
+    let ys: Vec<f64> = scatter
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.1))
+        .collect();
+    let (x1, y0, y1) = (
+        xs.iter().cloned().fold(0.0f64, f64::max).max(0.05) * 1.1,
+        ys.iter().cloned().fold(0.0f64, f64::min) - 1.0,
+        ys.iter().cloned().fold(0.0f64, f64::max) + 1.0,
+    );
+    Ok(Some(render!(
+        "drift_vs_transfer",
+        "Per layer: change in target-probe accuracy (student − base) against drift (1 − CKA)",
+        W,
+        H,
+        |a| {
+            a.fill(&WHITE).map_err(perr)?;
+            let mut chart = ChartBuilder::on(a)
+                .caption(
+                    "drift against transfer, one point per layer",
+                    ("sans-serif", 18),
+                )
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(56)
+                .build_cartesian_2d(0f64..x1, y0..y1)
+                .map_err(perr)?;
+            chart
+                .configure_mesh()
+                .x_desc("1 − linear CKA")
+                .x_label_formatter(&|x| format!("{x:.2}"))
+                .y_desc("Δ target accuracy (points)")
+                .label_style(("sans-serif", 13))
+                .draw()
+                .map_err(perr)?;
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(0.0, 0.0), (x1, 0.0)],
+                    4,
+                    4,
+                    RGBColor(140, 140, 140).stroke_width(1),
+                ))
+                .map_err(perr)?;
+            for (i, (name, v)) in scatter.iter().enumerate() {
+                let c = COLORS[i % 8];
+                chart
+                    .draw_series(v.iter().map(|&(x, y)| Circle::new((x, y), 4, c.filled())))
+                    .map_err(perr)?
+                    .label(name.clone())
+                    .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
             }
-        })
-        .collect()
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 13))
+                .draw()
+                .map_err(perr)?;
+            Ok(())
+        }
+    )))
 }

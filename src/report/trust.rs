@@ -16,9 +16,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::plots::{encode_png, perr, register_font, render, Plot};
 use super::{Report, StudentSeries};
 use crate::error::Result;
+use crate::plot::{perr, render, Plot, COLORS};
 use crate::validate::{Status, ValidateReport};
 use plotters::prelude::*;
 
@@ -276,7 +276,7 @@ pub fn drift_plot(r: &Report) -> Result<Option<Plot>> {
                 .draw()
                 .map_err(perr)?;
             for (i, s) in r.students.iter().enumerate() {
-                let c = super::plots::COLORS[i % 8];
+                let c = COLORS[i % 8];
                 let band: Vec<(f64, f64, f64)> = s
                     .layers
                     .iter()

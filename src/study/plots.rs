@@ -6,7 +6,7 @@ use plotters::prelude::*;
 
 use super::analysis::Summary;
 use crate::error::Result;
-use crate::report::plots::{encode_png, perr, register_font, render, tick, Plot, COLORS};
+use crate::plot::{perr, render, tick, Plot, COLORS};
 
 fn method_color(methods: &[String], m: &str) -> RGBColor {
     COLORS[methods.iter().position(|x| x == m).unwrap_or(0) % 8]

@@ -13,7 +13,7 @@ use super::run::RunResult;
 use crate::error::Result;
 use crate::fmt::{esc, html_table, md, md_table};
 use crate::io::{csv_field, csv_num, json_bytes, write_atomic};
-use crate::report::plots::Plot;
+use crate::plot::Plot;
 
 /// `study.json`.
 #[derive(Debug, Serialize)]

@@ -183,7 +183,7 @@ fn context_paragraphs_appear_under_the_title_escaped() {
 /// Regression (issue 20 screenshots): the study's ρ axis was labelled "-0.0".
 #[test]
 fn tick_labels_never_show_negative_zero() {
-    use repdrift::report::plots::tick;
+    use repdrift::plot::tick;
     assert_eq!(tick(-0.04, 1), "0.0");
     assert_eq!(tick(-1e-12, 2), "0.00");
     assert_eq!(tick(-0.06, 1), "-0.1");
