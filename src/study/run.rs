@@ -661,7 +661,12 @@ pub fn run_study(
                     resume: false,
                     force: true,
                     stop_after: None,
-                    save: Default::default(),
+                    // The student is written only when its cue and value numbers are wanted.
+                    save: if bias_ctx.is_some() {
+                        train::SaveAs::Delta
+                    } else {
+                        train::SaveAs::Nothing
+                    },
                 };
                 let summary = train::train_observed(
                     &prep,
@@ -674,8 +679,6 @@ pub fn run_study(
                         progress: &mut *progress,
                     },
                     Some(&mut obs),
-                    // The student is written only when its cue and value numbers are wanted.
-                    bias_ctx.is_some(),
                 )?
                 .expect("no stop_after");
                 let bias = match (&bias_ctx, &cue_data) {

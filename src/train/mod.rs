@@ -26,6 +26,7 @@
 //! sequences, rows `2i` (chosen) and `2i + 1` (rejected).
 
 mod cache;
+mod anchor;
 mod checkpoint;
 mod eval;
 mod loss;
@@ -48,6 +49,7 @@ use crate::error::{Error, Result};
 use crate::io::json_bytes;
 use crate::model::llama::Llama;
 use crate::model::HookedModel;
+use anchor::AnchorRefs;
 use cache::{make_batch, CachedSeq};
 pub use cache::{prepare, Prepared};
 use checkpoint::{checkpoint_dir, load_checkpoint, save_checkpoint};
@@ -144,6 +146,9 @@ pub enum SaveAs {
     Delta,
     /// A full HF `LlamaForSequenceClassification` directory (all weights, f32).
     Full,
+    /// No model directory: the student lives in memory only, for a caller that evaluates it
+    /// through an [`Observer`] (the study).
+    Nothing,
 }
 
 impl std::str::FromStr for SaveAs {
@@ -220,7 +225,7 @@ pub fn train_prepared(
     device: &Device,
     progress: &mut dyn TrainProgress,
 ) -> Result<Option<TrainSummary>> {
-    train_observed(prep, params, job, device, progress, None, true)
+    train_observed(prep, params, job, device, progress, None)
 }
 
 /// Looks at the model while it trains (the study's trajectories), without checkpoints.
@@ -232,8 +237,9 @@ pub trait Observer {
     fn observe(&mut self, step: usize, rm: &TrainableRm<'_>, prep: &Prepared<'_>) -> Result<()>;
 }
 
-/// [`train_prepared`] with an optional [`Observer`]; `save_model = false` writes no model
-/// directory (the caller evaluates the model in memory through the observer).
+/// [`train_prepared`] with an optional [`Observer`]. With `job.save` = [`SaveAs::Nothing`] no
+/// model directory is written (the caller evaluates the model in memory through the
+/// observer).
 pub fn train_observed(
     prep: &Prepared<'_>,
     params: &ValidTrainParams,
@@ -241,41 +247,8 @@ pub fn train_observed(
     device: &Device,
     progress: &mut dyn TrainProgress,
     mut observer: Option<&mut dyn Observer>,
-    save_model: bool,
 ) -> Result<Option<TrainSummary>> {
-    let key = (
-        params.trainable,
-        params.max_tokens,
-        params.split_seed,
-        params.test_fraction,
-    );
-    if key != prep.key {
-        return Err(Error::param(
-            "train",
-            "the prepared cache was made for another trainable part, token limit or split",
-        ));
-    }
-    let (base, data) = (prep.base, prep.data);
-    let n_layers = base.blocks().len();
-    let hidden = base.config().hidden_size;
-    let (first, k, all) = (prep.first, prep.k, prep.all);
-    let min_anchor = if all { 0 } else { first + 1 };
-    for &l in &params.anchor_layers {
-        if l < min_anchor || l > n_layers {
-            return Err(Error::LayerOutOfRange {
-                layer: l,
-                min: min_anchor,
-                max: n_layers,
-                what: format!(
-                    "anchoring with trainable {}: lower layers are frozen and cannot drift",
-                    match params.trainable {
-                        Trainable::Top(k) => format!("top:{k}"),
-                        Trainable::All => "all".into(),
-                    }
-                ),
-            });
-        }
-    }
+    check_prepared(prep, params)?;
     // One writer per output directory (the lock creates it and lives until we return).
     let _lock = crate::io::lock_dir(job.out)?;
     check_out(job)?;
@@ -283,81 +256,17 @@ pub fn train_observed(
     if job.force {
         crate::io::clear_dir(job.out)?;
     }
-    let sp = &prep.split;
-    // Soft labels for half 2.
-    let targets: Vec<f64> = if params.method.needs_teacher() {
-        let labels = job.labels.ok_or_else(|| {
-            Error::param(
-                "teacher",
-                format!(
-                    "--method {} trains on weak labels: give --teacher MODEL or --teacher-labels FILE",
-                    params.method.name()
-                ),
-            )
-        })?;
-        let half2_lines: Vec<usize> = sp.half2.iter().map(|&i| data.examples[i].line).collect();
-        if labels.data_sha256 != data.sha256
-            || labels.split_seed != params.split_seed
-            || labels.test_fraction != params.test_fraction
-            || labels.lines != half2_lines
-        {
-            return Err(Error::param(
-                "teacher-labels",
-                format!(
-                    "the weak labels were made for data sha256 {} (split seed {}, test fraction {}), not for {} (sha256 {}, split seed {}, test fraction {})",
-                    labels.data_sha256, labels.split_seed, labels.test_fraction,
-                    data.path.display(), data.sha256, params.split_seed, params.test_fraction
-                ),
-            ));
-        }
-        labels.p.clone()
-    } else {
-        vec![1.0; sp.half2.len()]
-    };
-
-    let train_seqs = &prep.half2;
-    let rm = TrainableRm::new(base, k, all, params.seed)?;
+    let targets = weak_targets(prep, params, job)?;
+    let (base, data) = (prep.base, prep.data);
+    let rm = TrainableRm::new(base, prep.k, prep.all, params.seed)?;
     if params.head_init == HeadInit::Probe {
-        fit_head_on_base(&rm, train_seqs, &targets, params.batch_size, device)?;
+        fit_head_on_base(&rm, &prep.half2, &targets, params.batch_size, device)?;
     }
+    let shape = (base.pad_id(), base.config().hidden_size, prep.all);
+    let refs = AnchorRefs::compute(&rm, &prep.half2, params, shape, device)?;
     let vars = rm.vars();
-    let trainable_parameters: usize = vars.iter().map(|v| v.elem_count()).sum();
-
-    // Anchor references: the frozen base's last-token states (the step-0 model, no gradient).
-    let anchors = &params.anchor_layers;
-    let mut refs: Vec<Vec<Vec<f32>>> = vec![Vec::new(); anchors.len()];
-    let mut mean_sq = vec![1f64; anchors.len()];
-    if !anchors.is_empty() {
-        for l in refs.iter_mut() {
-            *l = vec![Vec::new(); train_seqs.len()];
-        }
-        for chunk in (0..train_seqs.len())
-            .collect::<Vec<_>>()
-            .chunks(2 * params.batch_size)
-        {
-            let seqs: Vec<&CachedSeq> = chunk.iter().map(|&i| &train_seqs[i]).collect();
-            let (batch, x) = make_batch(&seqs, base.pad_id(), hidden, !all, device)?;
-            let out = rm.forward(x.as_ref(), &batch, anchors, false)?;
-            for (a, t) in out.pooled.iter().enumerate() {
-                let rows: Vec<Vec<f32>> = t.to_vec2()?;
-                for (&i, row) in chunk.iter().zip(rows) {
-                    refs[a][i] = row;
-                }
-            }
-        }
-        for (a, layer) in refs.iter().enumerate() {
-            let (mut s, mut n) = (0f64, 0usize);
-            for row in layer {
-                s += row.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
-                n += row.len();
-            }
-            mean_sq[a] = (s / n.max(1) as f64).max(f64::MIN_POSITIVE);
-        }
-    }
-
     let mut opt = optim::AdamW::new(&vars, params.weight_decay)?;
-    let fast = rm.fast_path();
-    let n_pairs = sp.half2.len();
+    let n_pairs = prep.split.half2.len();
     let steps_per_epoch = n_pairs.div_ceil(params.batch_size);
     let total = steps_per_epoch * params.epochs;
     let mut log: Vec<StepRecord> = Vec::new();
@@ -370,116 +279,29 @@ pub fn train_observed(
             o.observe(0, &rm, prep)?;
         }
     }
+    let stepper = Stepper {
+        rm: &rm,
+        vars: &vars,
+        prep,
+        targets: &targets,
+        refs: &refs,
+        params,
+        device,
+        fast: rm.fast_path(),
+        total,
+    };
     progress.phase("training");
     progress.start(total, step0);
     let t_start = Instant::now();
     let stop = job.stop_after.unwrap_or(usize::MAX).min(total);
     let mut step = step0;
-    // The pair order of the current epoch (a seeded shuffle per epoch, so a resumed run
-    // sees the same batches).
-    let mut order: (usize, Vec<usize>) = (usize::MAX, Vec::new());
+    let mut order = EpochOrder::new(n_pairs, params.seed);
     while step < stop {
         let epoch = step / steps_per_epoch;
         let j = step % steps_per_epoch;
-        if order.0 != epoch {
-            let mut o: Vec<usize> = (0..n_pairs).collect();
-            o.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
-                params
-                    .seed
-                    .wrapping_mul(1_000_003)
-                    .wrapping_add(epoch as u64),
-            ));
-            order = (epoch, o);
-        }
-        let order = &order.1;
+        let order = order.of(epoch);
         let pairs = &order[j * params.batch_size..((j + 1) * params.batch_size).min(n_pairs)];
-        let t0 = Instant::now();
-        let seqs: Vec<&CachedSeq> = pairs
-            .iter()
-            .flat_map(|&p| [&train_seqs[2 * p], &train_seqs[2 * p + 1]])
-            .collect();
-        let (batch, x) = make_batch(&seqs, base.pad_id(), hidden, !all, device)?;
-        // CPU f32: the blocks run graph-free (`model::llama_grad`); candle's graph holds
-        // only the final norm, the head and the loss.
-        let (out, fast) = if fast {
-            let (o, p) = rm.forward_fast(x.as_ref(), &batch, anchors)?;
-            (o, Some(p))
-        } else {
-            (rm.forward(x.as_ref(), &batch, anchors, true)?, None)
-        };
-        let r = out.rewards.reshape((pairs.len(), 2))?;
-        let delta = (r.narrow(1, 0, 1)? - r.narrow(1, 1, 1)?)?.squeeze(1)?;
-        let p_weak: Vec<f32> = pairs.iter().map(|&p| targets[p] as f32).collect();
-        let mut p = Tensor::from_vec(p_weak, pairs.len(), device)?;
-        let mut alpha = None;
-        if params.method == Method::Confidence {
-            let a = 0.5 * ((step as f64 + 1.0) / (0.1 * total as f64).max(1.0)).min(1.0);
-            let hard = delta.detach().gt(0f64)?.to_dtype(DType::F32)?;
-            p = ((p * (1.0 - a))? + (hard * a)?)?;
-            alpha = Some(a);
-        }
-        let bt = bt_loss(&delta, &p)?;
-        let mut loss = bt.clone();
-        let mut anchor_val = None;
-        if !anchors.is_empty() {
-            let mut acc: Option<Tensor> = None;
-            let mut plain = 0f64;
-            for (a, s) in out.pooled.iter().enumerate() {
-                let rows: Vec<f32> = seqs
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(b, _)| {
-                        let pair = pairs[b / 2];
-                        refs[a][2 * pair + b % 2].clone()
-                    })
-                    .collect();
-                let b = Tensor::from_vec(rows, (seqs.len(), hidden), device)?;
-                let dist = anchor_distance(s, &b, params.anchor_distance, mean_sq[a])?;
-                plain += scalar(&dist)?;
-                let term = (dist * params.anchor_weight[a])?;
-                acc = Some(match acc {
-                    None => term,
-                    Some(t) => (t + term)?,
-                });
-            }
-            let n_a = anchors.len() as f64;
-            anchor_val = Some(plain / n_a);
-            loss = (loss + (acc.expect("at least one anchor") / n_a)?)?;
-        }
-        let mut grads = loss.backward()?;
-        if let Some(p) = fast {
-            rm.backward_fast(p, &mut grads)?;
-        }
-        let gnorm = optim::AdamW::grad_norm(&vars, &grads)?;
-        let lr = optim::lr_at(step, total, params.lr, params.warmup);
-        opt.step(
-            &vars,
-            &grads,
-            lr,
-            optim::clip_factor(gnorm, params.max_grad_norm),
-        )?;
-        let d: Vec<f32> = delta.to_vec1()?;
-        let rec = StepRecord {
-            step: step + 1,
-            epoch,
-            loss: scalar(&loss)?,
-            bt: scalar(&bt)?,
-            anchor: anchor_val,
-            alpha,
-            lr,
-            grad_norm: gnorm,
-            batch_accuracy: d.iter().filter(|&&v| v > 0.0).count() as f64 / d.len() as f64,
-            seconds: t0.elapsed().as_secs_f64(),
-        };
-        if !rec.loss.is_finite() {
-            return Err(Error::param(
-                "lr",
-                format!(
-                    "the loss became {} at step {}; lower --lr",
-                    rec.loss, rec.step
-                ),
-            ));
-        }
+        let rec = stepper.step(&mut opt, step, epoch, pairs)?;
         progress.step(&rec);
         log.push(rec);
         step += 1;
@@ -499,53 +321,299 @@ pub fn train_observed(
         progress.finish();
         return Ok(None);
     }
-
     progress.phase("evaluating");
+    let summary = TrainSummary {
+        trainable_parameters: vars.iter().map(|v| v.elem_count()).sum(),
+        train_seconds,
+        steps_per_second: (total - step0) as f64 / train_seconds.max(1e-9),
+        final_bt_loss: final_bt_loss(&log, params.epochs),
+        accuracy: evaluate(&rm, prep, params, device)?,
+        teacher_accuracy: job.labels.map(|l| l.accuracy.clone()),
+        ..TrainSummary::of_run(prep, params, total)
+    };
+    if job.save != SaveAs::Nothing {
+        progress.phase("saving");
+        save(&rm, prep, params, job, &summary, &log)?;
+    }
+    if ckpt.exists() {
+        std::fs::remove_dir_all(&ckpt).map_err(|e| Error::io(&ckpt, e))?;
+    }
+    progress.finish();
+    Ok(Some(summary))
+}
+
+/// The cache was made for this run's trainable part, token limit and split, and every
+/// anchored layer is one the trainable blocks compute.
+fn check_prepared(prep: &Prepared<'_>, params: &ValidTrainParams) -> Result<()> {
+    let key = (
+        params.trainable,
+        params.max_tokens,
+        params.split_seed,
+        params.test_fraction,
+    );
+    if key != prep.key {
+        return Err(Error::param(
+            "train",
+            "the prepared cache was made for another trainable part, token limit or split",
+        ));
+    }
+    let n_layers = prep.base.blocks().len();
+    let min_anchor = if prep.all { 0 } else { prep.first + 1 };
+    if let Some(&l) = params
+        .anchor_layers
+        .iter()
+        .find(|&&l| l < min_anchor || l > n_layers)
+    {
+        return Err(Error::LayerOutOfRange {
+            layer: l,
+            min: min_anchor,
+            max: n_layers,
+            what: format!(
+                "anchoring with trainable {}: lower layers are frozen and cannot drift",
+                match params.trainable {
+                    Trainable::Top(k) => format!("top:{k}"),
+                    Trainable::All => "all".into(),
+                }
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// p(chosen ≻ rejected) of each training pair: the weak labels (checked to be made for this
+/// data and split) for methods that need a teacher, else 1.
+fn weak_targets(
+    prep: &Prepared<'_>,
+    params: &ValidTrainParams,
+    job: &TrainJob<'_>,
+) -> Result<Vec<f64>> {
+    let (sp, data) = (&prep.split, prep.data);
+    if !params.method.needs_teacher() {
+        return Ok(vec![1.0; sp.half2.len()]);
+    }
+    let labels = job.labels.ok_or_else(|| {
+        Error::param(
+            "teacher",
+            format!(
+                "--method {} trains on weak labels: give --teacher MODEL or --teacher-labels FILE",
+                params.method.name()
+            ),
+        )
+    })?;
+    let half2_lines: Vec<usize> = sp.half2.iter().map(|&i| data.examples[i].line).collect();
+    if labels.data_sha256 != data.sha256
+        || labels.split_seed != params.split_seed
+        || labels.test_fraction != params.test_fraction
+        || labels.lines != half2_lines
+    {
+        return Err(Error::param(
+            "teacher-labels",
+            format!(
+                "the weak labels were made for data sha256 {} (split seed {}, test fraction {}), not for {} (sha256 {}, split seed {}, test fraction {})",
+                labels.data_sha256, labels.split_seed, labels.test_fraction,
+                data.path.display(), data.sha256, params.split_seed, params.test_fraction
+            ),
+        ));
+    }
+    Ok(labels.p.clone())
+}
+
+/// The pair order of the current epoch: a seeded shuffle per epoch, so a resumed run sees the
+/// same batches.
+struct EpochOrder {
+    n_pairs: usize,
+    seed: u64,
+    epoch: usize,
+    order: Vec<usize>,
+}
+
+impl EpochOrder {
+    fn new(n_pairs: usize, seed: u64) -> Self {
+        Self {
+            n_pairs,
+            seed,
+            epoch: usize::MAX,
+            order: Vec::new(),
+        }
+    }
+
+    fn of(&mut self, epoch: usize) -> &[usize] {
+        if self.epoch != epoch {
+            let mut o: Vec<usize> = (0..self.n_pairs).collect();
+            o.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
+                self.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64),
+            ));
+            (self.epoch, self.order) = (epoch, o);
+        }
+        &self.order
+    }
+}
+
+/// What one optimisation step reads.
+struct Stepper<'a> {
+    rm: &'a TrainableRm<'a>,
+    vars: &'a [candle_core::Var],
+    prep: &'a Prepared<'a>,
+    targets: &'a [f64],
+    refs: &'a AnchorRefs,
+    params: &'a ValidTrainParams,
+    device: &'a Device,
+    /// CPU f32: the blocks run graph-free (`model::llama_grad`); candle's graph holds only
+    /// the final norm, the head and the loss.
+    fast: bool,
+    total: usize,
+}
+
+impl Stepper<'_> {
+    /// Forward `pairs`, the loss (BT on the targets, confidence's mix, the anchor term),
+    /// backward, one AdamW step; the step's record.
+    fn step(
+        &self,
+        opt: &mut optim::AdamW,
+        step: usize,
+        epoch: usize,
+        pairs: &[usize],
+    ) -> Result<StepRecord> {
+        let (params, device) = (self.params, self.device);
+        let t0 = Instant::now();
+        let train_seqs = &self.prep.half2;
+        let seqs: Vec<&CachedSeq> = pairs
+            .iter()
+            .flat_map(|&p| [&train_seqs[2 * p], &train_seqs[2 * p + 1]])
+            .collect();
+        let base = self.prep.base;
+        let hidden = base.config().hidden_size;
+        let (batch, x) = make_batch(&seqs, base.pad_id(), hidden, !self.prep.all, device)?;
+        let anchors = &params.anchor_layers;
+        let (out, fast) = if self.fast {
+            let (o, p) = self.rm.forward_fast(x.as_ref(), &batch, anchors)?;
+            (o, Some(p))
+        } else {
+            (self.rm.forward(x.as_ref(), &batch, anchors, true)?, None)
+        };
+        let r = out.rewards.reshape((pairs.len(), 2))?;
+        let delta = (r.narrow(1, 0, 1)? - r.narrow(1, 1, 1)?)?.squeeze(1)?;
+        let p_weak: Vec<f32> = pairs.iter().map(|&p| self.targets[p] as f32).collect();
+        let mut p = Tensor::from_vec(p_weak, pairs.len(), device)?;
+        let mut alpha = None;
+        if params.method == Method::Confidence {
+            let a = 0.5 * ((step as f64 + 1.0) / (0.1 * self.total as f64).max(1.0)).min(1.0);
+            let hard = delta.detach().gt(0f64)?.to_dtype(DType::F32)?;
+            p = ((p * (1.0 - a))? + (hard * a)?)?;
+            alpha = Some(a);
+        }
+        let bt = bt_loss(&delta, &p)?;
+        let mut loss = bt.clone();
+        let anchor = self.refs.term(&out.pooled, pairs, params, device)?;
+        if let Some(a) = &anchor {
+            loss = (loss + &a.loss)?;
+        }
+        let mut grads = loss.backward()?;
+        if let Some(p) = fast {
+            self.rm.backward_fast(p, &mut grads)?;
+        }
+        let gnorm = optim::AdamW::grad_norm(self.vars, &grads)?;
+        let lr = optim::lr_at(step, self.total, params.lr, params.warmup);
+        opt.step(
+            self.vars,
+            &grads,
+            lr,
+            optim::clip_factor(gnorm, params.max_grad_norm),
+        )?;
+        let d: Vec<f32> = delta.to_vec1()?;
+        let rec = StepRecord {
+            step: step + 1,
+            epoch,
+            loss: scalar(&loss)?,
+            bt: scalar(&bt)?,
+            anchor: anchor.map(|a| a.distance),
+            alpha,
+            lr,
+            grad_norm: gnorm,
+            batch_accuracy: d.iter().filter(|&&v| v > 0.0).count() as f64 / d.len() as f64,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        if !rec.loss.is_finite() {
+            return Err(Error::param(
+                "lr",
+                format!(
+                    "the loss became {} at step {}; lower --lr",
+                    rec.loss, rec.step
+                ),
+            ));
+        }
+        Ok(rec)
+    }
+}
+
+/// Mean BT loss over the last epoch's steps.
+fn final_bt_loss(log: &[StepRecord], epochs: usize) -> f64 {
+    let last_epoch: Vec<f64> = log
+        .iter()
+        .filter(|r| r.epoch + 1 == epochs)
+        .map(|r| r.bt)
+        .collect();
+    last_epoch.iter().sum::<f64>() / last_epoch.len().max(1) as f64
+}
+
+/// Pairwise accuracy on the source test part and each evaluation set.
+fn evaluate(
+    rm: &TrainableRm<'_>,
+    prep: &Prepared<'_>,
+    params: &ValidTrainParams,
+    device: &Device,
+) -> Result<BTreeMap<String, f64>> {
     let mut accuracy = BTreeMap::new();
     if !prep.test.is_empty() {
         accuracy.insert(
             "source_test".to_string(),
-            pairwise_accuracy(&rewards(&rm, &prep.test, params.batch_size, device)?),
+            pairwise_accuracy(&rewards(rm, &prep.test, params.batch_size, device)?),
         );
     }
     for (name, seqs) in &prep.evals {
         accuracy.insert(
             name.clone(),
-            pairwise_accuracy(&rewards(&rm, seqs, params.batch_size, device)?),
+            pairwise_accuracy(&rewards(rm, seqs, params.batch_size, device)?),
         );
     }
-    let last_epoch: Vec<f64> = log
-        .iter()
-        .filter(|r| r.epoch + 1 == params.epochs)
-        .map(|r| r.bt)
-        .collect();
-    let run_steps = total - step0;
-    let summary = TrainSummary {
-        format: "repdrift-train".into(),
-        version: 1,
-        method: params.method,
-        base: base.info().path.display().to_string(),
-        base_sha256: base.info().weights_sha256.clone(),
-        data: data.path.display().to_string(),
-        data_sha256: data.sha256.clone(),
-        n_train: n_pairs,
-        n_test: sp.test.len(),
-        steps: total,
-        trainable_parameters,
-        train_seconds,
-        steps_per_second: run_steps as f64 / train_seconds.max(1e-9),
-        final_bt_loss: last_epoch.iter().sum::<f64>() / last_epoch.len().max(1) as f64,
-        accuracy,
-        teacher_accuracy: job.labels.map(|l| l.accuracy.clone()),
-    };
-    if !save_model {
-        if ckpt.exists() {
-            std::fs::remove_dir_all(&ckpt).map_err(|e| Error::io(&ckpt, e))?;
+    Ok(accuracy)
+}
+
+impl TrainSummary {
+    /// The fields fixed by the run's inputs (the measured ones zero, to be filled in).
+    fn of_run(prep: &Prepared<'_>, params: &ValidTrainParams, total: usize) -> Self {
+        let (base, data) = (prep.base, prep.data);
+        Self {
+            format: "repdrift-train".into(),
+            version: 1,
+            method: params.method,
+            base: base.info().path.display().to_string(),
+            base_sha256: base.info().weights_sha256.clone(),
+            data: data.path.display().to_string(),
+            data_sha256: data.sha256.clone(),
+            n_train: prep.split.half2.len(),
+            n_test: prep.split.test.len(),
+            steps: total,
+            trainable_parameters: 0,
+            train_seconds: 0.0,
+            steps_per_second: 0.0,
+            final_bt_loss: 0.0,
+            accuracy: BTreeMap::new(),
+            teacher_accuracy: None,
         }
-        progress.finish();
-        return Ok(Some(summary));
     }
-    progress.phase("saving");
+}
+
+/// Write the student as `job.save` asks, with its training args, loss log and summary.
+fn save(
+    rm: &TrainableRm<'_>,
+    prep: &Prepared<'_>,
+    params: &ValidTrainParams,
+    job: &TrainJob<'_>,
+    summary: &TrainSummary,
+    log: &[StepRecord],
+) -> Result<()> {
+    let (base, data, sp) = (prep.base, prep.data, &prep.split);
     let log_bytes: Vec<u8> = log
         .iter()
         .flat_map(|r| {
@@ -565,15 +633,11 @@ pub fn train_observed(
     let extra = [
         ("training_args.json", json_bytes(&args)),
         ("loss_log.jsonl", log_bytes),
-        ("train_summary.json", json_bytes(&summary)),
+        ("train_summary.json", json_bytes(summary)),
     ];
     match job.save {
-        SaveAs::Delta => rm.save_delta(job.out, &extra)?,
-        SaveAs::Full => rm.save_hf(job.out, &extra)?,
+        SaveAs::Delta => rm.save_delta(job.out, &extra),
+        SaveAs::Full => rm.save_hf(job.out, &extra),
+        SaveAs::Nothing => Ok(()),
     }
-    if ckpt.exists() {
-        std::fs::remove_dir_all(&ckpt).map_err(|e| Error::io(&ckpt, e))?;
-    }
-    progress.finish();
-    Ok(Some(summary))
 }
