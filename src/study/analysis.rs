@@ -288,6 +288,47 @@ pub fn spearman_ci(
 
 /// Summarise `runs` (in any order) for `targets`.
 pub fn summarise(runs: &[RunResult], targets: &[String]) -> Summary {
+    let (methods, regimes) = methods_and_regimes(runs);
+    let table = table(runs, targets, &methods, &regimes);
+    let layers = drift_layers(runs);
+    let points = run_points(runs, targets, &layers);
+    let correlations = correlations(runs, targets, &layers);
+    let best_layer = best_layer(&correlations);
+    let best_layer_source_rho = best_layer
+        .as_ref()
+        .and_then(|b| source_rho(runs, targets, b.layer));
+    let best_layer_by_regime = match &best_layer {
+        None => Vec::new(),
+        Some(b) => by_regime(runs, targets, &regimes, b.layer),
+    };
+    let target_accuracy_range = points.iter().map(|p| p.mean_target).fold(None, |acc, v| {
+        Some(match acc {
+            None => (v, v),
+            Some((lo, hi)) => (f64::min(lo, v), f64::max(hi, v)),
+        })
+    });
+    Summary {
+        targets: targets.to_vec(),
+        references: references(runs, targets),
+        trajectories: trajectories(runs, targets, &methods, &regimes),
+        methods,
+        regimes,
+        n_runs: runs.len(),
+        table,
+        correlations,
+        best_layer,
+        best_layer_source_rho,
+        best_layer_by_regime,
+        target_accuracy_range,
+        points,
+        trust: Vec::new(),
+        pair_tests: super::pairs::pair_tests(runs, targets),
+        contrasts: super::pairs::contrasts(runs, targets),
+    }
+}
+
+/// Methods and regimes in the order the runs first show them.
+fn methods_and_regimes(runs: &[RunResult]) -> (Vec<String>, Vec<String>) {
     let mut methods: Vec<String> = Vec::new();
     let mut regimes: Vec<String> = Vec::new();
     for r in runs {
@@ -298,12 +339,12 @@ pub fn summarise(runs: &[RunResult], targets: &[String]) -> Summary {
             regimes.push(r.regime.clone());
         }
     }
-    let gold_of = |r: &RunResult| {
-        runs.iter()
-            .find(|g| g.method == "gold" && g.regime == r.regime && g.seed == r.seed)
-    };
-    // References: one value per seed (the teacher and the base probe do not depend on the
-    // regime; the first run of each seed gives them).
+    (methods, regimes)
+}
+
+/// The reference lines: one value per seed (the teacher and the base probe do not depend on
+/// the regime; the first run of each seed gives them).
+fn references(runs: &[RunResult], targets: &[String]) -> References {
     let mut sets = vec!["source_test".to_string()];
     sets.extend(targets.iter().cloned());
     let mut seeds: Vec<u64> = runs.iter().map(|r| r.seed).collect();
@@ -339,10 +380,23 @@ pub fn summarise(runs: &[RunResult], targets: &[String]) -> Summary {
             references.base_probe.insert(s.clone(), t);
         }
     }
+    references
+}
 
+/// Per regime and method: every metric's mean ± sd over seeds, and the runs' outcomes.
+fn table(
+    runs: &[RunResult],
+    targets: &[String],
+    methods: &[String],
+    regimes: &[String],
+) -> Vec<Cell> {
+    let gold_of = |r: &RunResult| {
+        runs.iter()
+            .find(|g| g.method == "gold" && g.regime == r.regime && g.seed == r.seed)
+    };
     let mut table = Vec::new();
-    for reg in &regimes {
-        for m in &methods {
+    for reg in regimes {
+        for m in methods {
             let cell_runs: Vec<&RunResult> = runs
                 .iter()
                 .filter(|r| &r.method == m && &r.regime == reg)
@@ -376,14 +430,22 @@ pub fn summarise(runs: &[RunResult], targets: &[String]) -> Summary {
             });
         }
     }
+    table
+}
 
-    // Drift against transfer across all runs.
+/// Every layer any run measured drift at, ascending.
+fn drift_layers(runs: &[RunResult]) -> Vec<usize> {
     let mut layers: Vec<usize> = runs
         .iter()
         .flat_map(|r| r.drift.iter().map(|d| d.layer))
         .collect();
     layers.sort();
     layers.dedup();
+    layers
+}
+
+/// One point per run (sorted by id): mean target accuracy, transfer change, drift per layer.
+fn run_points(runs: &[RunResult], targets: &[String], layers: &[usize]) -> Vec<RunPoint> {
     let mut points: Vec<RunPoint> = runs
         .iter()
         .filter_map(|r| {
@@ -404,9 +466,16 @@ pub fn summarise(runs: &[RunResult], targets: &[String]) -> Summary {
             })
         })
         .collect();
+    points.sort_by(|a, b| a.id.cmp(&b.id));
+    points
+}
+
+/// Spearman ρ of drift (1 − linear CKA, and cosine distance) against the transfer change over
+/// all runs, per layer, with its bootstrap CI and permutation p.
+fn correlations(runs: &[RunResult], targets: &[String], layers: &[usize]) -> Vec<LayerCorrelation> {
     let mut correlations = Vec::new();
     for (measure, cosine) in [("linear_cka", false), ("cosine", true)] {
-        for &l in &layers {
+        for &l in layers {
             let (mut x, mut y) = (Vec::new(), Vec::new());
             for r in runs {
                 if let (Some(d), Some(t), Some(b)) = (
@@ -429,7 +498,12 @@ pub fn summarise(runs: &[RunResult], targets: &[String]) -> Summary {
             });
         }
     }
-    let best_layer = correlations
+    correlations
+}
+
+/// The layer whose drift (1 − linear CKA) has the largest |ρ| with the transfer change.
+fn best_layer(correlations: &[LayerCorrelation]) -> Option<LayerCorrelation> {
+    correlations
         .iter()
         .filter(|c| c.measure == "linear_cka" && c.rho.is_some())
         .max_by(|a, b| {
@@ -439,51 +513,60 @@ pub fn summarise(runs: &[RunResult], targets: &[String]) -> Summary {
                 .partial_cmp(&b.rho.unwrap().abs())
                 .expect("finite")
         })
-        .cloned();
-    let best_layer_source_rho = best_layer.as_ref().and_then(|b| {
-        let (x, y): (Vec<f64>, Vec<f64>) = runs
-            .iter()
-            .filter_map(|r| {
-                Some((
-                    drift_at(r, b.layer, targets, false)?,
-                    *r.accuracy.get("source_test")?,
-                ))
-            })
-            .unzip();
-        spearman(&x, &y, 0, 0).map(|s| s.rho)
-    });
-    let best_layer_by_regime = match &best_layer {
-        None => Vec::new(),
-        Some(b) => regimes
-            .iter()
-            .map(|reg| {
-                let (x, y): (Vec<f64>, Vec<f64>) = runs
-                    .iter()
-                    .filter(|r| &r.regime == reg)
-                    .filter_map(|r| {
-                        Some((
-                            drift_at(r, b.layer, targets, false)?,
-                            mean_over(&r.accuracy, targets)? - mean_over(&r.base_probe, targets)?,
-                        ))
-                    })
-                    .unzip();
-                let (rho, ci, _) = spearman_ci(&x, &y, 2000, b.layer as u64);
-                (reg.clone(), rho, ci, x.len())
-            })
-            .collect(),
-    };
-    points.sort_by(|a, b| a.id.cmp(&b.id));
-    let target_accuracy_range = points.iter().map(|p| p.mean_target).fold(None, |acc, v| {
-        Some(match acc {
-            None => (v, v),
-            Some((lo, hi)) => (f64::min(lo, v), f64::max(hi, v)),
-        })
-    });
+        .cloned()
+}
 
-    // Mean trajectories.
+/// Spearman ρ, over the same runs, of drift at `layer` with the source-test accuracy.
+fn source_rho(runs: &[RunResult], targets: &[String], layer: usize) -> Option<f64> {
+    let (x, y): (Vec<f64>, Vec<f64>) = runs
+        .iter()
+        .filter_map(|r| {
+            Some((
+                drift_at(r, layer, targets, false)?,
+                *r.accuracy.get("source_test")?,
+            ))
+        })
+        .unzip();
+    spearman(&x, &y, 0, 0).map(|s| s.rho)
+}
+
+/// Drift at `layer` against the transfer change within each regime: (regime, ρ, CI, n).
+fn by_regime(
+    runs: &[RunResult],
+    targets: &[String],
+    regimes: &[String],
+    layer: usize,
+) -> Vec<RegimeCorrelation> {
+    regimes
+        .iter()
+        .map(|reg| {
+            let (x, y): (Vec<f64>, Vec<f64>) = runs
+                .iter()
+                .filter(|r| &r.regime == reg)
+                .filter_map(|r| {
+                    Some((
+                        drift_at(r, layer, targets, false)?,
+                        mean_over(&r.accuracy, targets)? - mean_over(&r.base_probe, targets)?,
+                    ))
+                })
+                .unzip();
+            let (rho, ci, _) = spearman_ci(&x, &y, 2000, layer as u64);
+            (reg.clone(), rho, ci, x.len())
+        })
+        .collect()
+}
+
+/// Per regime and method: source and mean target accuracy and final-layer drift against
+/// step, mean ± sd over seeds.
+fn trajectories(
+    runs: &[RunResult],
+    targets: &[String],
+    methods: &[String],
+    regimes: &[String],
+) -> Vec<Trajectory> {
     let mut trajectories = Vec::new();
-    for reg in &regimes {
-        for m in &methods {
+    for reg in regimes {
+        for m in methods {
             let cell: Vec<&RunResult> = runs
                 .iter()
                 .filter(|r| &r.method == m && &r.regime == reg)
@@ -527,24 +610,7 @@ pub fn summarise(runs: &[RunResult], targets: &[String]) -> Summary {
             });
         }
     }
-    Summary {
-        targets: targets.to_vec(),
-        methods,
-        regimes,
-        n_runs: runs.len(),
-        references,
-        table,
-        correlations,
-        best_layer,
-        best_layer_source_rho,
-        best_layer_by_regime,
-        target_accuracy_range,
-        trajectories,
-        points,
-        trust: Vec::new(),
-        pair_tests: super::pairs::pair_tests(runs, targets),
-        contrasts: super::pairs::contrasts(runs, targets),
-    }
+    trajectories
 }
 
 #[cfg(test)]

@@ -25,8 +25,8 @@
 //! runs once and its output states are cached. Shapes: a batch of `B` pairs is `2B`
 //! sequences, rows `2i` (chosen) and `2i + 1` (rejected).
 
-mod cache;
 mod anchor;
+mod cache;
 mod checkpoint;
 mod eval;
 mod loss;
