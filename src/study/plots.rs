@@ -149,7 +149,7 @@ fn rho_plot(s: &Summary) -> Result<Plot> {
 /// Regime `reg`: mean target accuracy (left) and final-layer drift (right) against step, one
 /// line per method, mean ± sd over seeds; None when no method has two trajectory points.
 fn trajectory_plot(s: &Summary, reg: &str) -> Result<Option<Plot>> {
-    let trs: Vec<&Trajectory> = s.trajectories.iter().filter(|t| &t.regime == reg).collect();
+    let trs: Vec<&Trajectory> = s.trajectories.iter().filter(|t| t.regime == reg).collect();
     if trs.iter().all(|t| t.steps.len() < 2) {
         return Ok(None);
     }
