@@ -14,6 +14,18 @@ fn f(v: Option<f64>) -> String {
 /// The Markdown summary of a validate run.
 pub fn render_markdown(r: &ValidateReport) -> Vec<u8> {
     let mut o = String::new();
+    checks_section(r, &mut o);
+    floor_section(r, &mut o);
+    null_section(r, &mut o);
+    planted_section(r, &mut o);
+    matching_section(r, &mut o);
+    probes_section(r, &mut o);
+    sample_size_section(r, &mut o);
+    o.into_bytes()
+}
+
+/// The title line, the pass/fail count and every check with its figure.
+fn checks_section(r: &ValidateReport, o: &mut String) {
     let fails = r.failures();
     o.push_str(&format!(
         "# Can these numbers be trusted? `repdrift validate`\n\nrepdrift {} · model `{}` ({}, {} blocks, d = {}) · data `{}` ({} examples, first field, `resid_post`, {} pooling) · {:.0} s\n\n",
@@ -56,7 +68,10 @@ pub fn render_markdown(r: &ValidateReport) -> Vec<u8> {
         })
         .collect();
     o.push_str(&md_table(&["section", "check", "figure", "result"], &rows));
+}
 
+/// The numerical floor: each measure's largest deviation between batch sizes.
+fn floor_section(r: &ValidateReport, o: &mut String) {
     o.push_str("\n## Numerical floor\n\nThe base captured twice, at batch size 1 and at the run's batch size: for paired measures an unchanged model gives exactly the no-change value on any sample, so this is the noise around \"no drift\". Reports grey out drift at or below it.\n\n");
     let rows = vec![MEASURES
         .iter()
@@ -70,7 +85,10 @@ pub fn render_markdown(r: &ValidateReport) -> Vec<u8> {
     let mut head: Vec<String> = MEASURES.iter().map(|m| format!("{m} deviation")).collect();
     head.push("max activation difference".into());
     o.push_str(&md_table(&head, &rows));
+}
 
+/// The null: the base against itself on disjoint halves, per layer.
+fn null_section(r: &ValidateReport, o: &mut String) {
     o.push_str("\n## Null: the base against itself on disjoint halves (rows paired at random)\n\n");
     let rows: Vec<Vec<String>> = r
         .null
@@ -97,7 +115,10 @@ pub fn render_markdown(r: &ValidateReport) -> Vec<u8> {
         ],
         &rows,
     ));
+}
 
+/// Planted drift: deviations near each planted block, then sensitivity and dose–response.
+fn planted_section(r: &ValidateReport, o: &mut String) {
     if !r.planted.is_empty() {
         o.push_str("\n## Planted drift: deviation from the base per layer\n\nNoise of relative strength s (× the weight's rms) on the block's two output projections; layer L + 1 is the block's output. Columns: ");
         o.push_str(&MEASURES.join(", "));
@@ -152,7 +173,10 @@ pub fn render_markdown(r: &ValidateReport) -> Vec<u8> {
             &rows,
         ));
     }
+}
 
+/// Layer matching in the base and between two students.
+fn matching_section(r: &ValidateReport, o: &mut String) {
     o.push_str("\n## Layer matching\n\n");
     let m = &r.layer_matching;
     let pct = |v: Option<f64>| v.map_or("—".into(), |v| format!("{:.0} %", 100.0 * v));
@@ -185,7 +209,10 @@ pub fn render_markdown(r: &ValidateReport) -> Vec<u8> {
     if let Some(s) = &m.skipped {
         o.push_str(&format!("\nStudents skipped: {}\n", md(s)));
     }
+}
 
+/// Probes with shuffled labels against their chance band.
+fn probes_section(r: &ValidateReport, o: &mut String) {
     if !r.probes.is_empty() {
         o.push_str("\n## Probes with shuffled labels\n\n");
         let rows: Vec<Vec<String>> = r
@@ -216,7 +243,10 @@ pub fn render_markdown(r: &ValidateReport) -> Vec<u8> {
             &rows,
         ));
     }
+}
 
+/// The sd of each measure over random subsets of n examples.
+fn sample_size_section(r: &ValidateReport, o: &mut String) {
     if !r.sample_size.is_empty() {
         o.push_str(&format!(
             "\n## Sample size\n\nThe sd of each measure at the last layer, base against the middle planted model, over {} random subsets of n examples drawn without replacement: how much a figure from n examples would move with another sample of the same size.\n\n",
@@ -246,5 +276,4 @@ pub fn render_markdown(r: &ValidateReport) -> Vec<u8> {
             &rows,
         ));
     }
-    o.into_bytes()
 }
