@@ -471,59 +471,6 @@ fn labels_path(out: &Path, seed: u64) -> PathBuf {
     out.join("labels").join(format!("seed_{seed}.json"))
 }
 
-/// The weak labels of `seed`'s split: read from `labels/seed_S.json`, or fitted (loading the
-/// teacher on first need) and written there.
-#[allow(clippy::too_many_arguments)]
-fn weak_labels(
-    study: &ValidStudy,
-    job: &StudyJob<'_>,
-    seed: u64,
-    source: &Dataset,
-    targets: &[(String, Dataset)],
-    teacher: &mut Option<Box<dyn crate::model::HookedModel>>,
-    device: &Device,
-    progress: &mut dyn StudyProgress,
-) -> Result<WeakLabels> {
-    let c = &study.config;
-    let lp = labels_path(job.out, seed);
-    if lp.exists() {
-        let text = std::fs::read_to_string(&lp).map_err(|e| Error::io(&lp, e))?;
-        return serde_json::from_str(&text).map_err(|e| Error::Json {
-            path: lp.clone(),
-            cause: e,
-        });
-    }
-    let sp = train::split(source.examples.len(), c.test_fraction, seed);
-    if let Some(rule) = &c.weak_rule {
-        let l = train::rule_labels(
-            train::WeakRule::parse(rule)?,
-            source,
-            &sp,
-            targets,
-            seed,
-            c.test_fraction,
-        )?;
-        write_atomic(&lp, &json_bytes(&l))?;
-        return Ok(l);
-    }
-    progress.line(&format!("seed {seed}: fitting the weak teacher"));
-    if teacher.is_none() {
-        *teacher = Some(crate::model::load(&c.teacher, device)?);
-    }
-    let l = fit_teacher(
-        teacher.as_deref().expect("loaded"),
-        source,
-        &sp,
-        targets,
-        (c.max_tokens > 0).then_some(c.max_tokens),
-        seed,
-        c.test_fraction,
-        device,
-    )?;
-    write_atomic(&lp, &json_bytes(&l))?;
-    Ok(l)
-}
-
 /// Run every unfinished run of `study` on `base`, writing into `job.out`; `after_run` is called
 /// after each run is written (the CLI re-renders the tables there).
 pub fn run_study(
@@ -555,13 +502,22 @@ pub fn run_study(
         study.runs.len() - pending.len(),
         pending.len()
     ));
-    let mut teacher: Option<Box<dyn crate::model::HookedModel>> = None;
-    let hidden = base.config().hidden_size;
-    let n_layers = base.blocks().len();
-    let t0 = Instant::now();
-    let mut done = 0usize;
-    let mut labels_of: BTreeMap<u64, WeakLabels> = BTreeMap::new();
-    let mut bias_ctx: Option<super::bias::BiasCtx> = None;
+    let runner = Runner {
+        study,
+        base,
+        job,
+        device,
+        source: &source,
+        targets: &targets,
+    };
+    let mut state = State {
+        teacher: None,
+        labels_of: BTreeMap::new(),
+        bias_ctx: None,
+        done: 0,
+        pending: pending.len(),
+        t0: Instant::now(),
+    };
     for regime in &c.regimes {
         for &seed in &c.seeds {
             let runs: Vec<&RunSpec> = pending
@@ -569,174 +525,299 @@ pub fn run_study(
                 .filter(|r| r.seed == seed && r.regime == regime.name)
                 .copied()
                 .collect();
-            if runs.is_empty() {
-                continue;
-            }
-            // The weak teacher's labels of this seed's split (shared by the seed's runs).
-            if let std::collections::btree_map::Entry::Vacant(v) = labels_of.entry(seed) {
-                v.insert(weak_labels(
-                    study,
-                    job,
-                    seed,
-                    &source,
-                    &targets,
-                    &mut teacher,
-                    device,
-                    progress,
-                )?);
-            }
-            let labels = &labels_of[&seed];
-            let cue_data = match &c.bias {
-                Some(spec) => {
-                    if bias_ctx.is_none() {
-                        progress.line("bias: scoring the value items under the base");
-                        bias_ctx =
-                            Some(super::bias::BiasCtx::new(spec, base, c.max_tokens, device)?);
-                    }
-                    let sp = train::split(source.examples.len(), c.test_fraction, seed);
-                    bias_ctx.as_ref().map(|b| b.cue_data(&source, &sp.test))
-                }
-                None => None,
-            };
-            let weak_label_accuracy =
-                labels.p.iter().filter(|&&p| p > 0.5).count() as f64 / labels.p.len().max(1) as f64;
-            progress.line(&format!(
-                "seed {seed}, regime {}: caching the frozen bottom",
-                regime.name
-            ));
-            let prep = train::prepare(
-                base,
-                &source,
-                &targets,
-                &runs[0].params,
-                device,
-                &mut NoTrainProgress,
-            )?;
-            let first = prep.first_changing_layer();
-            let mut layers: Vec<usize> = c
-                .drift_layers
-                .iter()
-                .copied()
-                .filter(|&l| l >= first && l < n_layers)
-                .collect();
-            layers.push(n_layers);
-            let mut sets = vec![("source_test".to_string(), PairSet::SourceTest)];
-            for (i, name) in prep.eval_names().iter().enumerate() {
-                sets.push((name.to_string(), PairSet::Eval(i)));
-            }
-            let ctx = Ctx {
-                sets,
-                layers,
-                n_layers,
-                hidden,
-                drift_layers: c.drift_layers.clone(),
-                every: c.eval_every,
-                traj_pairs: c.trajectory_pairs,
-                batch: c.batch_size,
-                device,
-            };
-            let mut base_ref: Option<BaseRef> = None;
-            for spec in runs {
-                progress.line(&format!(
-                    "run {} ({} of {} pending, {:.0} s so far)",
-                    spec.id,
-                    done + 1,
-                    pending.len(),
-                    t0.elapsed().as_secs_f64()
-                ));
-                let total =
-                    prep.n_pairs(PairSet::Train).div_ceil(c.batch_size) * spec.params.epochs;
-                let mut obs = RunObserver {
-                    ctx: &ctx,
-                    base: &mut base_ref,
-                    total,
-                    start_accuracy: BTreeMap::new(),
-                    trajectory: Vec::new(),
-                    end: None,
-                };
-                let work = job.out.join("work").join(&spec.id);
-                let tjob = TrainJob {
-                    labels: Some(labels),
-                    out: &work,
-                    resume: false,
-                    force: true,
-                    stop_after: None,
-                    // The student is written only when its cue and value numbers are wanted.
-                    save: if bias_ctx.is_some() {
-                        train::SaveAs::Delta
-                    } else {
-                        train::SaveAs::Nothing
-                    },
-                };
-                let summary = train::train_observed(
-                    &prep,
-                    &spec.params,
-                    &tjob,
-                    device,
-                    &mut RunSteps {
-                        run: &spec.id,
-                        total: 0,
-                        progress: &mut *progress,
-                    },
-                    Some(&mut obs),
-                )?
-                .expect("no stop_after");
-                let bias = match (&bias_ctx, &cue_data) {
-                    (Some(b), Some(d)) => Some(b.measure(&work, d, device)?),
-                    _ => None,
-                };
-                let _ = std::fs::remove_dir_all(&work);
-                let RunObserver {
-                    start_accuracy,
-                    trajectory,
-                    end,
-                    ..
-                } = obs;
-                let end = end.expect("observed after the last step");
-                let base = base_ref.as_ref().expect("set at step 0");
-                let result = RunResult {
-                    format: RUN_FORMAT.into(),
-                    version: 1,
-                    id: spec.id.clone(),
-                    method: spec.method.clone(),
-                    regime: spec.regime.clone(),
-                    seed,
-                    params: (*spec.params).clone(),
-                    steps: summary.steps,
-                    trainable_parameters: summary.trainable_parameters,
-                    train_seconds: summary.train_seconds,
-                    steps_per_second: summary.steps_per_second,
-                    final_bt_loss: summary.final_bt_loss,
-                    accuracy: end.accuracy,
-                    start_accuracy,
-                    teacher_accuracy: labels.accuracy.clone(),
-                    weak_label_accuracy,
-                    base_probe: base.probe_acc.clone(),
-                    base_probe_on_student: end.base_probe_on_student,
-                    head_on_base: end.head_on_base,
-                    pairs: end.pairs,
-                    drift: end.drift,
-                    trajectory,
-                    bias,
-                };
-                write_atomic(&run_path(job.out, &spec.id), &json_bytes(&result))?;
-                done += 1;
-                progress.line(&format!(
-                    "run {} done: {:.1} s, {:.2} steps/s, accuracy {}",
-                    spec.id,
-                    result.train_seconds,
-                    result.steps_per_second,
-                    result
-                        .accuracy
-                        .iter()
-                        .map(|(k, v)| format!("{k} {:.1} %", 100.0 * v))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-                after_run()?;
+            if !runs.is_empty() {
+                runner.run_group(&mut state, seed, &regime.name, &runs, progress, after_run)?;
             }
         }
     }
     let _ = std::fs::remove_dir(job.out.join("work"));
     Ok(())
+}
+
+/// What every run of a study reads.
+struct Runner<'a> {
+    study: &'a ValidStudy,
+    base: &'a Llama,
+    job: &'a StudyJob<'a>,
+    device: &'a Device,
+    source: &'a Dataset,
+    targets: &'a [(String, Dataset)],
+}
+
+/// What the runs of a study share and build up as they go.
+struct State {
+    /// The weak teacher, loaded on first need.
+    teacher: Option<Box<dyn crate::model::HookedModel>>,
+    /// Each seed's weak labels.
+    labels_of: BTreeMap<u64, WeakLabels>,
+    /// The base's side of `[bias]`, made on first need.
+    bias_ctx: Option<super::bias::BiasCtx>,
+    done: usize,
+    pending: usize,
+    t0: Instant,
+}
+
+/// What the runs of one (seed, regime) share.
+struct Group<'a> {
+    prep: &'a Prepared<'a>,
+    ctx: &'a Ctx<'a>,
+    labels: &'a WeakLabels,
+    weak_label_accuracy: f64,
+    /// The `[bias]` measurer and this seed's cue pairs, when asked.
+    bias: Option<(&'a super::bias::BiasCtx, &'a Dataset)>,
+}
+
+impl Runner<'_> {
+    /// The pending runs of one seed and regime: weak labels, the frozen bottom cached once,
+    /// then each run trained, evaluated and written.
+    fn run_group(
+        &self,
+        st: &mut State,
+        seed: u64,
+        regime: &str,
+        runs: &[&RunSpec],
+        progress: &mut dyn StudyProgress,
+        after_run: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
+        let c = &self.study.config;
+        // The weak teacher's labels of this seed's split (shared by the seed's runs).
+        if !st.labels_of.contains_key(&seed) {
+            let l = self.weak_labels(seed, &mut st.teacher, progress)?;
+            st.labels_of.insert(seed, l);
+        }
+        let cue_data = match &c.bias {
+            Some(spec) => {
+                if st.bias_ctx.is_none() {
+                    progress.line("bias: scoring the value items under the base");
+                    st.bias_ctx = Some(super::bias::BiasCtx::new(
+                        spec,
+                        self.base,
+                        c.max_tokens,
+                        self.device,
+                    )?);
+                }
+                let sp = train::split(self.source.examples.len(), c.test_fraction, seed);
+                st.bias_ctx
+                    .as_ref()
+                    .map(|b| b.cue_data(self.source, &sp.test))
+            }
+            None => None,
+        };
+        let labels = &st.labels_of[&seed];
+        progress.line(&format!(
+            "seed {seed}, regime {regime}: caching the frozen bottom"
+        ));
+        let prep = train::prepare(
+            self.base,
+            self.source,
+            self.targets,
+            &runs[0].params,
+            self.device,
+            &mut NoTrainProgress,
+        )?;
+        let ctx = self.eval_ctx(&prep);
+        let group = Group {
+            prep: &prep,
+            ctx: &ctx,
+            labels,
+            weak_label_accuracy: labels.p.iter().filter(|&&p| p > 0.5).count() as f64
+                / labels.p.len().max(1) as f64,
+            bias: st.bias_ctx.as_ref().zip(cue_data.as_ref()),
+        };
+        let mut base_ref: Option<BaseRef> = None;
+        for spec in runs {
+            progress.line(&format!(
+                "run {} ({} of {} pending, {:.0} s so far)",
+                spec.id,
+                st.done + 1,
+                st.pending,
+                st.t0.elapsed().as_secs_f64()
+            ));
+            let result = self.run_one(spec, &group, &mut base_ref, progress)?;
+            write_atomic(&run_path(self.job.out, &spec.id), &json_bytes(&result))?;
+            st.done += 1;
+            progress.line(&format!(
+                "run {} done: {:.1} s, {:.2} steps/s, accuracy {}",
+                spec.id,
+                result.train_seconds,
+                result.steps_per_second,
+                result
+                    .accuracy
+                    .iter()
+                    .map(|(k, v)| format!("{k} {:.1} %", 100.0 * v))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            after_run()?;
+        }
+        Ok(())
+    }
+
+    /// The evaluation settings of one cache: the sets, and the drift layers the trainable
+    /// part computes plus the final one.
+    fn eval_ctx<'d>(&'d self, prep: &Prepared<'_>) -> Ctx<'d> {
+        let c = &self.study.config;
+        let n_layers = self.base.blocks().len();
+        let first = prep.first_changing_layer();
+        let mut layers: Vec<usize> = c
+            .drift_layers
+            .iter()
+            .copied()
+            .filter(|&l| l >= first && l < n_layers)
+            .collect();
+        layers.push(n_layers);
+        let mut sets = vec![("source_test".to_string(), PairSet::SourceTest)];
+        for (i, name) in prep.eval_names().iter().enumerate() {
+            sets.push((name.to_string(), PairSet::Eval(i)));
+        }
+        Ctx {
+            sets,
+            layers,
+            n_layers,
+            hidden: self.base.config().hidden_size,
+            drift_layers: c.drift_layers.clone(),
+            every: c.eval_every,
+            traj_pairs: c.trajectory_pairs,
+            batch: c.batch_size,
+            device: self.device,
+        }
+    }
+
+    /// One run: trained in memory with the observer, its student measured by `[bias]` when
+    /// asked, and its result assembled.
+    fn run_one(
+        &self,
+        spec: &RunSpec,
+        g: &Group<'_>,
+        base_ref: &mut Option<BaseRef>,
+        progress: &mut dyn StudyProgress,
+    ) -> Result<RunResult> {
+        let total = g
+            .prep
+            .n_pairs(PairSet::Train)
+            .div_ceil(self.study.config.batch_size)
+            * spec.params.epochs;
+        let mut obs = RunObserver {
+            ctx: g.ctx,
+            base: base_ref,
+            total,
+            start_accuracy: BTreeMap::new(),
+            trajectory: Vec::new(),
+            end: None,
+        };
+        let work = self.job.out.join("work").join(&spec.id);
+        let tjob = TrainJob {
+            labels: Some(g.labels),
+            out: &work,
+            resume: false,
+            force: true,
+            stop_after: None,
+            // The student is written only when its cue and value numbers are wanted.
+            save: if g.bias.is_some() {
+                train::SaveAs::Delta
+            } else {
+                train::SaveAs::Nothing
+            },
+        };
+        let summary = train::train_observed(
+            g.prep,
+            &spec.params,
+            &tjob,
+            self.device,
+            &mut RunSteps {
+                run: &spec.id,
+                total: 0,
+                progress: &mut *progress,
+            },
+            Some(&mut obs),
+        )?
+        .expect("no stop_after");
+        let bias = match g.bias {
+            Some((b, d)) => Some(b.measure(&work, d, self.device)?),
+            None => None,
+        };
+        let _ = std::fs::remove_dir_all(&work);
+        let RunObserver {
+            start_accuracy,
+            trajectory,
+            end,
+            base,
+            ..
+        } = obs;
+        let end = end.expect("observed after the last step");
+        let base = base.as_ref().expect("set at step 0");
+        Ok(RunResult {
+            format: RUN_FORMAT.into(),
+            version: 1,
+            id: spec.id.clone(),
+            method: spec.method.clone(),
+            regime: spec.regime.clone(),
+            seed: spec.seed,
+            params: (*spec.params).clone(),
+            steps: summary.steps,
+            trainable_parameters: summary.trainable_parameters,
+            train_seconds: summary.train_seconds,
+            steps_per_second: summary.steps_per_second,
+            final_bt_loss: summary.final_bt_loss,
+            accuracy: end.accuracy,
+            start_accuracy,
+            teacher_accuracy: g.labels.accuracy.clone(),
+            weak_label_accuracy: g.weak_label_accuracy,
+            base_probe: base.probe_acc.clone(),
+            base_probe_on_student: end.base_probe_on_student,
+            head_on_base: end.head_on_base,
+            pairs: end.pairs,
+            drift: end.drift,
+            trajectory,
+            bias,
+        })
+    }
+
+    /// The weak labels of `seed`'s split: read from `labels/seed_S.json`, or made (by the
+    /// rule, or by fitting the teacher, loaded on first need) and written there.
+    fn weak_labels(
+        &self,
+        seed: u64,
+        teacher: &mut Option<Box<dyn crate::model::HookedModel>>,
+        progress: &mut dyn StudyProgress,
+    ) -> Result<WeakLabels> {
+        let (c, source, targets) = (&self.study.config, self.source, self.targets);
+        let lp = labels_path(self.job.out, seed);
+        if lp.exists() {
+            let text = std::fs::read_to_string(&lp).map_err(|e| Error::io(&lp, e))?;
+            return serde_json::from_str(&text).map_err(|e| Error::Json {
+                path: lp.clone(),
+                cause: e,
+            });
+        }
+        let sp = train::split(source.examples.len(), c.test_fraction, seed);
+        if let Some(rule) = &c.weak_rule {
+            let l = train::rule_labels(
+                train::WeakRule::parse(rule)?,
+                source,
+                &sp,
+                targets,
+                seed,
+                c.test_fraction,
+            )?;
+            write_atomic(&lp, &json_bytes(&l))?;
+            return Ok(l);
+        }
+        progress.line(&format!("seed {seed}: fitting the weak teacher"));
+        if teacher.is_none() {
+            *teacher = Some(crate::model::load(&c.teacher, self.device)?);
+        }
+        let l = fit_teacher(
+            teacher.as_deref().expect("loaded"),
+            source,
+            &sp,
+            targets,
+            (c.max_tokens > 0).then_some(c.max_tokens),
+            seed,
+            c.test_fraction,
+            self.device,
+        )?;
+        write_atomic(&lp, &json_bytes(&l))?;
+        Ok(l)
+    }
 }
