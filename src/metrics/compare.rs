@@ -508,24 +508,64 @@ fn compare_layer(
     who: &[usize],
     report: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Vec<(usize, LayerOut)>> {
-    let LayerCtx {
-        base,
-        students,
-        fields,
-        store_fields,
-        params,
-        n,
-    } = *ctx;
-    let hook = params.hook;
-    let mut bc = RowCursor::new(base, hook, layer);
+    let hook = ctx.params.hook;
+    let mut bc = RowCursor::new(ctx.base, hook, layer);
     let mut scs: Vec<RowCursor<'_>> = who
         .iter()
-        .map(|&s| RowCursor::new(&students[s].1, hook, layer))
+        .map(|&s| RowCursor::new(&ctx.students[s].1, hook, layer))
         .collect();
-    // Shift: row 0 of each store (the same for every shard).
+    let mut fas = shifted_accumulators(ctx, &mut bc, &mut scs)?;
+    let params = ctx.params;
+    let keep = params.shard.is_none()
+        && (params.bootstrap > 0
+            || params.cka_bootstrap > 0
+            || params.permutations > 0
+            || ctx.n <= params.knn_max_n);
+    let kept = stream_rows(ctx, layer, who, (&mut bc, &mut scs), &mut fas, keep)?;
+    let (first, rest) = fas.split_first_mut().expect("at least one student");
+    for fa in rest {
+        for (a, f0) in fa.iter_mut().zip(first.iter()) {
+            a.copy_xx_from(f0).map_err(metric_err(format!(
+                "{hook} layer {layer}: shared base Gram"
+            )))?;
+        }
+    }
+    // Every field of a store is (rows, its hidden size); rows kept only when `keep`.
+    let as_matrix = |v: Vec<f32>, s: &Store| {
+        let d = s.manifest().model.hidden_size;
+        Array2::from_shape_vec((v.len().checked_div(d).unwrap_or(0), d), v)
+            .expect("whole rows kept")
+    };
+    let Kept {
+        x: kept_x,
+        y: mut kept_y,
+    } = kept;
+    let kept_x: Vec<Array2<f32>> = kept_x.into_iter().map(|v| as_matrix(v, ctx.base)).collect();
+    let mut out = Vec::with_capacity(who.len());
+    for (k, &s) in who.iter().enumerate() {
+        let kept_y: Vec<Array2<f32>> = std::mem::take(&mut kept_y[k])
+            .into_iter()
+            .map(|v| as_matrix(v, &ctx.students[s].1))
+            .collect();
+        let kept = keep.then_some((kept_x.as_slice(), kept_y.as_slice()));
+        let student_out = finish_student(ctx, layer, s, &fas[k], kept)?;
+        report(s, layer);
+        out.push((s, student_out));
+    }
+    Ok(out)
+}
+
+/// Each student's accumulators per field, shifted by row 0 of each store (the same for every
+/// shard).
+fn shifted_accumulators(
+    ctx: &LayerCtx<'_>,
+    bc: &mut RowCursor<'_>,
+    scs: &mut [RowCursor<'_>],
+) -> Result<Vec<Vec<PairAccumulator>>> {
+    let (fields, store_fields) = (ctx.fields, ctx.store_fields);
     let b0 = bc.rows(0, 1)?;
-    let mut fas: Vec<Vec<PairAccumulator>> = Vec::with_capacity(who.len());
-    for sc in &mut scs {
+    let mut fas: Vec<Vec<PairAccumulator>> = Vec::with_capacity(scs.len());
+    for sc in scs {
         let s0 = sc.rows(0, 1)?;
         fas.push(
             fields
@@ -538,16 +578,39 @@ fn compare_layer(
                 .collect(),
         );
     }
-    let keep = params.shard.is_none()
-        && (params.bootstrap > 0
-            || params.cka_bootstrap > 0
-            || params.permutations > 0
-            || n <= params.knn_max_n);
-    // A layer's rows kept in memory for kNN, bootstrap and permutations, row-major per field:
-    // the base's once, each student's.
-    let mut kept_x: Vec<Vec<f32>> = vec![Vec::new(); fields.len()];
-    let mut kept_y: Vec<Vec<Vec<f32>>> = vec![vec![Vec::new(); fields.len()]; who.len()];
-    // Row ranges: this shard's parts, or chunks of CHUNK_ROWS over the whole store.
+    Ok(fas)
+}
+
+/// A layer's rows kept in memory for kNN, bootstrap and permutations, row-major per field:
+/// the base's once, each student's.
+struct Kept {
+    x: Vec<Vec<f32>>,
+    y: Vec<Vec<Vec<f32>>>,
+}
+
+/// Stream the layer's rows — this shard's parts, or chunks of CHUNK_ROWS over the whole
+/// store — into every student's accumulators, keeping the rows when `keep`.
+fn stream_rows(
+    ctx: &LayerCtx<'_>,
+    layer: usize,
+    who: &[usize],
+    (bc, scs): (&mut RowCursor<'_>, &mut [RowCursor<'_>]),
+    fas: &mut [Vec<PairAccumulator>],
+    keep: bool,
+) -> Result<Kept> {
+    let LayerCtx {
+        base,
+        students,
+        fields,
+        store_fields,
+        params,
+        n,
+    } = *ctx;
+    let hook = params.hook;
+    let mut kept = Kept {
+        x: vec![Vec::new(); fields.len()],
+        y: vec![vec![Vec::new(); fields.len()]; who.len()],
+    };
     let ranges: Vec<(usize, usize)> = match params.shard {
         Some((i, nsh)) => base
             .manifest()
@@ -585,7 +648,7 @@ fn compare_layer(
                     .map_err(metric_err(what(0, f)))?,
             );
             if keep {
-                keep_rows(&mut kept_x[fi], &xs[fi].view());
+                keep_rows(&mut kept.x[fi], &xs[fi].view());
             }
         }
         for (k, sc) in scs.iter_mut().enumerate() {
@@ -598,87 +661,91 @@ fn compare_layer(
                     .and_then(|py| acc.add_prepared(&pxs[fi], &py, k == 0))
                     .map_err(metric_err(what(k, f)))?;
                 if keep {
-                    keep_rows(&mut kept_y[k][fi], &y.view());
+                    keep_rows(&mut kept.y[k][fi], &y.view());
                 }
             }
         }
     }
-    let (first, rest) = fas.split_first_mut().expect("at least one student");
-    for fa in rest {
-        for (a, f0) in fa.iter_mut().zip(first.iter()) {
-            a.copy_xx_from(f0).map_err(metric_err(format!(
-                "{hook} layer {layer}: shared base Gram"
-            )))?;
-        }
-    }
-    // Every field of a store is (rows, its hidden size); rows kept only when `keep`.
-    let as_matrix = |v: Vec<f32>, s: &Store| {
-        let d = s.manifest().model.hidden_size;
-        Array2::from_shape_vec((v.len().checked_div(d).unwrap_or(0), d), v)
-            .expect("whole rows kept")
-    };
-    let kept_x: Vec<Array2<f32>> = kept_x.into_iter().map(|v| as_matrix(v, base)).collect();
-    let mut out = Vec::with_capacity(who.len());
-    for (k, &s) in who.iter().enumerate() {
-        let name = students[s].0.as_str();
-        let fa = &fas[k];
-        let kept_y: Vec<Array2<f32>> = std::mem::take(&mut kept_y[k])
-            .into_iter()
-            .map(|v| as_matrix(v, &students[s].1))
-            .collect();
-        let mut rows = Vec::new();
-        let mut accs = Vec::new();
-        for (fi, f) in fields.iter().enumerate() {
-            if params.shard.is_none() {
-                let what = format!("{name} {hook} layer {layer} field {f}");
-                let m = fa[fi]
-                    .finalize_with(params.precision)
-                    .map_err(metric_err(what.clone()))?;
-                let mut row = metric_row(name, hook, layer, f, m);
-                if keep {
-                    let (x, y) = (&kept_x[fi], &kept_y[fi]);
-                    if n <= params.knn_max_n {
-                        let k = mutual_knn_overlap(x.view(), y.view(), params.knn_k)
-                            .map_err(metric_err(what.clone()))?;
-                        if let Some(r) = k.reason {
-                            row.null_reasons.insert("knn_overlap".into(), r);
-                        }
-                        row.knn_overlap = k.value;
-                    }
-                    let seed = params.seed ^ ((layer as u64) << 32) ^ (fi as u64);
-                    if params.bootstrap > 0 {
-                        row.ci = Some(
-                            bootstrap(x.view(), y.view(), params.bootstrap, seed)
-                                .map_err(metric_err(what.clone()))?,
-                        );
-                    } else if params.cka_bootstrap > 0 {
-                        row.ci = Some(
-                            bootstrap_linear_cka(x.view(), y.view(), params.cka_bootstrap, seed)
-                                .map_err(metric_err(what.clone()))?,
-                        );
-                    }
-                    if params.permutations > 0 {
-                        let seed = params.seed ^ 0x9e37_79b9 ^ ((layer as u64) << 32) ^ (fi as u64);
-                        row.null = Some(
-                            permutation_null(x.view(), y.view(), params.permutations, seed)
-                                .map_err(metric_err(what.clone()))?,
-                        );
-                    }
-                }
-                if n > params.knn_max_n {
-                    row.null_reasons.insert(
-                        "knn_overlap".into(),
-                        format!("n = {n} is above --knn-max-n {}", params.knn_max_n),
-                    );
-                }
-                rows.push(row);
+    Ok(kept)
+}
+
+/// The kept rows of one layer, per field: the base's and one student's.
+type KeptPair<'a> = (&'a [Array2<f32>], &'a [Array2<f32>]);
+
+/// Student `s`'s rows of this layer (finalised accumulators, plus kNN, intervals and the
+/// permutation null from the kept rows `(base, student)` per field) and its accumulators for a
+/// later merge.
+fn finish_student(
+    ctx: &LayerCtx<'_>,
+    layer: usize,
+    s: usize,
+    fa: &[PairAccumulator],
+    kept: Option<KeptPair<'_>>,
+) -> Result<LayerOut> {
+    let (params, n, hook) = (ctx.params, ctx.n, ctx.params.hook);
+    let name = ctx.students[s].0.as_str();
+    let mut rows = Vec::new();
+    let mut accs = Vec::new();
+    for (fi, f) in ctx.fields.iter().enumerate() {
+        if params.shard.is_none() {
+            let what = format!("{name} {hook} layer {layer} field {f}");
+            let m = fa[fi]
+                .finalize_with(params.precision)
+                .map_err(metric_err(what.clone()))?;
+            let mut row = metric_row(name, hook, layer, f, m);
+            if let Some((kx, ky)) = kept {
+                from_kept_rows(&mut row, (&kx[fi], &ky[fi]), params, (n, layer, fi), &what)?;
             }
-            accs.push(((name.to_string(), layer, f.clone()), fa[fi].clone()));
+            if n > params.knn_max_n {
+                row.null_reasons.insert(
+                    "knn_overlap".into(),
+                    format!("n = {n} is above --knn-max-n {}", params.knn_max_n),
+                );
+            }
+            rows.push(row);
         }
-        report(s, layer);
-        out.push((s, (rows, accs)));
+        accs.push(((name.to_string(), layer, f.clone()), fa[fi].clone()));
     }
-    Ok(out)
+    Ok((rows, accs))
+}
+
+/// The measures that need every row: mutual kNN overlap (n ≤ --knn-max-n), the bootstrap
+/// interval (full or linear-CKA only) and the permutation null.
+fn from_kept_rows(
+    row: &mut MetricRow,
+    (x, y): (&Array2<f32>, &Array2<f32>),
+    params: &ValidCompareParams,
+    (n, layer, fi): (usize, usize, usize),
+    what: &str,
+) -> Result<()> {
+    if n <= params.knn_max_n {
+        let k = mutual_knn_overlap(x.view(), y.view(), params.knn_k)
+            .map_err(metric_err(what.to_string()))?;
+        if let Some(r) = k.reason {
+            row.null_reasons.insert("knn_overlap".into(), r);
+        }
+        row.knn_overlap = k.value;
+    }
+    let seed = params.seed ^ ((layer as u64) << 32) ^ (fi as u64);
+    if params.bootstrap > 0 {
+        row.ci = Some(
+            bootstrap(x.view(), y.view(), params.bootstrap, seed)
+                .map_err(metric_err(what.to_string()))?,
+        );
+    } else if params.cka_bootstrap > 0 {
+        row.ci = Some(
+            bootstrap_linear_cka(x.view(), y.view(), params.cka_bootstrap, seed)
+                .map_err(metric_err(what.to_string()))?,
+        );
+    }
+    if params.permutations > 0 {
+        let seed = params.seed ^ 0x9e37_79b9 ^ ((layer as u64) << 32) ^ (fi as u64);
+        row.null = Some(
+            permutation_null(x.view(), y.view(), params.permutations, seed)
+                .map_err(metric_err(what.to_string()))?,
+        );
+    }
+    Ok(())
 }
 
 fn is_zero(v: &usize) -> bool {
