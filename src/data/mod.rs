@@ -228,111 +228,16 @@ fn parse_line(
     label: PairLabel,
     template: &ChatTemplate,
 ) -> Result<(DataFormat, Example)> {
-    let value: serde_json::Value = serde_json::from_str(raw).map_err(|e| Error::MalformedLine {
-        path: path.to_path_buf(),
-        line,
-        reason: format!("not valid JSON ({e})"),
-    })?;
-    let serde_json::Value::Object(mut obj) = value else {
-        return Err(Error::MalformedLine {
-            path: path.to_path_buf(),
-            line,
-            reason: format!("expected a JSON object, found {}", json_kind(&value)),
-        });
-    };
-    let detected = detect_format(&obj).ok_or_else(|| Error::MalformedLine {
-        path: path.to_path_buf(),
-        line,
-        reason:
-            "no text field: expected `text`, `messages`, or `chosen` and `rejected` (with optional `prompt`)"
-                .into(),
-    })?;
-    let format = match format {
-        Some(f) if f != detected => {
-            return Err(Error::MalformedLine {
-                path: path.to_path_buf(),
-                line,
-                reason: format!(
-                    "line has the {detected:?} shape but earlier lines have the {f:?} shape; one file holds one shape"
-                ),
-            })
-        }
-        Some(f) => f,
-        None => detected,
-    };
+    let mut obj = json_object(raw, path, line)?;
+    let format = line_format(&obj, format, path, line)?;
     let sequences = match format {
         DataFormat::Text => vec![Sequence {
             text: text_field(&obj, "text", path, line)?,
             response_start: None,
         }],
-        DataFormat::PromptPair => {
-            let prompt = text_field(&obj, "prompt", path, line)?;
-            let mut seqs = Vec::with_capacity(2);
-            for key in ["chosen", "rejected"] {
-                let resp = text_field(&obj, key, path, line)?;
-                seqs.push(Sequence {
-                    text: format!("{prompt}{resp}"),
-                    response_start: Some(prompt.len()),
-                });
-            }
-            seqs
-        }
-        DataFormat::Transcript => {
-            let mut seqs = Vec::with_capacity(2);
-            for key in ["chosen", "rejected"] {
-                let text = text_field(&obj, key, path, line)?;
-                let start =
-                    transcript_response_start(&text).ok_or_else(|| Error::MalformedLine {
-                        path: path.to_path_buf(),
-                        line,
-                        reason: format!("field `{key}` has no {ASSISTANT_MARKER:?} turn"),
-                    })?;
-                seqs.push(Sequence {
-                    text,
-                    response_start: Some(start),
-                });
-            }
-            seqs
-        }
-        DataFormat::PkuPair => {
-            let prompt = text_field(&obj, "prompt", path, line)?;
-            let key = label.field();
-            let id = match obj.get(key) {
-                Some(v) if v.as_u64() == Some(0) || v.as_u64() == Some(1) => {
-                    v.as_u64().expect("checked")
-                }
-                Some(v) => {
-                    return Err(Error::MalformedLine {
-                        path: path.to_path_buf(),
-                        line,
-                        reason: format!("field `{key}` must be 0 or 1, found {v}"),
-                    })
-                }
-                None => {
-                    return Err(Error::MalformedLine {
-                        path: path.to_path_buf(),
-                        line,
-                        reason: format!("missing field `{key}` (the label chosen with --label)"),
-                    })
-                }
-            };
-            let mut seqs = Vec::with_capacity(2);
-            for k in [id, 1 - id] {
-                let resp = text_field(&obj, &format!("response_{k}"), path, line)?;
-                let msgs = [
-                    Message {
-                        role: "user".into(),
-                        content: prompt.clone(),
-                    },
-                    Message {
-                        role: "assistant".into(),
-                        content: resp,
-                    },
-                ];
-                seqs.push(rendered(template, &msgs, path, line)?);
-            }
-            seqs
-        }
+        DataFormat::PromptPair => prompt_pair(&obj, path, line)?,
+        DataFormat::Transcript => transcript_pair(&obj, path, line)?,
+        DataFormat::PkuPair => pku_pair(&obj, label, template, path, line)?,
         DataFormat::Conversation => {
             let msgs = messages_field(&obj, "messages", path, line)?;
             let mut seq = rendered(template, &msgs, path, line)?;
@@ -341,29 +246,7 @@ fn parse_line(
             }
             vec![seq]
         }
-        DataFormat::ConversationPair => {
-            // An absent or empty `prompt` list: the prompt is inside chosen/rejected (TRL's
-            // implicit-prompt form).
-            let prompt = match obj.get("prompt") {
-                Some(serde_json::Value::Array(a)) if a.is_empty() => Vec::new(),
-                Some(_) => messages_field(&obj, "prompt", path, line)?,
-                None => Vec::new(),
-            };
-            let mut seqs = Vec::with_capacity(2);
-            for key in ["chosen", "rejected"] {
-                let mut msgs = prompt.clone();
-                msgs.extend(messages_field(&obj, key, path, line)?);
-                if msgs.last().is_none_or(|m| m.role != "assistant") {
-                    return Err(Error::MalformedLine {
-                        path: path.to_path_buf(),
-                        line,
-                        reason: format!("`{key}` must end with an assistant message"),
-                    });
-                }
-                seqs.push(rendered(template, &msgs, path, line)?);
-            }
-            seqs
-        }
+        DataFormat::ConversationPair => conversation_pair(&obj, template, path, line)?,
     };
     for key in [
         "text",
@@ -384,6 +267,172 @@ fn parse_line(
             extras: obj,
         },
     ))
+}
+
+/// The line as a JSON object.
+fn json_object(
+    raw: &str,
+    path: &Path,
+    line: usize,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let value: serde_json::Value = serde_json::from_str(raw).map_err(|e| Error::MalformedLine {
+        path: path.to_path_buf(),
+        line,
+        reason: format!("not valid JSON ({e})"),
+    })?;
+    let serde_json::Value::Object(obj) = value else {
+        return Err(Error::MalformedLine {
+            path: path.to_path_buf(),
+            line,
+            reason: format!("expected a JSON object, found {}", json_kind(&value)),
+        });
+    };
+    Ok(obj)
+}
+
+/// The line's shape, which must be the file's (`format`, from the first line) when known.
+fn line_format(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    format: Option<DataFormat>,
+    path: &Path,
+    line: usize,
+) -> Result<DataFormat> {
+    let detected = detect_format(obj).ok_or_else(|| Error::MalformedLine {
+        path: path.to_path_buf(),
+        line,
+        reason:
+            "no text field: expected `text`, `messages`, or `chosen` and `rejected` (with optional `prompt`)"
+                .into(),
+    })?;
+    match format {
+        Some(f) if f != detected => Err(Error::MalformedLine {
+            path: path.to_path_buf(),
+            line,
+            reason: format!(
+                "line has the {detected:?} shape but earlier lines have the {f:?} shape; one file holds one shape"
+            ),
+        }),
+        Some(f) => Ok(f),
+        None => Ok(detected),
+    }
+}
+
+/// `prompt` + `chosen` / `rejected` strings: the response starts after the prompt.
+fn prompt_pair(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    path: &Path,
+    line: usize,
+) -> Result<Vec<Sequence>> {
+    let prompt = text_field(obj, "prompt", path, line)?;
+    let mut seqs = Vec::with_capacity(2);
+    for key in ["chosen", "rejected"] {
+        let resp = text_field(obj, key, path, line)?;
+        seqs.push(Sequence {
+            text: format!("{prompt}{resp}"),
+            response_start: Some(prompt.len()),
+        });
+    }
+    Ok(seqs)
+}
+
+/// HH-style transcripts in `chosen` / `rejected`: the response starts at the last assistant
+/// turn.
+fn transcript_pair(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    path: &Path,
+    line: usize,
+) -> Result<Vec<Sequence>> {
+    let mut seqs = Vec::with_capacity(2);
+    for key in ["chosen", "rejected"] {
+        let text = text_field(obj, key, path, line)?;
+        let start = transcript_response_start(&text).ok_or_else(|| Error::MalformedLine {
+            path: path.to_path_buf(),
+            line,
+            reason: format!("field `{key}` has no {ASSISTANT_MARKER:?} turn"),
+        })?;
+        seqs.push(Sequence {
+            text,
+            response_start: Some(start),
+        });
+    }
+    Ok(seqs)
+}
+
+/// PKU-SafeRLHF: `prompt`, `response_0`, `response_1` and a 0/1 label field (`--label`), chosen
+/// first.
+fn pku_pair(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    label: PairLabel,
+    template: &ChatTemplate,
+    path: &Path,
+    line: usize,
+) -> Result<Vec<Sequence>> {
+    let prompt = text_field(obj, "prompt", path, line)?;
+    let key = label.field();
+    let id = match obj.get(key) {
+        Some(v) if v.as_u64() == Some(0) || v.as_u64() == Some(1) => v.as_u64().expect("checked"),
+        Some(v) => {
+            return Err(Error::MalformedLine {
+                path: path.to_path_buf(),
+                line,
+                reason: format!("field `{key}` must be 0 or 1, found {v}"),
+            })
+        }
+        None => {
+            return Err(Error::MalformedLine {
+                path: path.to_path_buf(),
+                line,
+                reason: format!("missing field `{key}` (the label chosen with --label)"),
+            })
+        }
+    };
+    let mut seqs = Vec::with_capacity(2);
+    for k in [id, 1 - id] {
+        let resp = text_field(obj, &format!("response_{k}"), path, line)?;
+        let msgs = [
+            Message {
+                role: "user".into(),
+                content: prompt.clone(),
+            },
+            Message {
+                role: "assistant".into(),
+                content: resp,
+            },
+        ];
+        seqs.push(rendered(template, &msgs, path, line)?);
+    }
+    Ok(seqs)
+}
+
+/// Message-list pairs (`chosen` / `rejected`, with an optional `prompt` list), each ending with
+/// an assistant message.
+fn conversation_pair(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    template: &ChatTemplate,
+    path: &Path,
+    line: usize,
+) -> Result<Vec<Sequence>> {
+    // An absent or empty `prompt` list: the prompt is inside chosen/rejected (TRL's
+    // implicit-prompt form).
+    let prompt = match obj.get("prompt") {
+        Some(serde_json::Value::Array(a)) if a.is_empty() => Vec::new(),
+        Some(_) => messages_field(obj, "prompt", path, line)?,
+        None => Vec::new(),
+    };
+    let mut seqs = Vec::with_capacity(2);
+    for key in ["chosen", "rejected"] {
+        let mut msgs = prompt.clone();
+        msgs.extend(messages_field(obj, key, path, line)?);
+        if msgs.last().is_none_or(|m| m.role != "assistant") {
+            return Err(Error::MalformedLine {
+                path: path.to_path_buf(),
+                line,
+                reason: format!("`{key}` must end with an assistant message"),
+            });
+        }
+        seqs.push(rendered(template, &msgs, path, line)?);
+    }
+    Ok(seqs)
 }
 
 /// A message list field: an array of `{"role", "content"}` objects.
