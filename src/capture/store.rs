@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
-use super::ValidCaptureParams;
+use super::params::{Pooled, Pooling, ValidCaptureParams};
 use crate::data::{DataFormat, Dataset, Example};
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
@@ -65,7 +65,7 @@ pub struct Manifest {
     pub repdrift_version: String,
     pub model: ManifestModel,
     pub dataset: ManifestDataset,
-    pub pooling: super::Pooling,
+    pub pooling: Pooling,
     pub max_tokens: Option<usize>,
     pub batch_size: usize,
     pub part_size: usize,
@@ -378,7 +378,7 @@ impl StoreWriter {
     pub fn write_part(
         &mut self,
         index: usize,
-        buffers: &super::Pooled,
+        buffers: &Pooled,
         n_fields: usize,
         n_tokens: &[i64],
         examples: &[Example],
@@ -553,5 +553,3 @@ pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest> {
     }
     Ok(m)
 }
-
-pub use super::read::{ExamplesPart, Store};

@@ -3,12 +3,24 @@
 
 use ndarray::{Array2, Axis};
 
+use serde::{Deserialize, Serialize};
+
 use super::accum::linear_cka_from_parts;
-use super::compare::CrossLayer;
 use super::rows::{field_matrix, RowCursor};
 use crate::capture::Store;
 use crate::error::Result;
 use crate::model::HookPoint;
+
+/// The cross-layer linear-CKA matrix of one student: `cka[i][j]` between base layer
+/// `base_layers[i]` and student layer `student_layers[j]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrossLayer {
+    pub student: String,
+    pub field: String,
+    pub base_layers: Vec<usize>,
+    pub student_layers: Vec<usize>,
+    pub cka: Vec<Vec<Option<f64>>>,
+}
 
 /// Centred f64 copy of every layer's `field` matrix.
 fn centred_layers(

@@ -33,83 +33,21 @@ pub mod bootstrap;
 pub mod compare;
 mod cross_layer;
 pub mod knn;
+mod nullable;
+pub mod output;
 pub mod permutation;
 mod prepared;
 mod render;
 mod rows;
 mod shard;
 
-use ndarray::{Array2, ArrayView2};
-use ndarray_linalg::SVD;
-use serde::{Deserialize, Serialize};
+use ndarray::ArrayView2;
 
-pub use accum::{PairAccumulator, PairMetrics};
+pub use accum::{nuclear_norm, nuclear_norm_eig, PairAccumulator, PairMetrics};
+pub use nullable::Nullable;
 pub use prepared::{Element, Precision, PreparedRows, MIXED_BLOCK};
 
 pub use crate::error::MetricError;
-
-/// A measured value, or null with the reason it is undefined.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Nullable {
-    pub value: Option<f64>,
-    pub reason: Option<String>,
-}
-
-impl Nullable {
-    pub fn value(v: f64) -> Self {
-        debug_assert!(v.is_finite());
-        Self {
-            value: Some(v),
-            reason: None,
-        }
-    }
-    pub fn null(reason: &str) -> Self {
-        Self {
-            value: None,
-            reason: Some(reason.to_string()),
-        }
-    }
-}
-
-/// The sum of singular values of `m`.
-pub fn nuclear_norm(m: &Array2<f64>) -> Result<f64, MetricError> {
-    if m.is_empty() {
-        return Ok(0.0);
-    }
-    let (_, s, _) = m
-        .svd(false, false)
-        .map_err(|e| MetricError::Linalg(e.to_string()))?;
-    Ok(s.sum())
-}
-
-/// The sum of singular values of `m (p, q)` as `Σ √λᵢ` over the eigenvalues of `mᵀm` (or
-/// `m mᵀ`, the smaller): a symmetric eigensolver instead of an SVD. Negative rounding of a
-/// zero eigenvalue counts as zero; a tiny singular value's error is ≈ √(u)·‖m‖₂ (u = 2⁻⁵³),
-/// so use [`nuclear_norm`] where that matters.
-pub fn nuclear_norm_eig(m: &Array2<f64>) -> Result<f64, MetricError> {
-    use ndarray_linalg::{layout::MatrixLayout, Lapack, UPLO};
-    if m.is_empty() {
-        return Ok(0.0);
-    }
-    let m = m.as_standard_layout();
-    let (p, q) = m.dim();
-    // The smaller Gram matrix, one triangle only (`dsyrk`: half a product's flops).
-    let k = p.min(q);
-    let mut g = Array2::<f64>::zeros((k, k));
-    accum::syrk_acc(m.view(), &mut g, cblas_sys::CblasLower, p >= q);
-    let (mut a, _) = g.into_raw_vec_and_offset();
-    // Eigenvalues only (ndarray-linalg's `eigvalsh` asks LAPACK for the vectors too). LAPACK
-    // reads column-major, where the row-major lower triangle is the upper one (LAPACK's
-    // upper-triangle reduction, `dsymv_U`, is the faster one in OpenBLAS: 1 % against 4 % of
-    // a mixed-precision compare).
-    let layout = MatrixLayout::C {
-        row: k as i32,
-        lda: k as i32,
-    };
-    let l = <f64 as Lapack>::eigh(false, layout, UPLO::Upper, &mut a)
-        .map_err(|e| MetricError::Linalg(e.to_string()))?;
-    Ok(l.iter().map(|&v| v.max(0.0).sqrt()).sum())
-}
 
 /// Every accumulator measure of `x (n, d₁)` against `y (n, d₂)` in one pass.
 pub fn pair_metrics(

@@ -1,7 +1,7 @@
 //! The renderers of `repdrift compare`'s outputs (bytes; the CLI writes them): `metrics.json`,
 //! `metrics.csv` and `cross_layer_cka.json`.
 
-use super::compare::MetricsReport;
+use super::output::MetricsReport;
 
 /// `metrics.json`.
 pub fn render_json(r: &MetricsReport) -> Vec<u8> {

@@ -9,7 +9,7 @@ use ndarray::{Array1, Array2};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
-use super::compare::{
+use super::output::{
     metric_err, metric_row, AccKey, Comparison, MetricsReport, StoreRecord, METRICS_FORMAT,
 };
 use super::{PairAccumulator, Precision};

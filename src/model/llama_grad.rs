@@ -12,7 +12,7 @@
 //! input `x (T, hidden)`; `q (T, heads · head_dim)`, `k`, `v (T, kv_heads · head_dim)` (HF's
 //! head-major columns, so one head is a strided column block and no copy is made per head);
 //! attention probabilities `(batch, heads, seq, seq)`; MLP `(T, intermediate)`. Weights in HF
-//! layout (`(out, in)`), gradients in the same layout and [`super::llama::BLOCK_WEIGHTS`] order.
+//! layout (`(out, in)`), gradients in the same layout and [`super::llama_block::BLOCK_WEIGHTS`] order.
 //!
 //! Gradients (`g` the gradient of an output):
 //! - linear `y = x Wᵀ`: `dx = g W`, `dW = gᵀ x`;
@@ -31,7 +31,7 @@ use candle_core::{Storage, Tensor};
 
 use super::fused::{rms_rows, rms_rows_backward};
 use super::linear::{sgemm, sgemm_new, BlasThreads};
-use super::llama::Block;
+use super::llama_block::Block;
 use crate::error::{Error, Result};
 
 /// The sizes of one block's pass.
@@ -73,7 +73,7 @@ impl Dims {
     }
 }
 
-/// A block's weights in [`super::llama::BLOCK_WEIGHTS`] order, HF layout, row-major.
+/// A block's weights in [`super::llama_block::BLOCK_WEIGHTS`] order, HF layout, row-major.
 pub struct Weights<'a> {
     pub ln1: &'a [f32],
     pub q: &'a [f32],

@@ -21,6 +21,7 @@ pub mod gemma2;
 pub mod gguf;
 pub mod linear;
 pub mod llama;
+pub mod llama_block;
 pub mod llama_config;
 pub mod llama_grad;
 pub mod mistral;

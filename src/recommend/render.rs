@@ -1,7 +1,7 @@
 //! The recommendation as Markdown and as an HTML section: the layer scores, the proposal, and
 //! the validation grid with its verdict.
 
-use super::{Proposal, Recommendation, Validation};
+use super::types::{Proposal, Recommendation, Validation};
 use crate::fmt::{html_table, md_table};
 
 fn fmt_layers(p: &Proposal) -> String {

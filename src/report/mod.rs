@@ -7,14 +7,14 @@
 //! inputs (names, paths, the title) is HTML-escaped.
 
 pub mod diagnosis;
+mod model;
 pub mod plots;
 mod render;
+mod series;
 pub mod trust;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::metrics::compare::{CrossLayer, MetricRow, MetricsReport};
@@ -41,106 +41,6 @@ pub struct ReportInputs {
     /// A `repdrift validate` run of the base model (its numerical floor and check results).
     pub validate: Option<trust::ValidateSummary>,
     /// Cue sensitivity and value bias of the models (`repdrift cues` / `values`).
-    pub bias: Option<crate::bias::summary::BiasSection>,
-}
-
-/// A section a caller puts at the top of the report: a title, paragraphs, a table (cells are
-/// plain text, escaped by the renderers) and notes under it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LeadSection {
-    pub title: String,
-    pub paragraphs: Vec<String>,
-    pub head: Vec<String>,
-    pub rows: Vec<Vec<String>>,
-    pub notes: Vec<String>,
-}
-
-/// Per-layer numbers of one student on the diagnosis field.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StudentSeries {
-    pub student: String,
-    pub field: String,
-    pub layers: Vec<usize>,
-    pub linear_cka: Vec<Option<f64>>,
-    pub debiased_cka: Vec<Option<f64>>,
-    pub ci_linear: Vec<Option<(f64, f64)>>,
-    pub cosine_distance: Vec<Option<f64>>,
-    pub norm_ratio: Vec<Option<f64>>,
-    /// Linear CKA's permutation chance band per layer (`compare --permutations`).
-    #[serde(default)]
-    pub null_linear: Vec<Option<(f64, f64)>>,
-    /// Linear CKA's permutation p-value per layer.
-    #[serde(default)]
-    pub p_linear: Vec<Option<f64>>,
-}
-
-/// Per-layer probe accuracies of one model.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProbeSeries {
-    pub model: String,
-    pub layers: Vec<usize>,
-    pub in_dist: Vec<Option<f64>>,
-    /// target name → accuracies.
-    pub targets: BTreeMap<String, Vec<Option<f64>>>,
-    pub control: Vec<Option<f64>>,
-    /// `train` label → accuracies of cross-model rows scored on this model.
-    pub cross_model: BTreeMap<String, Vec<Option<f64>>>,
-    /// Layers where the model's chosen and rejected features are identical for every
-    /// training pair (the accuracies there are left out: `None`, shown "n/a (tied)").
-    #[serde(default)]
-    pub tied: Vec<bool>,
-}
-
-impl ProbeSeries {
-    /// Mean target accuracy at layer index `i`.
-    pub fn mean_target(&self, i: usize) -> Option<f64> {
-        let v: Vec<f64> = self.targets.values().filter_map(|t| t[i]).collect();
-        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-    }
-}
-
-/// What the diagnosis says about one student.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Finding {
-    pub student: String,
-    pub drifted_layers: Vec<usize>,
-    pub sentences: Vec<String>,
-    pub spearman: Option<Spearman>,
-    /// (layer, score) best first.
-    pub anchor_candidates: Vec<(usize, f64)>,
-}
-
-/// The report model (also written as `report.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Report {
-    pub title: String,
-    pub repdrift_version: String,
-    pub rules: Rules,
-    pub inputs: Vec<(String, String, String)>,
-    pub students: Vec<StudentSeries>,
-    pub probes: Vec<ProbeSeries>,
-    pub cross_layer: Vec<CrossLayer>,
-    pub transfer: Option<TransferReport>,
-    pub findings: Vec<Finding>,
-    pub base_model: String,
-    /// (model, dataset, accuracy, n): reward models' own pairwise accuracy (their score head).
-    #[serde(default)]
-    pub reward_models: Vec<(String, String, f64, usize)>,
-    /// The anchor recommendation and its validation by training (`repdrift recommend`).
-    #[serde(default)]
-    pub recommendation: Option<crate::recommend::Recommendation>,
-    /// Paragraphs under the title.
-    #[serde(default)]
-    pub context: Vec<String>,
-    /// Sections before the drift sections (absent when empty, so other reports keep their
-    /// bytes).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub lead: Vec<LeadSection>,
-    /// "Can these numbers be trusted?"
-    #[serde(default)]
-    pub trust: trust::Trust,
-    /// "What else did the students learn?": cue sensitivity and value bias.
-    #[serde(default)]
     pub bias: Option<crate::bias::summary::BiasSection>,
 }
 
@@ -564,7 +464,9 @@ fn diagnose(
 }
 
 pub use crate::fmt::{esc, f3, md};
+pub use model::{Finding, LeadSection, Report};
 pub use render::{render_html, render_markdown};
+pub use series::{ProbeSeries, StudentSeries};
 
 /// Read the inputs from `compare` and `probe` output directories and an optional transfer file.
 pub fn read_inputs(

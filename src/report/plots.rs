@@ -4,7 +4,8 @@
 
 use plotters::prelude::*;
 
-use super::Report;
+use super::model::Report;
+use super::trust::inside_floor;
 use crate::error::Result;
 use crate::metrics::compare::CrossLayer;
 pub use crate::plot::Plot;
@@ -33,7 +34,7 @@ fn x_max(r: &Report) -> f64 {
 /// Every plot the report shows, in report order.
 pub fn render_all(r: &Report) -> Result<Vec<Plot>> {
     let mut out = Vec::new();
-    out.extend(super::trust::drift_plot(r)?);
+    out.extend(drift_plot(r)?);
     let xm = x_max(r);
     if !r.students.is_empty() {
         out.push(cka_plot(r, xm)?);
@@ -437,4 +438,138 @@ fn drift_vs_transfer_plot(r: &Report) -> Result<Option<Plot>> {
             Ok(())
         }
     )))
+}
+
+const GREY: RGBColor = RGBColor(160, 160, 160);
+
+/// The drift plot: 1 − linear CKA per layer on a log axis, each student's chance band shaded,
+/// the numerical floor dashed, points at or below it grey (exact zeros drawn at the axis floor).
+pub fn drift_plot(r: &Report) -> Result<Option<Plot>> {
+    if r.students.is_empty() {
+        return Ok(None);
+    }
+    let floor = r.trust.validate.as_ref().and_then(|v| v.floor_linear_cka);
+    let positive: Vec<f64> = r
+        .students
+        .iter()
+        .flat_map(|s| s.linear_cka.iter().flatten().map(|c| 1.0 - c))
+        .chain(floor)
+        .filter(|v| *v > 0.0)
+        .collect();
+    let lo = positive
+        .iter()
+        .copied()
+        .fold(1.0f64, f64::min)
+        .max(1e-16)
+        .log10()
+        .floor();
+    let y_lo = 10f64.powf(lo - 0.5);
+    let y_hi = 1.5;
+    let x_max = r
+        .students
+        .iter()
+        .flat_map(|s| s.layers.iter().copied())
+        .max()
+        .unwrap_or(1) as f64;
+    let plot = render!(
+        "trust_drift",
+        "Drift (1 − linear CKA) per layer, log scale, with the numerical floor and the chance band",
+        W,
+        H,
+        |a| {
+            a.fill(&WHITE).map_err(perr)?;
+            let mut chart = ChartBuilder::on(a)
+                .caption(
+                    "1 − linear CKA to the base (grey: at or below the numerical floor; shaded: chance)",
+                    ("sans-serif", 16),
+                )
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(64)
+                .build_cartesian_2d(0f64..x_max.max(1.0), (y_lo..y_hi).log_scale())
+                .map_err(perr)?;
+            chart
+                .configure_mesh()
+                .x_desc("layer")
+                .y_desc("1 − CKA")
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .y_label_formatter(&|y| format!("{y:.0e}"))
+                .label_style(("sans-serif", 13))
+                .draw()
+                .map_err(perr)?;
+            for (i, s) in r.students.iter().enumerate() {
+                let c = COLORS[i % 8];
+                let band: Vec<(f64, f64, f64)> = s
+                    .layers
+                    .iter()
+                    .zip(&s.null_linear)
+                    .filter_map(|(l, b)| {
+                        b.map(|(lo, hi)| {
+                            (
+                                *l as f64,
+                                (1.0 - hi).max(y_lo),
+                                (1.0 - lo).clamp(y_lo, y_hi),
+                            )
+                        })
+                    })
+                    .collect();
+                if !band.is_empty() {
+                    let mut poly: Vec<(f64, f64)> =
+                        band.iter().map(|&(x, _, hi)| (x, hi)).collect();
+                    poly.extend(band.iter().rev().map(|&(x, lo, _)| (x, lo)));
+                    chart
+                        .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.15).filled())))
+                        .map_err(perr)?;
+                }
+                let pts: Vec<(f64, f64, bool)> = s
+                    .layers
+                    .iter()
+                    .zip(&s.linear_cka)
+                    .filter_map(|(l, c)| {
+                        c.map(|c| {
+                            let d = 1.0 - c;
+                            (*l as f64, d.max(y_lo), inside_floor(d, floor) || d <= 0.0)
+                        })
+                    })
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(
+                        pts.iter().map(|p| (p.0, p.1)),
+                        c.mix(0.5).stroke_width(1),
+                    ))
+                    .map_err(perr)?
+                    .label(s.student.clone())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                    });
+                chart
+                    .draw_series(pts.iter().map(|&(x, y, quiet)| {
+                        Circle::new((x, y), 3, if quiet { GREY.filled() } else { c.filled() })
+                    }))
+                    .map_err(perr)?;
+            }
+            if let Some(f) = floor.filter(|f| *f > 0.0) {
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        vec![(0.0, f.max(y_lo)), (x_max, f.max(y_lo))],
+                        4,
+                        4,
+                        GREY.stroke_width(1),
+                    ))
+                    .map_err(perr)?
+                    .label(format!("numerical floor ({f:.0e})"))
+                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], GREY));
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 13))
+                .position(SeriesLabelPosition::MiddleLeft)
+                .draw()
+                .map_err(perr)?;
+            Ok(())
+        }
+    );
+    Ok(Some(plot))
 }

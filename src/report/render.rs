@@ -1,8 +1,10 @@
 //! The report's renderers: `report.md` and the self-contained `index.html` (bytes; [`super::write`]
 //! writes them).
 
-use super::{plots, ProbeSeries, Report};
+use super::model::Report;
+use super::series::ProbeSeries;
 use crate::fmt::{esc, f3, md};
+use crate::plot::Plot;
 
 const TRUST: &str = "Can these numbers be trusted?";
 const BIAS: &str = "What else did the students learn? Cues and values";
@@ -23,7 +25,7 @@ const SECTIONS: [&str; 4] = [
 ];
 
 /// `report.md`: the same content as the HTML page, with links to the PNG plots.
-pub fn render_markdown(r: &Report, plots: &[plots::Plot]) -> Vec<u8> {
+pub fn render_markdown(r: &Report, plots: &[Plot]) -> Vec<u8> {
     let mut o = format!(
         "# {}\n\nrepdrift {} · diagnosis rules: drift where measurable (no CKA cut-off), α = {}\n\n",
         md(&r.title),
@@ -192,7 +194,7 @@ fn anchor_text(r: &Report, html: bool) -> String {
 }
 
 /// `index.html`: one self-contained file (inline SVG, no scripts, no network fetches).
-pub fn render_html(r: &Report, plots: &[plots::Plot]) -> Vec<u8> {
+pub fn render_html(r: &Report, plots: &[Plot]) -> Vec<u8> {
     let mut o = String::new();
     o.push_str(&format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title>\n<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}table{{border-collapse:collapse;font-size:13px;margin:1em 0;display:block;overflow-x:auto}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}th{{background:#f3f3f3}}td:first-child,th:first-child{{text-align:left}}.plot{{margin:1em 0;overflow-x:auto}}.plot svg{{max-width:100%;height:auto}}@media (max-width:640px){{.plot svg{{min-width:600px;max-width:none}}}}.note{{color:#555;font-size:13px}}details{{margin:1em 0}}</style></head><body>\n",

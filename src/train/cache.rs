@@ -4,7 +4,8 @@
 
 use candle_core::{Device, Tensor};
 
-use super::{split, Split, TrainProgress, Trainable, ValidTrainParams};
+use super::params::{split, Split, Trainable, ValidTrainParams};
+use super::record::TrainProgress;
 use crate::capture::{prepare_example, Pooling};
 use crate::data::Dataset;
 use crate::error::{Error, Result};

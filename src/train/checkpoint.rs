@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{optim, StepRecord, TrainParams, TrainableRm};
+use super::optim;
+use super::params::TrainParams;
+use super::record::StepRecord;
+use super::reward_model::TrainableRm;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::io::{json_bytes, write_atomic};

@@ -7,7 +7,8 @@
 
 use candle_core::Device;
 
-use super::{make_batch, CachedSeq, Prepared, TrainableRm};
+use super::cache::{make_batch, CachedSeq, Prepared};
+use super::reward_model::TrainableRm;
 use crate::error::Result;
 use crate::model::HookedModel;
 

@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Tensor, D};
 
-use super::AnchorDistance;
+use super::params::AnchorDistance;
 use crate::error::Result;
 
 /// softplus(x) = log(1 + eˣ), from differentiable primitives: relu(x) + log(1 + e^−|x|).

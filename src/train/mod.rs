@@ -32,6 +32,7 @@ mod eval;
 mod loss;
 pub mod optim;
 mod params;
+mod record;
 pub mod reward_model;
 pub mod teacher;
 
@@ -60,42 +61,9 @@ pub use loss::{anchor_distance, bt_loss, pairwise_accuracy};
 pub use params::{
     split, AnchorDistance, HeadInit, Method, Split, TrainParams, Trainable, ValidTrainParams,
 };
+pub use record::{NoTrainProgress, StepRecord, TrainProgress};
 pub use reward_model::{FastPass, RmOutput, TrainableRm};
 pub use teacher::{fit_teacher, rule_labels, WeakLabels, WeakRule};
-
-/// Reports training progress (the library never prints).
-pub trait TrainProgress {
-    /// A phase begins (`"caching"`, `"training"`, `"evaluating"`, `"saving"`).
-    fn phase(&mut self, _name: &str) {}
-    /// `total` steps, `done` of them restored from a checkpoint.
-    fn start(&mut self, _total: usize, _done: usize) {}
-    /// One step finished.
-    fn step(&mut self, _rec: &StepRecord) {}
-    fn finish(&mut self) {}
-}
-
-/// A [`TrainProgress`] that ignores everything.
-pub struct NoTrainProgress;
-impl TrainProgress for NoTrainProgress {}
-
-/// One line of `loss_log.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepRecord {
-    pub step: usize,
-    pub epoch: usize,
-    pub loss: f64,
-    /// The Bradley–Terry (cross-entropy) part.
-    pub bt: f64,
-    /// The anchor distance before λ (mean over anchor layers), for `anchor`.
-    pub anchor: Option<f64>,
-    /// α of the confidence loss, for `confidence`.
-    pub alpha: Option<f64>,
-    pub lr: f64,
-    pub grad_norm: f64,
-    /// Share of the batch's pairs with r(chosen) > r(rejected).
-    pub batch_accuracy: f64,
-    pub seconds: f64,
-}
 
 /// `train_summary.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use candle_core::Device;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use super::Split;
+use super::params::Split;
 use crate::capture::{pool_sequences, prepare_example, Pooling, PreparedSeq};
 use crate::data::Dataset;
 use crate::error::{Error, Result};

@@ -1,6 +1,7 @@
 //! `validate.md`: the checks with their figures, then the tables behind them.
 
-use super::{Status, ValidateReport, MEASURES};
+use super::checks::MEASURES;
+use super::types::{Status, ValidateReport};
 use crate::fmt::{md, md_table};
 
 fn e(v: Option<f64>) -> String {
