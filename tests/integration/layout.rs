@@ -364,3 +364,64 @@ fn src_modules_form_no_import_circle() {
         }
     }
 }
+
+/// Issue 34: "no function over 150 lines in `src/` (count from the `fn` line to its closing
+/// brace)". Truth: the sources with comments and strings removed, braces counted.
+#[test]
+fn no_function_in_src_is_longer_than_150_lines() {
+    let src = root().join("src");
+    let mut files = Vec::new();
+    walk(&src, &mut files);
+    let mut long = Vec::new();
+    let mut counted = 0;
+    for f in files {
+        let code = code_only(&std::fs::read_to_string(&f).unwrap());
+        let lines: Vec<&str> = code.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            let t = l.trim_start();
+            let is_fn = [
+                "fn ",
+                "pub fn ",
+                "pub(crate) fn ",
+                "pub(super) fn ",
+                "const fn ",
+                "pub const fn ",
+                "unsafe fn ",
+                "pub unsafe fn ",
+            ]
+            .iter()
+            .any(|p| t.starts_with(p));
+            if !is_fn {
+                continue;
+            }
+            let (mut depth, mut opened) = (0i32, false);
+            for (j, m) in lines[i..].iter().enumerate() {
+                if !opened && m.contains(';') && !m.contains('{') {
+                    break; // a declaration without a body
+                }
+                for c in m.chars() {
+                    match c {
+                        '{' => {
+                            depth += 1;
+                            opened = true;
+                        }
+                        '}' => depth -= 1,
+                        _ => {}
+                    }
+                }
+                if opened && depth == 0 {
+                    counted += 1;
+                    if j + 1 > 150 {
+                        long.push(format!("{}:{} ({} lines)", f.display(), i + 1, j + 1));
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    assert!(
+        counted > 1000,
+        "only {counted} functions found: the counter is broken"
+    );
+    assert!(long.is_empty(), "functions over 150 lines: {long:?}");
+}
