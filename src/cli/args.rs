@@ -1,7 +1,7 @@
 //! Flags shared by the commands that run a model over a data set (`capture`,
 //! `implicit-reward`, `cues`, `values`): how to read the data and how to run the model.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::model::HookedModel;
 
@@ -67,7 +67,7 @@ impl RunArgs {
 
     /// The device.
     pub fn device(&self) -> crate::Result<candle_core::Device> {
-        super::parse_device(&self.device)
+        super::device::parse_device(&self.device)
     }
 
     /// Load the model at `path` on `device` in the `--dtype` it resolves to.
@@ -79,4 +79,26 @@ impl RunArgs {
         let dtype = crate::model::resolve_dtype(&self.dtype, path, device)?;
         crate::model::load_with_base(path, self.adapter_base.as_deref(), device, dtype)
     }
+}
+
+/// `NAME=PATH` (or a bare PATH named `default`) for `flag`.
+pub fn named(s: &str, flag: &str, default: Option<&str>) -> crate::Result<(String, PathBuf)> {
+    match (s.split_once('='), default) {
+        (Some((n, p)), _) if !n.is_empty() => Ok((n.to_string(), PathBuf::from(p))),
+        (None, Some(d)) => Ok((d.to_string(), PathBuf::from(s))),
+        _ => Err(crate::Error::param(
+            flag,
+            format!("`{s}` is not NAME=STORE"),
+        )),
+    }
+}
+
+/// `i/N`: shard i of N.
+pub fn parse_shard(s: &str) -> crate::Result<(usize, usize)> {
+    let bad = || crate::Error::param("shard", format!("`{s}` is not of the form i/N (e.g. 0/2)"));
+    let (a, b) = s.split_once('/').ok_or_else(bad)?;
+    Ok((
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    ))
 }

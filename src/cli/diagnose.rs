@@ -118,7 +118,7 @@ impl DiagnoseProgress for Lines {
 
 pub fn run_diagnose(a: &DiagnoseArgs) -> anyhow::Result<()> {
     let cfg = a.config()?.check()?;
-    let device = super::parse_device(&a.device)?;
+    let device = super::device::parse_device(&a.device)?;
     let t0 = std::time::Instant::now();
     if let Some(task) = a.capture_task {
         let s = diagnose::capture_task(&cfg, task, &device, &mut Lines)?;

@@ -71,7 +71,7 @@ fn render_all(
 
 pub fn run_study(a: &StudyArgs) -> anyhow::Result<()> {
     let cfg = study::read_config(&a.config)?;
-    let device = super::parse_device(&a.device)?;
+    let device = super::device::parse_device(&a.device)?;
     let base = crate::model::load_llama(&cfg.base, &device)?;
     let n_layers = base.blocks().len();
     let mut s = cfg.check(n_layers)?;

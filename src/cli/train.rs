@@ -293,7 +293,7 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<()> {
             crate::Error::param("teacher", "give --teacher or --teacher-labels, not both").into(),
         );
     }
-    let device = super::parse_device(&a.device)?;
+    let device = super::device::parse_device(&a.device)?;
     let base = crate::model::load_llama(&a.base, &device)?;
     let tpl = template(&a.template, &base)?;
     let data = read_pairs(&a.data, a.limit, &a.label, &tpl)?;

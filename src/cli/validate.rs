@@ -72,7 +72,7 @@ fn list<T: std::str::FromStr>(flag: &str, s: &str) -> crate::Result<Vec<T>> {
 }
 
 pub fn run_validate(a: &ValidateArgs) -> anyhow::Result<ExitCode> {
-    let device = super::parse_device(&a.device)?;
+    let device = super::device::parse_device(&a.device)?;
     let mut p = ValidateParams {
         pooling: Pooling::parse(&a.pool)?,
         max_tokens: Some(a.max_tokens),
