@@ -100,7 +100,16 @@ pub fn small(v: f64) -> String {
 
 /// A number with 3 decimals, or an em dash for none.
 pub fn f3(v: Option<f64>) -> String {
-    v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "—".into())
+    v.map(|x| {
+        let s = format!("{x:.3}");
+        // A negative value that rounds to zero is written as zero, never "-0.000".
+        if s == "-0.000" {
+            "0.000".into()
+        } else {
+            s
+        }
+    })
+    .unwrap_or_else(|| "—".into())
 }
 
 #[cfg(test)]
@@ -116,6 +125,16 @@ mod tests {
         assert_eq!(signed1(-0.04), "+0.0");
         assert_eq!(signed1(-0.05001), "-0.1");
         assert_eq!(signed1(3.0), "+3.0");
+    }
+
+    /// Regression (issue 34): report tables printed a cosine distance of −1e-9 as "-0.000".
+    #[test]
+    fn three_decimals_never_show_minus_zero() {
+        assert_eq!(f3(Some(-1e-9)), "0.000");
+        assert_eq!(f3(Some(-0.0)), "0.000");
+        assert_eq!(f3(Some(-0.0006)), "-0.001");
+        assert_eq!(f3(Some(0.25)), "0.250");
+        assert_eq!(f3(None), "—");
     }
 
     /// Regression: the quick demo's report said "largest drift 0.000" for a drift of 1e-4.

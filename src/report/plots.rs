@@ -99,7 +99,7 @@ fn cka_plot(r: &Report, xm: f64) -> Result<Plot> {
     };
     let l = Lines {
         title: format!(
-            "CKA to the base, field `{}` (95 % bootstrap band when computed{zoom})",
+            "CKA to the base, field {} (95 % bootstrap band when computed{zoom})",
             r.students[0].field
         ),
         y_desc: "CKA".into(),
