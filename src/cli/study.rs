@@ -63,7 +63,7 @@ fn render_all(
 ) -> crate::Result<study::Summary> {
     let runs = study::finished_runs(s, &a.out)?;
     let targets: Vec<String> = s.config.targets.keys().cloned().collect();
-    let mut summary = study::summarise(&runs, &targets);
+    let mut summary = study::summarise(&runs, &targets, &s.config.contrasts);
     summary.trust = study::trust::trust_lines(&runs, validate);
     render::write(&a.out, &a.title, &runs, &summary)?;
     Ok(summary)

@@ -286,8 +286,13 @@ pub fn spearman_ci(
     (Some(s.rho), ci, Some(s.p))
 }
 
-/// Summarise `runs` (in any order) for `targets`.
-pub fn summarise(runs: &[RunResult], targets: &[String]) -> Summary {
+/// Summarise `runs` (in any order) for `targets`; `contrasts` are method pairs tested beside
+/// the standard ones (naive − gold, each method − naive).
+pub fn summarise(
+    runs: &[RunResult],
+    targets: &[String],
+    contrasts: &[(String, String)],
+) -> Summary {
     let (methods, regimes) = methods_and_regimes(runs);
     let table = table(runs, targets, &methods, &regimes);
     let layers = drift_layers(runs);
@@ -323,7 +328,7 @@ pub fn summarise(runs: &[RunResult], targets: &[String]) -> Summary {
         points,
         trust: Vec::new(),
         pair_tests: super::pairs::pair_tests(runs, targets),
-        contrasts: super::pairs::contrasts(runs, targets),
+        contrasts: super::pairs::contrasts(runs, targets, contrasts),
     }
 }
 

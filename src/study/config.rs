@@ -116,6 +116,10 @@ pub struct StudyConfig {
     /// Measure each student's cue sensitivity and value bias (`[bias]`; off when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bias: Option<super::bias::BiasSpec>,
+    /// Method pairs `[a, b]` to test a − b pair by pair, beside naive − gold and every method −
+    /// naive (analysis only: runs do not depend on it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contrasts: Vec<(String, String)>,
 }
 
 fn is_empty_path(p: &std::path::Path) -> bool {
@@ -224,6 +228,19 @@ impl StudyConfig {
             return Err(Error::param(
                 "config",
                 "name at least one target under [targets]",
+            ));
+        }
+        if let Some((a, b)) = c
+            .contrasts
+            .iter()
+            .find(|(a, b)| a == b || !c.methods.contains(a) || !c.methods.contains(b))
+        {
+            return Err(Error::param(
+                "config",
+                format!(
+                    "contrast [{a:?}, {b:?}]: name two different methods of `methods` ({:?})",
+                    c.methods
+                ),
             ));
         }
         match (&c.weak_rule, c.teacher.as_os_str().is_empty()) {

@@ -136,8 +136,13 @@ pub struct Contrast {
 
 /// The contrasts the pre-registrations name: naive against gold (did weak labels cost
 /// transfer?) and every other weak-label method against naive (did it keep more?), per
-/// regime, on the source test part and every target. Runs without margins give none.
-pub fn contrasts(runs: &[RunResult], targets: &[String]) -> Vec<Contrast> {
+/// regime, on the source test part and every target; then the `extra` pairs a grid names
+/// (`contrasts = [["a", "b"]]`: a − b). Runs without margins give none.
+pub fn contrasts(
+    runs: &[RunResult],
+    targets: &[String],
+    extra: &[(String, String)],
+) -> Vec<Contrast> {
     let s = TestSettings::default();
     let mut regimes: Vec<&str> = Vec::new();
     let mut methods: Vec<&str> = Vec::new();
@@ -160,6 +165,12 @@ pub fn contrasts(runs: &[RunResult], targets: &[String]) -> Vec<Contrast> {
                 .filter(|m| !["naive", "gold"].contains(m))
                 .map(|m| (*m, "naive")),
         );
+    }
+    for (a, b) in extra {
+        let pair = (a.as_str(), b.as_str());
+        if methods.contains(&pair.0) && methods.contains(&pair.1) && !pairs.contains(&pair) {
+            pairs.push(pair);
+        }
     }
     let mut out = Vec::new();
     for regime in regimes {

@@ -276,6 +276,15 @@ fn bad_study_configs_are_named_errors() {
         &|t| t.replace("unknown_key = 3\n", "").replace("top:2", "top:9"),
         &["top:9 exceeds the base's 3 blocks"],
     );
+    refused(
+        &|t| {
+            t.replace("top:9", "top:2").replace(
+                "seeds = [0]",
+                "seeds = [0]\ncontrasts = [[\"naive\", \"anchor\"]]",
+            )
+        },
+        &["contrast", "anchor", "two different methods of `methods`"],
+    );
 }
 
 /// A study with `[bias]`: every run file carries its student's cue and value numbers, the
@@ -384,6 +393,11 @@ fn a_shortcut_teacher_study_stores_pair_margins_and_its_paired_tests_recompute_f
         .replace(
             "[targets]\n",
             &format!("[targets]\nreversed = \"{}\"\n", tgt.display()),
+        )
+        // A contrast the grid names: gold − naive, the standard naive − gold reversed.
+        .replace(
+            "seeds = [0, 1]",
+            "seeds = [0, 1]\ncontrasts = [[\"gold\", \"naive\"]]",
         );
     std::fs::write(&cfg, &text).unwrap();
     let out = dir.join("out");
@@ -502,8 +516,8 @@ fn a_shortcut_teacher_study_stores_pair_margins_and_its_paired_tests_recompute_f
     let contrasts = s["summary"]["contrasts"].as_array().unwrap();
     assert_eq!(
         contrasts.len(),
-        3,
-        "naive − gold on source test + 2 targets"
+        6,
+        "naive − gold and the named gold − naive, on source test + 2 targets"
     );
     for set in ["source_test", "reversed", "t"] {
         let (n, g) = (heads("naive", set), heads("gold", set));
@@ -520,6 +534,16 @@ fn a_shortcut_teacher_study_stores_pair_margins_and_its_paired_tests_recompute_f
             .unwrap();
         let d = got["tests"]["total"]["difference"].as_f64().unwrap();
         assert!((d - want).abs() < 1e-12, "{set}: {d} vs {want}");
+        let named = contrasts
+            .iter()
+            .find(|c| c["method"] == "gold" && c["against"] == "naive" && c["set"] == set)
+            .unwrap_or_else(|| panic!("no gold − naive on {set}"));
+        let e = named["tests"]["total"]["difference"].as_f64().unwrap();
+        assert!(
+            (e + want).abs() < 1e-12,
+            "{set}: gold − naive {e} vs {}",
+            -want
+        );
     }
     let md = std::fs::read_to_string(out.join("study.md")).unwrap();
     assert!(
