@@ -312,7 +312,10 @@ pub fn study_context(path: &Path, regime: &str) -> Result<Vec<String>> {
             }
         ));
     }
-    Ok(vec![p])
+    Ok(vec![
+        p,
+        "What the committed studies support across their arms — does naive W2S lose transfer, does drift explain it, does anchoring keep it — each with its numbers and the smallest effect it could see: docs/study.md, \"What the evidence supports\".".to_string(),
+    ])
 }
 
 /// The demo's inputs read once: the source, the targets, the training settings and the split.

@@ -200,8 +200,9 @@ fn study_writes_every_run_and_the_table_recomputes_from_the_run_files() {
         .collect();
     let (mean, _) = mean_sd(&naive_change);
     let ctx = repdrift::demo::study_context(&out.join("study.json"), regime).unwrap();
-    assert_eq!(ctx.len(), 1);
+    assert_eq!(ctx.len(), 2);
     assert!(ctx[0].contains("8 runs"), "{}", ctx[0]);
+    assert!(ctx[1].contains("What the evidence supports"), "{}", ctx[1]);
     assert!(
         ctx[0].contains(&format!("{regime}: {mean:+.1} points")),
         "{} (expected {mean:+.1})",
