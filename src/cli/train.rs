@@ -346,9 +346,9 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<()> {
             eprintln!(
                 "repdrift: trained {} ({} steps, {:.2} steps/s, final BT loss {:.4}) into {}; accuracy: {}",
                 s.method.name(),
-                s.steps,
-                s.steps_per_second,
-                s.final_bt_loss,
+                s.stats.steps,
+                s.stats.steps_per_second,
+                s.stats.final_bt_loss,
                 a.out.display(),
                 acc.join(", ")
             );

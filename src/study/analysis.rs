@@ -252,8 +252,8 @@ fn run_metrics(
             m.insert("drift:final".into(), d);
         }
     }
-    m.insert("steps_per_second".into(), r.steps_per_second);
-    m.insert("train_seconds".into(), r.train_seconds);
+    m.insert("steps_per_second".into(), r.train.steps_per_second);
+    m.insert("train_seconds".into(), r.train.train_seconds);
     m
 }
 

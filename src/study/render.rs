@@ -656,10 +656,10 @@ pub fn render_runs_csv(runs: &[RunResult], targets: &[String]) -> Vec<u8> {
             csv_field(&r.method),
             csv_field(&r.regime),
             r.seed,
-            r.steps,
-            csv_num(Some(r.steps_per_second)),
-            csv_num(Some(r.train_seconds)),
-            csv_num(Some(r.final_bt_loss)),
+            r.train.steps,
+            csv_num(Some(r.train.steps_per_second)),
+            csv_num(Some(r.train.train_seconds)),
+            csv_num(Some(r.train.final_bt_loss)),
             csv_num(Some(r.weak_label_accuracy))
         );
         for m in [

@@ -71,11 +71,9 @@ pub struct RunResult {
     pub regime: String,
     pub seed: u64,
     pub params: train::TrainParams,
-    pub steps: usize,
-    pub trainable_parameters: usize,
-    pub train_seconds: f64,
-    pub steps_per_second: f64,
-    pub final_bt_loss: f64,
+    /// The training's own numbers, as in `train_summary.json`.
+    #[serde(flatten)]
+    pub train: train::TrainStats,
     pub accuracy: BTreeMap<String, f64>,
     pub start_accuracy: BTreeMap<String, f64>,
     /// The weak teacher of this seed (its labels file's accuracies).
@@ -639,8 +637,8 @@ impl Runner<'_> {
             progress.line(&format!(
                 "run {} done: {:.1} s, {:.2} steps/s, accuracy {}",
                 spec.id,
-                result.train_seconds,
-                result.steps_per_second,
+                result.train.train_seconds,
+                result.train.steps_per_second,
                 result
                     .accuracy
                     .iter()
@@ -754,11 +752,7 @@ impl Runner<'_> {
             regime: spec.regime.clone(),
             seed: spec.seed,
             params: (*spec.params).clone(),
-            steps: summary.steps,
-            trainable_parameters: summary.trainable_parameters,
-            train_seconds: summary.train_seconds,
-            steps_per_second: summary.steps_per_second,
-            final_bt_loss: summary.final_bt_loss,
+            train: summary.stats,
             accuracy: end.accuracy,
             start_accuracy,
             teacher_accuracy: g.labels.accuracy.clone(),

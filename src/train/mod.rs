@@ -61,7 +61,7 @@ pub use loss::{anchor_distance, bt_loss, pairwise_accuracy};
 pub use params::{
     split, AnchorDistance, HeadInit, Method, Split, TrainParams, Trainable, ValidTrainParams,
 };
-pub use record::{NoTrainProgress, StepRecord, TrainProgress};
+pub use record::{NoTrainProgress, StepRecord, TrainProgress, TrainStats};
 pub use reward_model::{FastPass, RmOutput, TrainableRm};
 pub use teacher::{fit_teacher, rule_labels, WeakLabels, WeakRule};
 
@@ -77,13 +77,8 @@ pub struct TrainSummary {
     pub data_sha256: String,
     pub n_train: usize,
     pub n_test: usize,
-    pub steps: usize,
-    pub trainable_parameters: usize,
-    /// Training seconds and steps per second (this process's steps only, after a resume).
-    pub train_seconds: f64,
-    pub steps_per_second: f64,
-    /// Mean BT loss over the last epoch's steps.
-    pub final_bt_loss: f64,
+    #[serde(flatten)]
+    pub stats: TrainStats,
     /// The student's pairwise accuracy: `source_test` and each `--eval` set.
     pub accuracy: BTreeMap<String, f64>,
     /// The weak teacher's accuracies (from its labels file), for methods that use one.
@@ -290,14 +285,17 @@ pub fn train_observed(
         return Ok(None);
     }
     progress.phase("evaluating");
-    let summary = TrainSummary {
+    let stats = TrainStats {
+        steps: total,
         trainable_parameters: vars.iter().map(|v| v.elem_count()).sum(),
         train_seconds,
         steps_per_second: (total - step0) as f64 / train_seconds.max(1e-9),
         final_bt_loss: final_bt_loss(&log, params.epochs),
+    };
+    let summary = TrainSummary {
         accuracy: evaluate(&rm, prep, params, device)?,
         teacher_accuracy: job.labels.map(|l| l.accuracy.clone()),
-        ..TrainSummary::of_run(prep, params, total)
+        ..TrainSummary::of_run(prep, params, stats)
     };
     if job.save != SaveAs::Nothing {
         progress.phase("saving");
@@ -548,8 +546,9 @@ fn evaluate(
 }
 
 impl TrainSummary {
-    /// The fields fixed by the run's inputs (the measured ones zero, to be filled in).
-    fn of_run(prep: &Prepared<'_>, params: &ValidTrainParams, total: usize) -> Self {
+    /// The fields fixed by the run's inputs and its `stats` (the accuracies empty, to be
+    /// filled in).
+    fn of_run(prep: &Prepared<'_>, params: &ValidTrainParams, stats: TrainStats) -> Self {
         let (base, data) = (prep.base, prep.data);
         Self {
             format: "repdrift-train".into(),
@@ -561,11 +560,7 @@ impl TrainSummary {
             data_sha256: data.sha256.clone(),
             n_train: prep.split.half2.len(),
             n_test: prep.split.test.len(),
-            steps: total,
-            trainable_parameters: 0,
-            train_seconds: 0.0,
-            steps_per_second: 0.0,
-            final_bt_loss: 0.0,
+            stats,
             accuracy: BTreeMap::new(),
             teacher_accuracy: None,
         }

@@ -36,3 +36,16 @@ pub struct StepRecord {
     pub batch_accuracy: f64,
     pub seconds: f64,
 }
+
+/// What a training run measured of itself: steps, size, speed and final loss. Shared by
+/// `train_summary.json` and the study's run files (flattened: the files keep their layout).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainStats {
+    pub steps: usize,
+    pub trainable_parameters: usize,
+    /// Training seconds and steps per second (this process's steps only, after a resume).
+    pub train_seconds: f64,
+    pub steps_per_second: f64,
+    /// Mean BT loss over the last epoch's steps.
+    pub final_bt_loss: f64,
+}

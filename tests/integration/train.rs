@@ -289,7 +289,7 @@ fn loss_falls_on_a_tiny_model_and_the_checkpoint_is_an_hf_reward_model() {
     let f = fixture("train-loss");
     let s = run(&f, params(Method::Gold), "gold", None, false).unwrap();
     let recs = log(&f.dir.join("gold"));
-    assert_eq!(recs.len(), s.steps);
+    assert_eq!(recs.len(), s.stats.steps);
     let first: f64 = recs[..3].iter().map(|r| r.bt).sum::<f64>() / 3.0;
     let last: f64 = recs[recs.len() - 3..].iter().map(|r| r.bt).sum::<f64>() / 3.0;
     assert!(last < 0.5 * first, "BT loss {first:.4} → {last:.4}");
