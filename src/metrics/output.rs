@@ -85,26 +85,22 @@ pub struct MetricsReport {
 impl StoreRecord {
     /// The record of store `s` under `name`.
     pub fn of(name: &str, s: &Store) -> Self {
-        record(name, s)
-    }
-}
-
-fn record(name: &str, s: &Store) -> StoreRecord {
-    let m = s.manifest();
-    StoreRecord {
-        name: name.to_string(),
-        path: s.dir().to_path_buf(),
-        model_sha256: m.model.sha256.clone(),
-        dataset_sha256: m.dataset.sha256.clone(),
-        n_examples: m.n_examples(),
-        hidden_size: Some(m.model.hidden_size),
+        let m = s.manifest();
+        Self {
+            name: name.to_string(),
+            path: s.dir().to_path_buf(),
+            model_sha256: m.model.sha256.clone(),
+            dataset_sha256: m.dataset.sha256.clone(),
+            n_examples: m.n_examples(),
+            hidden_size: Some(m.model.hidden_size),
+        }
     }
 }
 
 /// Accumulators of one comparison: `(student, layer, field)` → accumulator.
 pub type AccKey = (String, usize, String);
 
-/// The result of [`compare`]: the report (empty rows in shard mode) and the accumulators.
+/// The result of [`super::compare::compare`]: the report (empty rows in shard mode) and the accumulators.
 pub struct Comparison {
     pub report: MetricsReport,
     /// In computation order (student, layer, field as requested).

@@ -4,7 +4,7 @@
 use ndarray::Array2;
 
 use super::checks;
-use super::context::{Checklist, Ctx};
+use super::context::{capture_layers, Checklist, Ctx};
 use super::types::{ProbeCheck, Status};
 use crate::capture::PreparedSeq;
 use crate::error::Result;
@@ -22,8 +22,7 @@ pub(super) fn shuffled_probes(
     }
     progress("capturing the rejected replies for the probe check");
     let second: Vec<PreparedSeq> = ctx.prepared.iter().map(|s| s[1].clone()).collect();
-    let rej =
-        super::context::capture_layers(ctx.model, &second, ctx.params.batch_size, ctx.device)?;
+    let rej = capture_layers(ctx.model, &second, ctx.params.batch_size, ctx.device)?;
     let probe_layers = [ctx.n_layers / 2, ctx.n_layers];
     let (lo, hi) = checks::chance_band(ctx.n, probe_layers.len());
     let seed = ctx.params.seed;
