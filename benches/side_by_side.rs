@@ -7,6 +7,7 @@
 //!     cargo bench --bench side_by_side -- stores --n 4096 --students 2 --dir DIR
 //!     cargo bench --bench side_by_side -- compare --n 4096 --students 2 --dir DIR [--precision mixed]
 //!     cargo bench --bench side_by_side -- probe
+//!     cargo bench --bench side_by_side -- capture-model --model DIR --data PAIRS --ids-out IDS.json
 //!
 //! Workloads (the references in `benches/reference/` do the same work):
 //! - `capture`: SmolLM2-135M (GGUF dequantized to f32), 8 sequences × 128 tokens, all 31
@@ -17,6 +18,11 @@
 //! - `probe`: 31 layers × 2,000 pairs × d = 576 Bradley–Terry probes, 5-fold CV over C ∈
 //!   {0.001, 0.01, 0.1, 1} and the final fit, layers over the cores; saves the matrices to
 //!   `target/bench-stores/probe_data.safetensors` for scikit-learn.
+//! - `capture-model`: `repdrift capture`'s library call on a checkpoint directory (the
+//!   random-weight bf16 shapes of `scripts/big-model.sh`): the model's loading and the capture
+//!   (`--max-tokens 128`, batch 8, all layers, last token, reward) timed apart; writes the token
+//!   ids of every batch, in the order capture runs them, to `--ids-out` so that the reference
+//!   (`benches/reference/capture_big_torch.py`) runs exactly the same sequences.
 //!
 //! Training is measured with the `repdrift train` binary itself (`steps_per_second` of its
 //! `train_summary.json`).
@@ -62,6 +68,65 @@ fn capture(reps: usize) -> String {
         "{{\"seconds\": {med}, \"tokens\": {}, \"tokens_per_second\": {}, \"reps\": {reps}}}",
         batch * seq,
         (batch * seq) as f64 / med
+    )
+}
+
+/// Load a checkpoint, capture `data` through it into a scratch store, and write the batches'
+/// token ids for the reference.
+fn capture_model(model_dir: &str, data: &str, ids_out: &str, work: &std::path::Path) -> String {
+    use repdrift::capture::{capture, prepare_example, CaptureParams, NoProgress, Pooling};
+    let dev = candle_core::Device::Cpu;
+    let t = Instant::now();
+    let model = repdrift::model::load(model_dir.as_ref(), &dev).expect("load the checkpoint");
+    let load_s = t.elapsed().as_secs_f64();
+    let data = repdrift::data::read_jsonl(data.as_ref(), None).expect("read the pairs");
+    let params = CaptureParams {
+        max_tokens: Some(128),
+        force: true,
+        ..CaptureParams::default()
+    }
+    .check()
+    .expect("valid parameters");
+    // The sequences capture runs, sorted by length as its batches are (ties by position).
+    let mut seqs: Vec<Vec<u32>> = data
+        .examples
+        .iter()
+        .flat_map(|ex| {
+            prepare_example(
+                model.as_ref(),
+                ex,
+                Pooling::Last,
+                params.max_tokens,
+                &data.path,
+            )
+            .expect("tokenize")
+        })
+        .map(|s| s.ids)
+        .collect();
+    seqs.sort_by_key(|s| s.len());
+    let batches: Vec<&[Vec<u32>]> = seqs.chunks(params.batch_size).collect();
+    std::fs::write(ids_out, serde_json::to_string(&batches).unwrap()).expect("write --ids-out");
+    let store = work.join("capture-model-store");
+    let t = Instant::now();
+    let summary = capture(
+        model.as_ref(),
+        &data,
+        &store,
+        &params,
+        &dev,
+        &mut NoProgress,
+    )
+    .expect("capture");
+    let secs = t.elapsed().as_secs_f64();
+    let padded: usize = batches
+        .iter()
+        .map(|b| b.len() * b.iter().map(Vec::len).max().unwrap_or(0))
+        .sum();
+    format!(
+        "{{\"seconds\": {secs}, \"load_seconds\": {load_s}, \"tokens\": {}, \"padded_tokens\": {padded}, \"sequences\": {}, \"tokens_per_second\": {}}}",
+        summary.tokens,
+        seqs.len(),
+        summary.tokens as f64 / secs
     )
 }
 
@@ -142,7 +207,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `cargo bench` passes `--bench`; the workload is the first other argument.
     let Some(work) = args.iter().find(|a| !a.starts_with("--")).cloned() else {
-        eprintln!("usage: side_by_side capture|stores|compare|probe [options]");
+        eprintln!("usage: side_by_side capture|stores|compare|probe|capture-model [options]");
         return;
     };
     let n: usize = arg(&args, "--n", "4096").parse().unwrap();
@@ -162,6 +227,12 @@ fn main() {
             arg(&args, "--precision", "f64").parse().unwrap(),
         ),
         "probe" => probe(),
+        "capture-model" => capture_model(
+            &arg(&args, "--model", ""),
+            &arg(&args, "--data", ""),
+            &arg(&args, "--ids-out", ""),
+            &dir,
+        ),
         other => panic!("unknown workload {other}"),
     };
     println!("{line}");

@@ -7,7 +7,7 @@
 //! cargo run --release --example big_model -- SHAPE OUT_DIR TOKENIZER_JSON
 //! ```
 //!
-//! SHAPE: `0.5b` (Qwen2.5-0.5B's widths), `1.1b` (TinyLlama-1.1B), `3b` (Llama-3.2-3B), `8b`
+//! SHAPE: `135m` (SmolLM2-135M's widths), `0.5b` (Qwen2.5-0.5B's widths), `1.1b` (TinyLlama-1.1B), `3b` (Llama-3.2-3B), `8b`
 //! (Llama-3.1-8B); no language-model head, as a reward model has none. Weights are uniform with
 //! standard deviation 0.02 (norms 1), from a fixed xorshift seed: the same bytes every run.
 //! Written tensor by tensor, so the writer holds no more than a 1 MiB buffer.
@@ -35,6 +35,7 @@ fn shape(name: &str) -> Option<Shape> {
         vocab,
     };
     Some(match name {
+        "135m" => s(576, 30, 9, 3, 1536, 49_152),
         "0.5b" => s(896, 24, 14, 2, 4864, 151_936),
         "1.1b" => s(2048, 22, 32, 4, 5632, 32_000),
         "3b" => s(3072, 28, 24, 8, 8192, 128_256),
@@ -141,7 +142,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [name, out, tokenizer] = args.as_slice() else {
         return Err("usage: big_model SHAPE OUT_DIR TOKENIZER_JSON".into());
     };
-    let s = shape(name).ok_or(format!("unknown shape `{name}` (0.5b, 1.1b, 3b, 8b)"))?;
+    let s = shape(name).ok_or(format!("unknown shape `{name}` (135m, 0.5b, 1.1b, 3b, 8b)"))?;
     let out = PathBuf::from(out);
     std::fs::create_dir_all(&out)?;
     let all = tensors(&s);

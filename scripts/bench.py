@@ -7,7 +7,8 @@ generation are outside the timed part on both sides). Writes reports/bench/bench
 reports/bench/bench.md, and replaces docs/benchmarks.md's table between the `bench:begin` and
 `bench:end` markers with bench.md.
 
-    python scripts/bench.py --sxs PATH_TO_side_by_side_BINARY [--quick] [--repeat K]
+    python scripts/bench.py --sxs PATH_TO_side_by_side_BINARY --big-model PATH_TO_big_model_EXAMPLE
+        [--quick] [--repeat K]
 """
 import argparse
 import datetime
@@ -27,6 +28,8 @@ WORK = os.path.join(ROOT, "target", "bench-stores", "sxs")
 PY = sys.executable
 
 TARGETS = {"capture": 1.3, "compare": 5.0, "probe": 2.0, "train": 1.0}
+BIG = os.path.join(ROOT, "reports", "tmp", "big-model")
+SHAPES = ("135m", "0.5b", "1.1b", "3b", "8b")
 
 
 def run(cmd, env=None):
@@ -129,11 +132,39 @@ def row(workload, desc, ours, ref_name, ref, target, extra=None):
     return r
 
 
+def big_model(maker, shape):
+    """The random-weight bf16 checkpoint of `shape` (written once by examples/big_model.rs,
+    shared with scripts/big-model.sh), its stored bytes and parameter count; its files are read
+    once so that every side loads from the page cache."""
+    d = os.path.join(BIG, shape)
+    if not os.path.exists(os.path.join(d, "model.safetensors.index.json")):
+        run([maker, shape, d, os.path.join(ROOT, "models", "all-minilm-l6-v2", "tokenizer.json")])
+    files = [os.path.join(d, f) for f in sorted(os.listdir(d)) if f.endswith(".safetensors")]
+    for f in files:
+        with open(f, "rb") as fh:
+            while fh.read(1 << 24):
+                pass
+    stored = sum(os.path.getsize(f) for f in files)
+    index = json.load(open(os.path.join(d, "model.safetensors.index.json")))
+    return d, stored, index["metadata"]["total_size"] // 2
+
+
+def big_pairs():
+    """The 16 preference pairs scripts/big-model.sh captures."""
+    path = os.path.join(BIG, "pairs16.jsonl")
+    os.makedirs(BIG, exist_ok=True)
+    with open(os.path.join(ROOT, "probes", "w2s", "source.jsonl")) as src, open(path, "w") as f:
+        for _ in range(16):
+            f.write(src.readline())
+    return path
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sxs", required=True, help="the built side_by_side bench binary")
     ap.add_argument("--quick", action="store_true",
                     help="fewer repetitions and steps, no 16x; writes reports/tmp/bench-quick/")
+    ap.add_argument("--big-model", required=True, help="the built big_model example binary")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run each workload and its reference K times, alternating; report the "
                          "median run of each side (all runs are in bench.json)")
@@ -184,6 +215,44 @@ def main():
                     o, "PyTorch + transformers (output_hidden_states)", r, TARGETS["capture"],
                     {"ours_tokens_per_s": o["tokens_per_second"],
                      "reference_tokens_per_s": r["tokens_per_second"]}))
+
+    # The 1.1B shape (TinyLlama's) in bf16, HF layout: repdrift against PyTorch + transformers
+    # loading the same files in float32 and in bfloat16; the faster of the two is the reference.
+    pairs16 = big_pairs()
+    ids = os.path.join(WORK, "big-ids.json")
+    d11, stored11, params11 = big_model(a.big_model, "1.1b")
+    sxs_big = [a.sxs, "capture-model", "--model", d11, "--data", pairs16, "--ids-out", ids,
+               "--dir", WORK]
+    proc(sxs_big)  # writes the ids the references read
+    ref_big = {}
+    for dt in ("f32", "bf16"):
+        ref_big[dt] = [PY, "benches/reference/capture_big_torch.py", "--model", d11, "--ids", ids,
+                       "--dtype", dt, "--threads", str(threads)]
+    o, r32, r16 = [], [], []
+    for _ in range(a.repeat):
+        o.append(proc(sxs_big))
+        r32.append(proc(ref_big["f32"]))
+        r16.append(proc(ref_big["bf16"]))
+    o, r32, r16 = median_run(o), median_run(r32), median_run(r16)
+    r, other, rdt = (r32, r16, "float32") if r32["seconds"] <= r16["seconds"] else (r16, r32, "bfloat16")
+    rows.append(row("capture 1.1B bf16 checkpoint",
+                    f"random-weight Llama reward model of TinyLlama-1.1B's shape ({params11 / 1e9:.2f} B "
+                    f"parameters, {stored11 / 1e9:.2f} GB bf16 in HF layout), 16 pairs = "
+                    f"{o['sequences']} sequences, {o['tokens']} tokens (--max-tokens 128, batch 8), all "
+                    f"hidden states' last token and the reward; loading timed apart",
+                    o, f"PyTorch + transformers, {rdt} (the faster of float32 and bfloat16)", r,
+                    TARGETS["capture"],
+                    {"ours_tokens_per_s": o["tokens_per_second"],
+                     "reference_tokens_per_s": r["tokens_per_second"],
+                     "ours_load_s": o["load_seconds"], "reference_load_s": r["load_seconds"],
+                     "rss_ratio": r["rss"] / o["rss"],
+                     "stored_bytes": stored11,
+                     "reference_dtypes": {"float32": {"seconds": r32["seconds"],
+                                                      "load_seconds": r32["load_seconds"],
+                                                      "peak_rss_mib": r32["rss"]},
+                                          "bfloat16": {"seconds": r16["seconds"],
+                                                       "load_seconds": r16["load_seconds"],
+                                                       "peak_rss_mib": r16["rss"]}}}))
 
     run([a.sxs, "stores", "--n", "4096", "--students", "2", "--dir", WORK], env)
     # repdrift float64 (the default), repdrift --precision mixed and NumPy, alternating; both
@@ -263,6 +332,19 @@ def main():
         scaling.append({"workload": "compare (1 student, 31 layers, from disk)", "factor": f,
                         "examples": n, "seconds": o["seconds"], "peak_rss_mib": rss})
 
+    # Time per token and peak RSS against parameter count: the same capture on every shape
+    # (the 1.1B run above is not reused: each shape's numbers come from one process alike).
+    by_size = []
+    for shape in (SHAPES[:2] if a.quick else SHAPES):
+        d, stored, n_params = big_model(a.big_model, shape)
+        o = proc([a.sxs, "capture-model", "--model", d, "--data", pairs16, "--ids-out", ids,
+                  "--dir", WORK])
+        by_size.append({"shape": shape, "parameters": n_params, "stored_bytes": stored,
+                        "tokens": o["tokens"], "load_seconds": o["load_seconds"],
+                        "seconds": o["seconds"], "ms_per_token": 1000 * o["seconds"] / o["tokens"],
+                        "peak_rss_mib": o["rss"],
+                        "rss_over_stored": o["rss"] * 1024 * 1024 / stored})
+
     report = {
         "format": "repdrift-bench",
         "version": 1,
@@ -277,6 +359,7 @@ def main():
         "ratio": "reference seconds / repdrift seconds (above 1: repdrift is faster)",
         "workloads": rows,
         "scaling": scaling,
+        "model_size": by_size,
     }
     with open(os.path.join(out_dir, "bench.json"), "w") as f:
         json.dump(report, f, indent=2)
@@ -318,6 +401,13 @@ def render(rep):
         if "ours_tokens_per_s" in r:
             extra = (f" Tokens/s: repdrift {r['ours_tokens_per_s']:.0f}, reference "
                      f"{r['reference_tokens_per_s']:.0f}.")
+        if "reference_dtypes" in r:
+            f32, b16 = r["reference_dtypes"]["float32"], r["reference_dtypes"]["bfloat16"]
+            extra += (f" Loading: repdrift {r['ours_load_s']:.1f} s, reference "
+                      f"{r['reference_load_s']:.1f} s. PyTorch in float32: {f32['seconds']:.1f} s, "
+                      f"{f32['peak_rss_mib']:.0f} MiB; in bfloat16: {b16['seconds']:.1f} s, "
+                      f"{b16['peak_rss_mib']:.0f} MiB. Peak RSS ratio (reference / repdrift): "
+                      f"{r['rss_ratio']:.2f}.")
         out.append(f"- **{r['workload']}**: {r['description']}.{extra}")
     out += ["", "Scaling (repdrift alone; time should grow linearly in the examples, memory stay flat):", "",
             "| workload | factor | examples | seconds | seconds per example | peak RSS MiB |",
@@ -325,6 +415,16 @@ def render(rep):
     for s in rep["scaling"]:
         out.append(f"| {s['workload']} | {s['factor']}x | {s['examples']} | {s['seconds']:.2f} | "
                    f"{s['seconds'] / s['examples'] * 1000:.2f} ms | {s['peak_rss_mib']:.0f} |")
+    if rep.get("model_size"):
+        out += ["", "Model size (repdrift alone, random-weight bf16 Llama reward models in HF "
+                "layout, the 16 pairs above; time per token should grow with the parameters, "
+                "peak RSS stay within the stored size + 2 GiB):", "",
+                "| shape | parameters | stored GB | load s | capture s | ms per token | peak RSS GB | RSS / stored |",
+                "|---|---|---|---|---|---|---|---|"]
+        for m in rep["model_size"]:
+            out.append(f"| {m['shape']} | {m['parameters'] / 1e9:.2f} B | {m['stored_bytes'] / 1e9:.2f} | "
+                       f"{m['load_seconds']:.1f} | {m['seconds']:.1f} | {m['ms_per_token']:.1f} | "
+                       f"{m['peak_rss_mib'] * 1024 * 1024 / 1e9:.2f} | {m['rss_over_stored']:.2f} |")
     return "\n".join(out) + "\n"
 
 

@@ -10,8 +10,11 @@
 # transformers 5.24, NumPy, scikit-learn, safetensors, gguf; ~6 GB, ~3 min), builds the release
 # binary and the side_by_side bench, then runs scripts/bench.py, which writes
 # reports/bench/bench.json and reports/bench/bench.md and regenerates docs/benchmarks.md's
-# performance table. Takes ~18 min on 2 cores; run it on an otherwise idle machine.
-# --quick: fewer repetitions and steps, no 16x; writes reports/tmp/bench-quick/ and leaves the
+# performance table. The model-size part writes random-weight bf16 checkpoints of five shapes
+# (135M to 8B, ~26 GB) once into reports/tmp/big-model/ (ignored; shared with
+# scripts/big-model.sh). Takes ~35 min on 2 cores (plus ~5 min the first time, writing the
+# checkpoints); run it on an otherwise idle machine.
+# --quick: fewer repetitions and steps, no 16x, model sizes 135M and 0.5B only; writes reports/tmp/bench-quick/ and leaves the
 # record and docs/benchmarks.md alone (a smoke run). --repeat K: each workload and its reference run K
 # times, alternating, and the median run of each side is reported (K times as long; steadier
 # ratios on a noisy machine).
@@ -26,6 +29,7 @@ if ! "$venv/bin/python" -c "import torch, transformers, numpy, sklearn, safetens
   "$venv/bin/pip" install --quiet "torch==2.15.0" "transformers==5.24.0" numpy scikit-learn safetensors gguf accelerate
 fi
 cargo build --release --quiet
+cargo build --release --quiet --example big_model
 sxs="$(cargo bench --bench side_by_side --no-run --message-format=json 2>/dev/null \
   | "$venv/bin/python" -c 'import json,sys
 for l in sys.stdin:
@@ -33,4 +37,4 @@ for l in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "side_by_side" and m.get("executable"):
         print(m["executable"])')"
 [ -x "$sxs" ] || { echo "bench: could not build benches/side_by_side.rs" >&2; exit 1; }
-exec "$venv/bin/python" scripts/bench.py --sxs "$sxs" "$@"
+exec "$venv/bin/python" scripts/bench.py --sxs "$sxs" --big-model target/release/examples/big_model "$@"

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# A random-weight Llama reward model of a public shape (0.5b, 1.1b, 3b, 8b; bf16, HF layout,
+# A random-weight Llama reward model of a public shape (135m, 0.5b, 1.1b, 3b, 8b; bf16, HF layout,
 # 5 GB shards) captured on 16 preference pairs: prints the checkpoint's stored size, the
 # capture's peak RSS (GNU time) and its tokens/s. The model is written once into
 # reports/tmp/big-model/SHAPE (ignored by git; `rm -r` it to free the disk).
 #   bash scripts/big-model.sh 1.1b [--batch-size 8] [other capture flags]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-shape="${1:?usage: scripts/big-model.sh SHAPE (0.5b, 1.1b, 3b, 8b) [capture flags]}"
+shape="${1:?usage: scripts/big-model.sh SHAPE (135m, 0.5b, 1.1b, 3b, 8b) [capture flags]}"
 shift
 dir="reports/tmp/big-model/$shape"
 cargo build --release --quiet --example big_model
