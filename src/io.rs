@@ -1,8 +1,10 @@
 //! File writing: every output file is written to a temporary file beside its destination and
 //! renamed into place, so a kill never leaves a half-written file under the final name.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
+
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -118,4 +120,29 @@ pub fn guarded<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic without a message".into())
     })
+}
+
+/// Hex-encoded sha256 of a file's bytes.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Hex-encoded sha256 of bytes in memory.
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

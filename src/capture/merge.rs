@@ -186,7 +186,7 @@ fn write_merged(
             for src in files {
                 let bytes = std::fs::read(&src).map_err(|e| Error::io(&src, e))?;
                 let key = rel_key(dir, &src);
-                let got = crate::data::sha256_bytes(&bytes);
+                let got = crate::io::sha256_bytes(&bytes);
                 if !m.sha256.is_empty() && m.sha256.get(&key) != Some(&got) {
                     return Err(Error::InvalidStore {
                         path: src.clone(),

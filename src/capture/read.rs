@@ -94,7 +94,7 @@ impl Store {
                 reason: format!("the manifest lists no sha256 for part file `{key}`"),
             });
         };
-        let got = crate::data::sha256_bytes(&bytes);
+        let got = crate::io::sha256_bytes(&bytes);
         if &got != want {
             return Err(Error::InvalidStore {
                 path: path.to_path_buf(),

@@ -462,7 +462,7 @@ impl StoreWriter {
         write_atomic(path, bytes)?;
         self.manifest
             .sha256
-            .insert(rel_key(&self.dir, path), crate::data::sha256_bytes(bytes));
+            .insert(rel_key(&self.dir, path), crate::io::sha256_bytes(bytes));
         Ok(())
     }
 

@@ -20,11 +20,10 @@
 //! Files ending in `.gz` are read through gzip (a truncated archive is reported as such).
 //! Errors name the file and the 1-based line.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -481,31 +480,6 @@ fn rendered(
     })
 }
 
-/// Hex-encoded sha256 of a file's bytes.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-/// Hex-encoded sha256 of bytes in memory.
-pub fn sha256_bytes(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Read a JSONL data file. `limit` keeps the first N examples.
 ///
 /// ```no_run
@@ -539,7 +513,7 @@ pub fn read_jsonl_with(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
     if path.extension().is_some_and(|e| e == "parquet") {
         // Read once: the digest and the rows come from the same bytes.
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let sha256 = sha256_bytes(&bytes);
+        let sha256 = crate::io::sha256_bytes(&bytes);
         let mut format = None;
         let mut examples = Vec::new();
         parquet_file::for_each_row(path, bytes.into(), limit, |i, row| {
@@ -558,7 +532,7 @@ pub fn read_jsonl_with(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
             examples,
         });
     }
-    let sha256 = sha256_file(path)?;
+    let sha256 = crate::io::sha256_file(path)?;
     let gz = path.extension().is_some_and(|e| e == "gz");
     let reader = open_lines(path)?;
     let mut format = None;

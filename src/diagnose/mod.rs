@@ -253,7 +253,7 @@ fn drift_cache_path(
     for id in std::iter::once("base").chain(plan.students.iter().map(|s| s.id.as_str())) {
         let m = stores[&(id.to_string(), set.to_string())].join("manifest.json");
         let bytes = std::fs::read(&m).map_err(|e| Error::io(&m, e))?;
-        manifests.push((id.to_string(), crate::data::sha256_bytes(&bytes)));
+        manifests.push((id.to_string(), crate::io::sha256_bytes(&bytes)));
     }
     // Every compare setting (its Debug form) and the version that computes with them.
     let key = serde_json::json!({
@@ -261,7 +261,7 @@ fn drift_cache_path(
         "stores": manifests,
         "params": format!("{:?}", compare_params(cfg, plan, cross_layer)),
     });
-    let digest = crate::data::sha256_bytes(key.to_string().as_bytes());
+    let digest = crate::io::sha256_bytes(key.to_string().as_bytes());
     Ok(cfg
         .cache_dir()
         .join("drift")

@@ -91,7 +91,7 @@ impl Plan {
             "hooks": ["resid_post"],
             "layers": self.layers,
         });
-        crate::data::sha256_bytes(key.to_string().as_bytes())[..16].to_string()
+        crate::io::sha256_bytes(key.to_string().as_bytes())[..16].to_string()
     }
 }
 

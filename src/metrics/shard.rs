@@ -124,7 +124,7 @@ pub fn render_state(c: &Comparison) -> Result<(Vec<u8>, Vec<u8>)> {
         shard,
         n_parts: 0,
         keys,
-        tensors_sha256: crate::data::sha256_bytes(&st),
+        tensors_sha256: crate::io::sha256_bytes(&st),
         precision: c.report.precision,
     };
     let json = crate::io::json_bytes(&state);
@@ -142,8 +142,7 @@ fn read_state(dir: &Path) -> Result<(ShardState, BTreeMap<AccKey, PairAccumulato
         cause: e,
     })?;
     let bytes = std::fs::read(&sp).map_err(|e| Error::io(&sp, e))?;
-    if !state.tensors_sha256.is_empty() && state.tensors_sha256 != crate::data::sha256_bytes(&bytes)
-    {
+    if !state.tensors_sha256.is_empty() && state.tensors_sha256 != crate::io::sha256_bytes(&bytes) {
         return Err(Error::InvalidStore {
             path: sp.clone(),
             reason: format!(

@@ -328,10 +328,7 @@ pub fn read_parts(dir: &Path, base: Option<&Path>, device: &Device) -> Result<Ll
     }
     let mut merged = merge(&tpath, &cfg, &parts.weights, pairs)?;
     merged.extend(whole);
-    let sha = sha256_pair(
-        &parts.info.weights_sha256,
-        &crate::data::sha256_file(&tpath)?,
-    );
+    let sha = sha256_pair(&parts.info.weights_sha256, &crate::io::sha256_file(&tpath)?);
     parts.weights = Weights::overlay(&tpath, merged, &parts.weights);
     parts.info = ModelInfo {
         path: dir.to_path_buf(),
@@ -343,7 +340,7 @@ pub fn read_parts(dir: &Path, base: Option<&Path>, device: &Device) -> Result<Ll
 }
 
 fn sha256_pair(base: &str, adapter: &str) -> String {
-    crate::data::sha256_bytes(format!("{base}+lora:{adapter}").as_bytes())
+    crate::io::sha256_bytes(format!("{base}+lora:{adapter}").as_bytes())
 }
 
 /// Load an adapter over its base (computing in `dtype`).

@@ -133,15 +133,11 @@ pub fn write_delta(
         base: std::path::absolute(&base.path).map_err(|e| Error::io(&base.path, e))?,
         base_relative: relative_to(&base.path, dir),
         base_sha256: base.weights_sha256.clone(),
-        delta_sha256: sha256_hex(&bytes),
+        delta_sha256: crate::io::sha256_bytes(&bytes),
         tensors: tensors.iter().map(|(n, _, _)| n.clone()).collect(),
         architecture: "LlamaForSequenceClassification".into(),
     };
     crate::io::write_atomic(&dir.join(MANIFEST), &crate::io::json_bytes(&manifest))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    crate::data::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes))
 }
 
 /// Read and check a delta directory's manifest.
@@ -216,7 +212,7 @@ pub fn read_parts(dir: &Path, device: &Device) -> Result<LlamaParts> {
     }
     let tpath = dir.join(DELTA_TENSORS);
     check_safetensors(&tpath)?;
-    let sha = crate::data::sha256_file(&tpath)?;
+    let sha = crate::io::sha256_file(&tpath)?;
     if sha != m.delta_sha256 {
         return Err(Error::model(
             &tpath,
@@ -250,7 +246,8 @@ pub fn read_parts(dir: &Path, device: &Device) -> Result<LlamaParts> {
             format!("`{stray}` is not a weight of the base"),
         ));
     }
-    let combined = sha256_hex(format!("{}+{}", m.base_sha256, m.delta_sha256).as_bytes());
+    let combined =
+        crate::io::sha256_bytes(format!("{}+{}", m.base_sha256, m.delta_sha256).as_bytes());
     parts.weights = Weights::overlay(&tpath, map, &parts.weights);
     parts.info = ModelInfo {
         path: dir.to_path_buf(),
@@ -346,11 +343,7 @@ pub fn write_hf_reward_model(
 /// Write the reward model at `model` (a delta student or any Llama reward model) as a full HF
 /// directory at `out`, copying the training records beside it when there are any.
 pub fn export(model: &Path, out: &Path, device: &Device) -> Result<()> {
-    let m = if is_delta(model) {
-        load(model, device, DType::F32)?
-    } else {
-        super::load_llama(model, device)?
-    };
+    let m = super::load_llama(model, device)?;
     if m.score_bias().is_some() {
         return Err(Error::model(
             model,

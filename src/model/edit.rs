@@ -12,6 +12,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 use super::bert::Bert;
+use super::form::{Arch, ModelForm};
 use super::llama::{Llama, LlamaParts};
 use super::weights::Weights;
 use super::{gguf, HookedModel};
@@ -29,21 +30,14 @@ pub enum Family {
 
 /// Which family `path` is, or a named error when editing it is not supported.
 pub fn family(path: &Path) -> Result<Family> {
-    if path.is_file() && path.extension().and_then(|e| e.to_str()) == Some("gguf") {
-        return Ok(Family::Llama);
+    match ModelForm::detect(path)? {
+        ModelForm::Gguf | ModelForm::HfDir(Arch::Llama) => Ok(Family::Llama),
+        ModelForm::HfDir(Arch::Bert) => Ok(Family::Bert),
+        _ => Err(Error::model(
+            path,
+            "editing weights (planted drift) is supported for Llama GGUF files and HF llama or bert directories only",
+        )),
     }
-    if path.is_dir() && !super::delta::is_delta(path) {
-        let v: serde_json::Value = super::llama::read_config(path)?;
-        match v.get("model_type").and_then(|t| t.as_str()) {
-            Some("llama") => return Ok(Family::Llama),
-            Some("bert") => return Ok(Family::Bert),
-            _ => {}
-        }
-    }
-    Err(Error::model(
-        path,
-        "editing weights (planted drift) is supported for Llama GGUF files and HF llama or bert directories only",
-    ))
 }
 
 /// The HF names of block `layer`'s two output projections — the matrices through which the
@@ -80,6 +74,7 @@ pub fn load_edited(
     let fam = family(path)?;
     match fam {
         Family::Llama => {
+            // `family` let through a GGUF file or an HF llama directory only.
             let p = if path.is_file() {
                 gguf::read_llama(path, device)?
             } else {

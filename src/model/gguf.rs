@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::quantized::gguf_file;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::llama::{Llama, LlamaConfig, LlamaParts};
 use super::tokenizer::ModelTokenizer;
@@ -93,8 +93,7 @@ fn check_complete(path: &Path, c: &gguf_file::Content, file_len: u64) -> Result<
 
 /// Load a Llama-architecture GGUF file.
 pub fn load_llama(path: &Path, device: &Device) -> Result<Llama> {
-    let p = read_llama(path, device)?;
-    Llama::new(p.cfg, &p.weights, p.tokenizer, p.info, device)
+    Llama::from_parts(read_llama(path, device)?, device, DType::F32)
 }
 
 /// The parts of a Llama-architecture GGUF file (weights dequantized to f32, HF names).
@@ -180,7 +179,7 @@ fn read_llama_unguarded(path: &Path, device: &Device) -> Result<LlamaParts> {
         path: path.to_path_buf(),
         architecture: "llama".into(),
         source: "gguf".into(),
-        weights_sha256: crate::data::sha256_file(path)?,
+        weights_sha256: crate::io::sha256_file(path)?,
         n_layers,
         hidden_size: hidden,
     };

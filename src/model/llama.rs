@@ -62,18 +62,6 @@ fn lin(w: &Weights, out: usize, inp: usize, bias: bool) -> Result<Linear> {
 }
 
 impl Llama {
-    /// Build a plain Llama by walking HF weight prefixes.
-    pub fn new(
-        cfg: LlamaConfig,
-        weights: &Weights,
-        tokenizer: ModelTokenizer,
-        info: ModelInfo,
-        device: &Device,
-    ) -> Result<Self> {
-        let v = Variant::llama(&cfg);
-        Self::with_variant(cfg, v, weights, tokenizer, info, device)
-    }
-
     /// Build a Llama-like decoder of the given [`Variant`].
     pub fn with_variant(
         cfg: LlamaConfig,
@@ -157,14 +145,10 @@ impl Llama {
         })
     }
 
-    /// Load an HF directory: `config.json`, `model.safetensors` (or shards with
-    /// `model.safetensors.index.json`), `tokenizer.json`.
-    pub fn load_dir(dir: &Path, device: &Device) -> Result<Self> {
-        Self::load_dir_dtype(dir, device, DType::F32)
-    }
-
-    /// [`Llama::load_dir`] computing in `dtype` (f32, or bf16/f16 — for GPUs).
-    pub fn load_dir_dtype(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
+    /// Load an HF directory (`config.json`, `model.safetensors` or shards with
+    /// `model.safetensors.index.json`, `tokenizer.json`) computing in `dtype` (f32, or bf16/f16
+    /// for GPUs).
+    pub fn load_dir(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
         let cfg: LlamaConfig = read_config(dir)?;
         let v = Variant::llama(&cfg);
         Self::load_dir_as(dir, cfg, v, device, dtype)
@@ -204,7 +188,8 @@ impl Llama {
     /// Build a plain Llama from its parts (weights returned in `dtype`).
     pub fn from_parts(p: LlamaParts, device: &Device, dtype: DType) -> Result<Self> {
         let weights = p.weights.with_dtype(dtype);
-        Self::new(p.cfg, &weights, p.tokenizer, p.info, device)
+        let v = Variant::llama(&p.cfg);
+        Self::with_variant(p.cfg, v, &weights, p.tokenizer, p.info, device)
     }
 
     /// Load an HF directory with an already-read config and variant (the other architectures'
@@ -492,10 +477,9 @@ impl Llama {
         let mut xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
         for (i, stored) in self.layers.iter().take(blocks).enumerate() {
             let l = i + 1;
-            // A half-precision block is converted to f32 while it runs, then dropped.
-            let converted = stored.in_f32()?;
-            let blk = converted.as_ref().unwrap_or(stored);
-            let (y, _) = super::llama_grad::with_block(blk, |w| {
+            // A half-precision block's product weights are widened inside each product, a
+            // few rows at a time (`linear::HalfWeightGemm`).
+            let (y, _) = super::llama_grad::with_block(stored, |w| {
                 super::llama_grad::forward(&w, &dims, &batch.lens, &cos, &sin, xv)
             })?;
             xv = y;

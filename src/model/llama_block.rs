@@ -1,10 +1,9 @@
 //! A Llama-family decoder block's weights, below both of its passes: the candle pass in
 //! [`super::llama`] and the graph-free training pass in [`super::llama_grad`].
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 use super::linear::Linear;
-use crate::error::Result;
 
 /// One decoder block. Its forward pass has two forms: inference (candle's fused norm,
 /// softmax and RoPE kernels, which cut the autograd graph) and `diff` (differentiable, for
@@ -57,35 +56,6 @@ impl Block {
             self.up_proj.weight(),
             self.down_proj.weight(),
         ]
-    }
-
-    /// The block with every weight in f32, when any is held in a half dtype (`None`: already
-    /// f32). The conversion is exact. For plain blocks (the graph-free pass): linear biases
-    /// are not carried over.
-    pub(super) fn in_f32(&self) -> Result<Option<Self>> {
-        if self.tensors().iter().all(|t| t.dtype() == DType::F32) {
-            return Ok(None);
-        }
-        let f = |t: &Tensor| t.to_dtype(DType::F32);
-        let t = self.tensors();
-        let mut b = Self::from_tensors(
-            [
-                f(t[0])?,
-                f(t[1])?,
-                f(t[2])?,
-                f(t[3])?,
-                f(t[4])?,
-                f(t[5])?,
-                f(t[6])?,
-                f(t[7])?,
-                f(t[8])?,
-            ],
-            false,
-        );
-        b.q_norm = self.q_norm.as_ref().map(f).transpose()?;
-        b.k_norm = self.k_norm.as_ref().map(f).transpose()?;
-        b.window = self.window;
-        Ok(Some(b))
     }
 
     /// A block from weights in [`BLOCK_WEIGHTS`] order, its products recorded in the autograd

@@ -30,7 +30,7 @@
 use candle_core::{Storage, Tensor};
 
 use super::fused::{rms_rows, rms_rows_backward};
-use super::linear::{sgemm, sgemm_new, BlasThreads};
+use super::linear::{linear_rows, sgemm, sgemm_new, BlasThreads, WeightRows};
 use super::llama_block::Block;
 use crate::error::{Error, Result};
 
@@ -73,17 +73,18 @@ impl Dims {
     }
 }
 
-/// A block's weights in [`super::llama_block::BLOCK_WEIGHTS`] order, HF layout, row-major.
+/// A block's weights in [`super::llama_block::BLOCK_WEIGHTS`] order, HF layout, row-major;
+/// the norms in f32, the products' weights as stored (f32, or bf16/f16 in inference).
 pub struct Weights<'a> {
     pub ln1: &'a [f32],
-    pub q: &'a [f32],
-    pub k: &'a [f32],
-    pub v: &'a [f32],
-    pub o: &'a [f32],
+    pub q: WeightRows<'a>,
+    pub k: WeightRows<'a>,
+    pub v: WeightRows<'a>,
+    pub o: WeightRows<'a>,
     pub ln2: &'a [f32],
-    pub gate: &'a [f32],
-    pub up: &'a [f32],
-    pub down: &'a [f32],
+    pub gate: WeightRows<'a>,
+    pub up: WeightRows<'a>,
+    pub down: WeightRows<'a>,
 }
 
 /// What the forward pass keeps for the backward pass.
@@ -105,8 +106,8 @@ pub struct Cache {
 }
 
 /// `x (rows, n) · W (out, n)ᵀ` → `(rows, out)`.
-fn linear(x: &[f32], w: &[f32], rows: usize, out: usize, n: usize) -> Vec<f32> {
-    sgemm_new((false, true), (rows, out, n), (x, n), (w, n))
+fn linear(x: &[f32], w: WeightRows<'_>, rows: usize, out: usize, n: usize) -> Vec<f32> {
+    linear_rows(x, w, rows, out, n)
 }
 
 /// The rotary embedding in place on `x (T, heads · head_dim)`; `inverse` rotates back (the
@@ -145,21 +146,34 @@ pub fn with_slices<R>(ts: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> R) -> Result<
     Ok(f(&slices))
 }
 
-/// Run `f` on a block's weights, read in place.
+/// Run `f` on a block's weights, read in place (product weights in their stored dtype).
 pub fn with_block<R>(blk: &Block, f: impl FnOnce(Weights<'_>) -> R) -> Result<R> {
-    with_slices(&blk.tensors(), |w| {
-        f(Weights {
-            ln1: w[0],
-            q: w[1],
-            k: w[2],
-            v: w[3],
-            o: w[4],
-            ln2: w[5],
-            gate: w[6],
-            up: w[7],
-            down: w[8],
-        })
-    })
+    let ts = blk.tensors();
+    let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
+    let mut cpu = Vec::with_capacity(guards.len());
+    for (g, l) in &guards {
+        let Storage::Cpu(c) = &**g else {
+            return Err(Error::param(
+                "device",
+                "the graph-free pass needs its weights on the CPU",
+            ));
+        };
+        cpu.push((c, l));
+    }
+    let op = "graph-free pass";
+    let norm = |i: usize| super::linear::f32_slice(cpu[i].0, cpu[i].1, op);
+    let prod = |i: usize| WeightRows::of(cpu[i].0, cpu[i].1, op);
+    Ok(f(Weights {
+        ln1: norm(0)?,
+        q: prod(1)?,
+        k: prod(2)?,
+        v: prod(3)?,
+        o: prod(4)?,
+        ln2: norm(5)?,
+        gate: prod(6)?,
+        up: prod(7)?,
+        down: prod(8)?,
+    }))
 }
 
 /// How many keys query `q` of a sequence of length `len` sees (causal, padding masked).
@@ -341,7 +355,12 @@ pub fn backward(
     let scale = 1.0 / (hd as f32).sqrt();
     // MLP: out = x2 + m Wdᵀ.
     let d_down = sgemm_new((true, false), (d, inter, t), (&g, d), (&c.m, inter));
-    let mut dm_ = sgemm_new((false, false), (t, inter, d), (&g, d), (w.down, inter));
+    let mut dm_ = sgemm_new(
+        (false, false),
+        (t, inter, d),
+        (&g, d),
+        (w.down.f32(), inter),
+    );
     // dm_ becomes d(gate output) in place; du is new.
     let mut du = vec![0f32; t * inter];
     let cl = chunk_len(du.len(), inter);
@@ -360,13 +379,18 @@ pub fn backward(
     let da = dm_;
     let d_gate = sgemm_new((true, false), (inter, d, t), (&da, inter), (&c.h2, d));
     let d_up = sgemm_new((true, false), (inter, d, t), (&du, inter), (&c.h2, d));
-    let mut dh2 = sgemm_new((false, false), (t, d, inter), (&da, inter), (w.gate, d));
+    let mut dh2 = sgemm_new(
+        (false, false),
+        (t, d, inter),
+        (&da, inter),
+        (w.gate.f32(), d),
+    );
     sgemm(
         (false, false),
         (t, d, inter),
         1.0,
         (&du, inter),
-        (w.up, d),
+        (w.up.f32(), d),
         1.0,
         (&mut dh2, d),
     );
@@ -376,7 +400,7 @@ pub fn backward(
     drop(dh2);
     // Attention: x2 = x + ctx Woᵀ.
     let d_o = sgemm_new((true, false), (d, qw, t), (&gx2, d), (&c.ctx, qw));
-    let dctx = sgemm_new((false, false), (t, qw, d), (&gx2, d), (w.o, qw));
+    let dctx = sgemm_new((false, false), (t, qw, d), (&gx2, d), (w.o.f32(), qw));
     let mut dq = vec![0f32; t * qw];
     let mut dk = vec![0f32; t * kw];
     let mut dv = vec![0f32; t * kw];
@@ -442,13 +466,13 @@ pub fn backward(
     let d_q = sgemm_new((true, false), (qw, d, t), (&dq, qw), (&c.h1, d));
     let d_k = sgemm_new((true, false), (kw, d, t), (&dk, kw), (&c.h1, d));
     let d_v = sgemm_new((true, false), (kw, d, t), (&dv, kw), (&c.h1, d));
-    let mut dh1 = sgemm_new((false, false), (t, d, qw), (&dq, qw), (w.q, d));
+    let mut dh1 = sgemm_new((false, false), (t, d, qw), (&dq, qw), (w.q.f32(), d));
     sgemm(
         (false, false),
         (t, d, kw),
         1.0,
         (&dk, kw),
-        (w.k, d),
+        (w.k.f32(), d),
         1.0,
         (&mut dh1, d),
     );
@@ -457,7 +481,7 @@ pub fn backward(
         (t, d, kw),
         1.0,
         (&dv, kw),
-        (w.v, d),
+        (w.v.f32(), d),
         1.0,
         (&mut dh1, d),
     );

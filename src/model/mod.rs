@@ -16,6 +16,7 @@ pub mod adapter;
 pub mod bert;
 pub mod delta;
 pub mod edit;
+pub mod form;
 pub mod fused;
 pub mod gemma2;
 pub mod gguf;
@@ -304,43 +305,23 @@ pub trait HookedModel: Send + Sync {
     ) -> Result<()>;
 }
 
-/// The `model_type` an HF directory's `config.json` names (empty when it names none).
-fn model_type(dir: &Path) -> Result<String> {
-    let v: serde_json::Value = llama::read_config(dir)?;
-    Ok(v.get("model_type")
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string())
-}
-
-/// Load a Llama-family model as the concrete type (training needs its blocks): a `.gguf` file
-/// or an HF directory whose `config.json` says `model_type: llama`.
+/// Load a Llama-family model as the concrete type (training needs its blocks): a `.gguf` file,
+/// an HF directory whose `config.json` says `model_type: llama`, a delta student or a LoRA
+/// adapter over such a base.
 pub fn load_llama(path: &Path, device: &Device) -> Result<llama::Llama> {
-    if delta::is_delta(path) {
-        return delta::load(path, device, DType::F32);
-    }
-    if adapter::is_adapter(path) {
-        return adapter::load(path, None, device, DType::F32);
-    }
-    if path.is_file() && path.extension().and_then(|e| e.to_str()) == Some("gguf") {
-        return gguf::load_llama(path, device);
-    }
-    if path.is_dir() {
-        let mt = model_type(path)?;
-        if mt == "llama" {
-            return llama::Llama::load_dir(path, device);
-        }
-        return Err(Error::model(
+    match form::ModelForm::detect(path)? {
+        form::ModelForm::Gguf => gguf::load_llama(path, device),
+        form::ModelForm::Delta => delta::load(path, device, DType::F32),
+        form::ModelForm::Adapter => adapter::load(path, None, device, DType::F32),
+        form::ModelForm::HfDir(form::Arch::Llama) => llama::Llama::load_dir(path, device, DType::F32),
+        form::ModelForm::HfDir(other) => Err(Error::model(
             path.join("config.json"),
-            format!("model_type `{mt}`: training needs a Llama-family base (a .gguf file or an HF llama directory)"),
-        ));
+            format!(
+                "model_type `{}`: training needs a Llama-family base (a .gguf file or an HF llama directory)",
+                other.name()
+            ),
+        )),
     }
-    // Missing files, pickles and the rest get `load`'s messages.
-    load(path, device)?;
-    Err(Error::model(
-        path,
-        "training needs a Llama-family base (a .gguf file or an HF llama directory)",
-    ))
 }
 
 /// Load a model: a `.gguf` file (Llama family) or an HF directory (`config.json` with
@@ -387,54 +368,31 @@ pub fn resolve_dtype(name: &str, path: &Path, device: &Device) -> Result<DType> 
 }
 
 /// [`load_with`], reading a PEFT LoRA adapter over `adapter_base` when it is one and a base
-/// is given (else over the base its config names).
+/// is given (else over the base its config names). The one dispatcher: the path's form is
+/// decided once ([`form::ModelForm::detect`]).
 pub fn load_with_base(
     path: &Path,
     adapter_base: Option<&Path>,
     device: &Device,
     dtype: DType,
 ) -> Result<Box<dyn HookedModel>> {
-    if adapter::is_adapter(path) {
-        return Ok(Box::new(adapter::load(path, adapter_base, device, dtype)?));
-    }
-    load_with(path, device, dtype)
+    Ok(match form::ModelForm::detect(path)? {
+        form::ModelForm::Gguf => Box::new(gguf::load_llama(path, device)?),
+        form::ModelForm::Delta => Box::new(delta::load(path, device, dtype)?),
+        form::ModelForm::Adapter => Box::new(adapter::load(path, adapter_base, device, dtype)?),
+        form::ModelForm::HfDir(arch) => match arch {
+            form::Arch::Bert => Box::new(bert::Bert::load_dir(path, device)?),
+            form::Arch::Llama => Box::new(llama::Llama::load_dir(path, device, dtype)?),
+            form::Arch::Qwen2 => Box::new(qwen2::load_dir(path, device, dtype)?),
+            form::Arch::Qwen3 => Box::new(qwen3::load_dir(path, device, dtype)?),
+            form::Arch::Mistral => Box::new(mistral::load_dir(path, device, dtype)?),
+            form::Arch::Gemma2 => Box::new(gemma2::Gemma2::load_dir(path, device, dtype)?),
+        },
+    })
 }
 
 /// [`load`] computing in `dtype` (Llama-family and Gemma 2 models; BERT and GGUF models
 /// compute in f32 whatever is asked, GGUF weights being dequantized to f32 first).
 pub fn load_with(path: &Path, device: &Device, dtype: DType) -> Result<Box<dyn HookedModel>> {
-    if !path.exists() {
-        return Err(Error::model(path, "no such file or directory"));
-    }
-    if path.is_file() {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("gguf") => Ok(Box::new(gguf::load_llama(path, device)?)),
-            Some("bin") | Some("pt") | Some("pth") | Some("ckpt") | Some("pkl") => Err(Error::model(
-                path,
-                "pickle checkpoints are refused (loading them can execute code); convert to safetensors first, e.g. in Python: `safetensors.torch.save_file(torch.load(p, weights_only=True), 'model.safetensors')`",
-            )),
-            _ => Err(Error::model(
-                path,
-                "expected a .gguf file or an HF model directory (config.json + model.safetensors + tokenizer.json)",
-            )),
-        }
-    } else if delta::is_delta(path) {
-        Ok(Box::new(delta::load(path, device, dtype)?))
-    } else if adapter::is_adapter(path) {
-        Ok(Box::new(adapter::load(path, None, device, dtype)?))
-    } else {
-        let cfg_path = path.join("config.json");
-        match model_type(path)?.as_str() {
-            "bert" => Ok(Box::new(bert::Bert::load_dir(path, device)?)),
-            "llama" => Ok(Box::new(llama::Llama::load_dir_dtype(path, device, dtype)?)),
-            "qwen2" => Ok(Box::new(qwen2::load_dir(path, device, dtype)?)),
-            "qwen3" => Ok(Box::new(qwen3::load_dir(path, device, dtype)?)),
-            "mistral" => Ok(Box::new(mistral::load_dir(path, device, dtype)?)),
-            "gemma2" => Ok(Box::new(gemma2::Gemma2::load_dir(path, device, dtype)?)),
-            other => Err(Error::model(
-                &cfg_path,
-                format!("model_type `{other}` is not supported (supported: llama, mistral, qwen2, qwen3, gemma2, bert)"),
-            )),
-        }
-    }
+    load_with_base(path, None, device, dtype)
 }

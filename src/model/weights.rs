@@ -135,7 +135,7 @@ impl Weights {
         if !index.exists() {
             let st = dir.join("model.safetensors");
             let w = Self::from_safetensors(&st, device)?;
-            return Ok((w, crate::data::sha256_file(&st)?));
+            return Ok((w, crate::io::sha256_file(&st)?));
         }
         let bytes = std::fs::read(&index).map_err(|e| Error::io(&index, e))?;
         let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
@@ -173,10 +173,10 @@ impl Weights {
                     "shard listed in model.safetensors.index.json is missing",
                 ));
             }
-            sha2::Digest::update(&mut hasher, crate::data::sha256_file(&p)?.as_bytes());
+            sha2::Digest::update(&mut hasher, crate::io::sha256_file(&p)?.as_bytes());
             shards.push(TensorFile::open(&p)?);
         }
-        let sha = crate::data::hex(&sha2::Digest::finalize(hasher));
+        let sha = crate::io::hex(&sha2::Digest::finalize(hasher));
         Ok((
             Self {
                 store: Arc::new(Store::new(index, files_source(shards), device.clone())),

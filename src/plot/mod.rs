@@ -184,12 +184,22 @@ pub(crate) fn draw_lines<DB: DrawingBackend>(area: &Area<'_, DB>, l: &Lines) -> 
                 });
         }
     }
+    draw_legend(&mut chart, l.legend.clone(), 13)
+}
+
+/// The legend every plot draws: a white box with a black border, sans-serif labels of
+/// `font_px`, at `position` (plotters' default is `MiddleRight`).
+pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+    font_px: u32,
+) -> Result<()> {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .position(l.legend.clone())
+        .label_font(("sans-serif", font_px))
+        .position(position)
         .draw()
         .map_err(perr)?;
     Ok(())

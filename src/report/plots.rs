@@ -10,7 +10,8 @@ use crate::error::Result;
 use crate::metrics::compare::CrossLayer;
 pub use crate::plot::Plot;
 use crate::plot::{
-    draw_lines, heat_colour, perr, pts, range_of, render, sanitize, tick, Lines, COLORS, H, W,
+    draw_legend, draw_lines, heat_colour, perr, pts, range_of, render, sanitize, tick, Lines,
+    COLORS, H, W,
 };
 
 fn x_max(r: &Report) -> f64 {
@@ -428,14 +429,7 @@ fn drift_vs_transfer_plot(r: &Report) -> Result<Option<Plot>> {
                     .label(name.clone())
                     .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
             }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .draw()
-                .map_err(perr)?;
-            Ok(())
+            draw_legend(&mut chart, SeriesLabelPosition::MiddleRight, 13)
         }
     )))
 }
@@ -560,15 +554,7 @@ pub fn drift_plot(r: &Report) -> Result<Option<Plot>> {
                     .label(format!("numerical floor ({f:.0e})"))
                     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], GREY));
             }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .position(SeriesLabelPosition::MiddleLeft)
-                .draw()
-                .map_err(perr)?;
-            Ok(())
+            draw_legend(&mut chart, SeriesLabelPosition::MiddleLeft, 13)
         }
     );
     Ok(Some(plot))

@@ -6,7 +6,7 @@ use plotters::prelude::*;
 
 use super::analysis::{LayerCorrelation, Summary, Trajectory};
 use crate::error::Result;
-use crate::plot::{perr, render, tick, Area, Plot, COLORS};
+use crate::plot::{draw_legend, perr, render, tick, Area, Plot, COLORS};
 
 fn method_color(methods: &[String], m: &str) -> RGBColor {
     COLORS[methods.iter().position(|x| x == m).unwrap_or(0) % 8]
@@ -73,14 +73,7 @@ fn scatter_plot(s: &Summary, best: &LayerCorrelation) -> Result<Plot> {
                 .label(m.clone())
                 .legend(move |(x, y)| Circle::new((x + 8, y), 5, color.filled()));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(perr)?;
-        Ok(())
+        draw_legend(&mut chart, SeriesLabelPosition::MiddleRight, 13)
     }))
 }
 
@@ -257,14 +250,7 @@ fn draw_trajectory_half<DB: DrawingBackend>(
             });
     }
     if !is_drift {
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 12))
-            .position(SeriesLabelPosition::LowerLeft)
-            .draw()
-            .map_err(perr)?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerLeft, 12)?;
     }
     Ok(())
 }

@@ -63,7 +63,7 @@ fn tiny_llama_logits_equal_candle_transformers() {
     for tie in [true, false] {
         let dir = scratch(&format!("tiny-llama-{tie}"));
         let cfg = write_checkpoint(&dir, tie);
-        let model = Llama::load_dir(&dir, &Device::Cpu).unwrap();
+        let model = Llama::load_dir(&dir, &Device::Cpu, candle_core::DType::F32).unwrap();
         let a: Vec<u32> = vec![3, 7, 1, 30, 12, 5, 9, 9, 2];
         let b: Vec<u32> = vec![4, 8, 15, 16];
         // Padded batch of two different lengths against candle's unpadded single runs.
@@ -82,6 +82,6 @@ fn tiny_llama_logits_equal_candle_transformers() {
 fn rope_theta_is_read_from_rope_parameters() {
     let dir = scratch("tiny-llama-rope");
     write_checkpoint(&dir, true);
-    let model = Llama::load_dir(&dir, &Device::Cpu).unwrap();
+    let model = Llama::load_dir(&dir, &Device::Cpu, candle_core::DType::F32).unwrap();
     assert_eq!(model.config().rope_theta(), 5000.0);
 }
