@@ -151,6 +151,8 @@ pub fn train(
     device: &Device,
     progress: &mut dyn TrainProgress,
 ) -> Result<Option<TrainSummary>> {
+    // Checked here so that a refused run does no preparation, and again under the output's
+    // lock in `train_observed` (which other callers reach without this function).
     check_out(job)?;
     let prepared = prepare(base, data, evals, params, device, progress)?;
     train_prepared(&prepared, params, job, device, progress)

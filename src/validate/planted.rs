@@ -69,10 +69,11 @@ pub(super) fn planted(
         ),
         Ok(fam) => {
             for &b in &blocks {
-                let block = plant_block(ctx, base, fam, b, list, progress)?;
+                let middle = b == blocks[blocks.len() / 2];
+                let block = plant_block(ctx, base, fam, b, middle, list, progress)?;
                 out.rows.extend(block.rows);
-                if b == blocks[blocks.len() / 2] {
-                    out.sample_pair = Some(block.middle_last);
+                if block.middle_last.is_some() {
+                    out.sample_pair = block.middle_last;
                 }
                 sensitivity(
                     ctx,
@@ -92,8 +93,8 @@ pub(super) fn planted(
 struct Block {
     rows: Vec<PlantedRow>,
     per_strength: Vec<Deviations>,
-    /// The last layer at the middle strength.
-    middle_last: Array2<f32>,
+    /// The last layer at the middle strength (only when asked for: the middle block's).
+    middle_last: Option<Array2<f32>>,
 }
 
 /// Every strength planted in block `b`: the rows, and the specificity check (layers ≤ b
@@ -103,6 +104,7 @@ fn plant_block(
     base: &[Array2<f32>],
     fam: Family,
     b: usize,
+    keep_last: bool,
     list: &mut Checklist,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Block> {
@@ -121,7 +123,7 @@ fn plant_block(
             &format!("planted:{b}:{s}"),
             &edit_fn,
         )?;
-        let acts = ctx.capture(m.as_ref())?;
+        let mut acts = ctx.capture(m.as_ref())?;
         let mut devs = Vec::new();
         for (l, (x, y)) in base.iter().zip(&acts).enumerate() {
             let diff = max_abs_diff(x, y);
@@ -144,8 +146,10 @@ fn plant_block(
             });
             devs.push(dv);
         }
-        if si == strengths.len() / 2 {
-            middle_last = Some(acts[ctx.n_layers].clone());
+        if keep_last && si == strengths.len() / 2 {
+            // Hidden state n_layers (the last layer), moved out rather than copied.
+            acts.truncate(ctx.n_layers + 1);
+            middle_last = acts.pop();
         }
         per_strength.push(devs);
     }
@@ -162,7 +166,7 @@ fn plant_block(
     Ok(Block {
         rows,
         per_strength,
-        middle_last: middle_last.expect("strengths are not empty (checked)"),
+        middle_last,
     })
 }
 
