@@ -111,6 +111,10 @@ pub struct Summary {
     /// [`super::pairs::contrasts`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contrasts: Vec<super::pairs::Contrast>,
+    /// Drift against transfer within regime × method, gold left out
+    /// ([`super::stratified`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stratified: Option<super::stratified::Stratified>,
 }
 
 /// One run in the drift-vs-transfer scatter.
@@ -126,6 +130,9 @@ pub struct RunPoint {
     pub drift: BTreeMap<usize, f64>,
     pub outcome: String,
 }
+
+/// Permutations of the within-stratum drift-vs-transfer test.
+const STRATIFIED_PERMUTATIONS: usize = 9999;
 
 const LOSS_POINTS: f64 = 5.0;
 /// Accuracies are shares of pairs, so a loss of exactly 5 points (12 of 240 pairs) comes out
@@ -325,10 +332,23 @@ pub fn summarise(
         best_layer_source_rho,
         best_layer_by_regime,
         target_accuracy_range,
-        points,
         trust: Vec::new(),
         pair_tests: super::pairs::pair_tests(runs, targets),
         contrasts: super::pairs::contrasts(runs, targets, contrasts),
+        stratified: super::stratified::stratified(
+            &points
+                .iter()
+                .map(|p| super::stratified::RunDrift {
+                    regime: &p.regime,
+                    method: &p.method,
+                    drift: &p.drift,
+                    transfer_change: p.transfer_change,
+                })
+                .collect::<Vec<_>>(),
+            STRATIFIED_PERMUTATIONS,
+            0,
+        ),
+        points,
     }
 }
 

@@ -15,6 +15,7 @@ pub mod pairs;
 pub mod plots;
 pub mod render;
 pub mod run;
+pub mod stratified;
 pub mod trust;
 
 pub use analysis::{summarise, Summary};

@@ -209,12 +209,40 @@ fn drift_against_transfer_lines(s: &Summary) -> Vec<String> {
             within.join("; ")
         ));
     }
+    if let Some(line) = stratified_line(s) {
+        out.push(line);
+    }
     if let Some(r) = s.best_layer_source_rho {
         out.push(format!(
             "Caution: the same layer's drift has Spearman ρ = {r:.2} with the source-test accuracy over these runs. Drift against the base also measures how far a student moved to fit the source (students start from a random or probe head), so across methods and regimes it is confounded with how much was learned; read the correlation within a regime and method before calling drift a cause."
         ));
     }
     out
+}
+
+/// Drift against transfer within regime × method ([`super::stratified`]).
+fn stratified_line(s: &Summary) -> Option<String> {
+    let st = s.stratified.as_ref()?;
+    let f = |r: Option<f64>, p: Option<f64>| match (r, p) {
+        (Some(r), Some(p)) => format!("ρ = {r:.2}, p = {p:.3}"),
+        _ => "undefined (no spread)".to_string(),
+    };
+    let best = match st.best_layer {
+        Some(l) if l != st.layer => format!(
+            "; the best layer after looking, {l}, {} against the largest |ρ| over layers under the same permutations",
+            f(st.best_rho, st.best_p)
+        ),
+        _ => String::new(),
+    };
+    Some(format!(
+        "Within regime and method (gold left out; {} strata, {} runs; ranks within each stratum, {} permutations of the transfer changes within strata): at layer {}, fixed before looking, {}{}. Differences between methods or regimes cannot make this correlation.",
+        st.strata,
+        st.n,
+        st.permutations,
+        st.layer,
+        f(st.rho, st.p),
+        best
+    ))
 }
 
 /// How many runs kept or lost what the base knew, and how: by paired tests where the runs
