@@ -234,7 +234,7 @@ def main():
         r32.append(proc(ref_big["f32"]))
         r16.append(proc(ref_big["bf16"]))
     o, r32, r16 = median_run(o), median_run(r32), median_run(r16)
-    r, other, rdt = (r32, r16, "float32") if r32["seconds"] <= r16["seconds"] else (r16, r32, "bfloat16")
+    r, rdt = (r32, "float32") if r32["seconds"] <= r16["seconds"] else (r16, "bfloat16")
     rows.append(row("capture 1.1B bf16 checkpoint",
                     f"random-weight Llama reward model of TinyLlama-1.1B's shape ({params11 / 1e9:.2f} B "
                     f"parameters, {stored11 / 1e9:.2f} GB bf16 in HF layout), 16 pairs = "

@@ -30,7 +30,7 @@
 use candle_core::{Storage, Tensor};
 
 use super::fused::{rms_rows, rms_rows_backward};
-use super::linear::{linear_rows, sgemm, sgemm_new, BlasThreads, WeightRows};
+use super::linear::{linear_rows as linear, sgemm, sgemm_new, BlasThreads, WeightRows};
 use super::llama_block::Block;
 use crate::error::{Error, Result};
 
@@ -103,11 +103,6 @@ pub struct Cache {
     a: Vec<f32>,
     u: Vec<f32>,
     m: Vec<f32>,
-}
-
-/// `x (rows, n) · W (out, n)ᵀ` → `(rows, out)`.
-fn linear(x: &[f32], w: WeightRows<'_>, rows: usize, out: usize, n: usize) -> Vec<f32> {
-    linear_rows(x, w, rows, out, n)
 }
 
 /// The rotary embedding in place on `x (T, heads · head_dim)`; `inverse` rotates back (the

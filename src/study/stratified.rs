@@ -100,17 +100,11 @@ pub fn stratified(points: &[RunDrift<'_>], permutations: usize, seed: u64) -> Op
             by.entry((p.regime, p.method)).or_default().push(p);
         }
     }
-    let kept: Vec<&RunDrift<'_>> = by
-        .values()
-        .filter(|g| g.len() >= MIN_STRATUM)
-        .flatten()
-        .copied()
-        .collect();
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    let mut start = 0;
+    // The runs of the strata that count, in order, and each stratum's indices into them.
+    let (mut kept, mut groups): (Vec<&RunDrift<'_>>, Vec<Vec<usize>>) = (Vec::new(), Vec::new());
     for g in by.values().filter(|g| g.len() >= MIN_STRATUM) {
-        groups.push((start..start + g.len()).collect());
-        start += g.len();
+        groups.push((kept.len()..kept.len() + g.len()).collect());
+        kept.extend(g);
     }
     if groups.is_empty() {
         return None;
