@@ -10,6 +10,10 @@ lines, unchanged (each line `{"chosen": "\\n\\nHuman: …\\n\\nAssistant: …", 
 Split: a seeded shuffle (random.Random(20261129)) of the 1,200 line numbers; the first 800 are
 `train.jsonl.gz`, the other 400 `eval.jsonl.gz`, each kept in original order. Every record
 gains `"source_line"` (its 1-based line in the original file) so the split can be checked.
+
+A second split of the same shuffle for the learnable HH arm (issue 33, item 4: ≥ 600 held-out
+pairs): the first 600 shuffled lines are `split600/train.jsonl.gz`, the other 600
+`split600/eval.jsonl.gz` (which therefore contains all 400 pairs of `eval.jsonl.gz`).
 """
 import gzip
 import json
@@ -28,12 +32,17 @@ def main():
     assert len(rows) == 1200, len(rows)
     idx = list(range(len(rows)))
     random.Random(20261129).shuffle(idx)
-    parts = {"train": sorted(idx[:800]), "eval": sorted(idx[800:])}
     out = os.path.join(HERE, "hh-rlhf")
-    os.makedirs(out, exist_ok=True)
+    parts = {
+        os.path.join(out, "train"): sorted(idx[:800]),
+        os.path.join(out, "eval"): sorted(idx[800:]),
+        os.path.join(out, "split600", "train"): sorted(idx[:600]),
+        os.path.join(out, "split600", "eval"): sorted(idx[600:]),
+    }
+    os.makedirs(os.path.join(out, "split600"), exist_ok=True)
     for name, ids in parts.items():
         # mtime=0: the same input gives the same bytes.
-        with open(os.path.join(out, f"{name}.jsonl.gz"), "wb") as raw:
+        with open(f"{name}.jsonl.gz", "wb") as raw:
             with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as g:
                 for i in ids:
                     r = {"chosen": rows[i]["chosen"], "rejected": rows[i]["rejected"], "source_line": i + 1}
