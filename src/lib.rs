@@ -28,19 +28,16 @@ pub mod cli;
 pub mod data;
 pub mod demo;
 pub mod diagnose;
-pub mod error;
 pub mod fmt;
-pub mod io;
-pub mod metrics;
 pub mod model;
-pub mod parallel;
 pub mod plot;
 pub mod probe;
 pub mod recommend;
 pub mod report;
-pub mod stats;
 pub mod study;
 pub mod train;
 pub mod validate;
 
+// The core crate's modules, at the paths they had before the workspace split.
 pub use error::{Error, Result};
+pub use repdrift_core::{blas, error, hook, io, metrics, parallel, stats};

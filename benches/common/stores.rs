@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use repdrift::capture::store::{Manifest, StoreWriter};
+use repdrift::capture::store::{plan_manifest, StoreWriter};
 use repdrift::capture::{CaptureParams, Pooled};
 use repdrift::data::{DataFormat, Dataset, Example, Sequence};
 use repdrift::model::{HookPoint, HookRequest, ModelInfo};
@@ -47,7 +47,7 @@ pub fn write_store(dir: &Path, n: usize, layers: usize, seed: u64, drift: f32) {
         hidden_size: D,
     };
     let data = dataset(n);
-    let manifest = Manifest::plan(&info, &data, &params, &hooks);
+    let manifest = plan_manifest(&info, &data, &params, &hooks);
     let parts = manifest.planned_parts.clone();
     let mut w = StoreWriter::open(dir, manifest, false, false).unwrap();
     // Shared low-rank structure (same for base and students: seed 0), drift per student.

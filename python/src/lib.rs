@@ -1,6 +1,6 @@
 //! `repdrift._native`: the Rust side of the `repdrift` Python package. Thin wrappers over the
-//! library — stores read by `repdrift::capture::Store` (sha256-checked parts, rows in example
-//! order) and the streaming f64 metrics of `repdrift::metrics` — with every repdrift error
+//! library — stores read by `repdrift_core::store::Store` (sha256-checked parts, rows in example
+//! order) and the streaming f64 metrics of `repdrift_core::metrics` — with every repdrift error
 //! raised as `repdrift.RepdriftError` carrying the library's message (file, shapes, reason).
 //! The Python package (`python/repdrift/__init__.py`) builds the documented API on these.
 
@@ -20,7 +20,7 @@ fn err(e: impl std::fmt::Display) -> PyErr {
     RepdriftError::new_err(e.to_string())
 }
 
-fn metrics_json(m: repdrift::metrics::PairMetrics) -> String {
+fn metrics_json(m: repdrift_core::metrics::PairMetrics) -> String {
     serde_json::to_string(&m).expect("metrics serialise")
 }
 
@@ -34,7 +34,7 @@ fn pair_metrics_f32(
 ) -> PyResult<String> {
     let (x, y) = (x.as_array(), y.as_array());
     let m = py
-        .detach(|| repdrift::metrics::pair_metrics(x, y))
+        .detach(|| repdrift_core::metrics::pair_metrics(x, y))
         .map_err(err)?;
     Ok(metrics_json(m))
 }
@@ -48,20 +48,20 @@ fn pair_metrics_f64(
 ) -> PyResult<String> {
     let (x, y) = (x.as_array(), y.as_array());
     let m = py
-        .detach(|| repdrift::metrics::pair_metrics_f64(x, y))
+        .detach(|| repdrift_core::metrics::pair_metrics_f64(x, y))
         .map_err(err)?;
     Ok(metrics_json(m))
 }
 
 /// A finished activation store (read-only).
 #[pyclass(frozen)]
-struct NativeStore(repdrift::capture::Store);
+struct NativeStore(repdrift_core::store::Store);
 
 #[pymethods]
 impl NativeStore {
     #[new]
     fn new(path: std::path::PathBuf) -> PyResult<Self> {
-        Ok(Self(repdrift::capture::Store::open(&path).map_err(err)?))
+        Ok(Self(repdrift_core::store::Store::open(&path).map_err(err)?))
     }
 
     /// The manifest as JSON.
@@ -77,7 +77,7 @@ impl NativeStore {
         layer: usize,
         field: &str,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let hook = repdrift::model::HookPoint::parse(hook).map_err(err)?;
+        let hook = repdrift_core::hook::HookPoint::parse(hook).map_err(err)?;
         let m = py
             .detach(|| self.0.read(hook, layer, field).map_err(|e| e.to_string()))
             .map_err(err)?;

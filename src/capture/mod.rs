@@ -11,7 +11,6 @@
 pub mod logprob;
 pub mod merge;
 mod params;
-mod read;
 pub mod store;
 
 use std::collections::HashMap;
@@ -24,7 +23,7 @@ use crate::error::{Error, Result};
 pub use crate::model::ActivationSink;
 use crate::model::{HookPoint, HookRequest, HookedModel, TokenBatch};
 pub use params::{CaptureParams, LayerSelection, Pooled, Pooling, ValidCaptureParams};
-pub use read::{ExamplesPart, Store};
+pub use repdrift_core::store::{ExamplesPart, Store};
 pub use store::Manifest;
 
 /// Keeps every activation tensor as it comes (for tests and small experiments).
@@ -357,7 +356,7 @@ pub fn capture(
         .iter()
         .map(|ex| prepare_example(model, ex, params.pooling, params.max_tokens, &data.path))
         .collect::<Result<_>>()?;
-    let manifest = Manifest::plan(model.info(), data, params, &hooks);
+    let manifest = store::plan_manifest(model.info(), data, params, &hooks);
     if let (Some((i, n)), true) = (params.shard, manifest.planned_parts.is_empty()) {
         return Err(Error::param(
             "shard",

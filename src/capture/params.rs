@@ -3,100 +3,12 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
 use crate::model::{HookPoint, HookRequest, HookedModel};
+pub use repdrift_core::store::{LayerSelection, Pooling};
 
 /// Pooled activations: `(hook, layer)` → `rows × hidden` values, row-major.
 pub type Pooled = HashMap<(HookPoint, usize), Vec<f32>>;
-
-/// How a sequence's token states become one vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Pooling {
-    /// The last real (non-pad) token.
-    Last,
-    /// The mean over all real tokens (special tokens included).
-    Mean,
-    /// The mean over the response's tokens (pairs only): tokens whose byte span ends after the
-    /// response start; special tokens (empty spans) excluded.
-    ResponseMean,
-}
-
-impl Pooling {
-    /// Parse `last`, `mean` or `response-mean`.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "last" => Ok(Pooling::Last),
-            "mean" => Ok(Pooling::Mean),
-            "response-mean" => Ok(Pooling::ResponseMean),
-            _ => Err(Error::param(
-                "pool",
-                format!("unknown pooling `{s}` (known: last, mean, response-mean)"),
-            )),
-        }
-    }
-
-    /// The name used in manifests and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Pooling::Last => "last",
-            Pooling::Mean => "mean",
-            Pooling::ResponseMean => "response-mean",
-        }
-    }
-}
-
-/// Which layers to capture.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LayerSelection {
-    All,
-    List(Vec<usize>),
-}
-
-impl LayerSelection {
-    /// Parse `all` or a comma-separated list such as `0,4,8`.
-    pub fn parse(s: &str) -> Result<Self> {
-        if s == "all" {
-            return Ok(LayerSelection::All);
-        }
-        let mut v = Vec::new();
-        for part in s.split(',') {
-            let p = part.trim();
-            v.push(p.parse::<usize>().map_err(|_| {
-                Error::param(
-                    "layers",
-                    format!("`{p}` is not a layer number (use `all` or e.g. `0,4,8`)"),
-                )
-            })?);
-        }
-        v.sort_unstable();
-        v.dedup();
-        Ok(LayerSelection::List(v))
-    }
-}
-
-impl LayerSelection {
-    /// The layers to use out of `available` (sorted): all of them, or the listed ones, each of
-    /// which must be available (else an error naming `what` and the available layers).
-    pub fn resolve(&self, available: &[usize], what: &str) -> Result<Vec<usize>> {
-        match self {
-            LayerSelection::All => Ok(available.to_vec()),
-            LayerSelection::List(want) => {
-                if let Some(&l) = want.iter().find(|l| !available.contains(l)) {
-                    return Err(Error::LayerOutOfRange {
-                        layer: l,
-                        min: available.first().copied().unwrap_or(0),
-                        max: available.last().copied().unwrap_or(0),
-                        what: format!("{what} ({available:?})"),
-                    });
-                }
-                Ok(want.clone())
-            }
-        }
-    }
-}
 
 /// Capture parameters as given (see [`CaptureParams::check`]).
 #[derive(Debug, Clone)]

@@ -16,113 +16,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, TensorView};
-use serde::{Deserialize, Serialize};
 
-use super::params::{Pooled, Pooling, ValidCaptureParams};
-use crate::data::{DataFormat, Dataset, Example};
+use super::params::{Pooled, ValidCaptureParams};
+use crate::data::{Dataset, Example};
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::model::{HookPoint, HookRequest, ModelInfo};
-
-/// The value of `manifest.format`.
-pub const STORE_FORMAT: &str = "repdrift-activations";
-/// The value of `manifest.version`.
-pub const STORE_VERSION: u32 = 1;
-
-/// The model a store was captured from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ManifestModel {
-    pub path: PathBuf,
-    pub architecture: String,
-    pub source: String,
-    pub sha256: String,
-    pub n_layers: usize,
-    pub hidden_size: usize,
-}
-
-/// The data set a store was captured from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ManifestDataset {
-    pub path: PathBuf,
-    pub sha256: String,
-    pub format: DataFormat,
-    pub n_examples: usize,
-}
-
-/// One part: examples `[start, start + rows)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartInfo {
-    pub index: usize,
-    pub start: usize,
-    pub rows: usize,
-}
-
-/// `STORE/manifest.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub format: String,
-    pub version: u32,
-    pub repdrift_version: String,
-    pub model: ManifestModel,
-    pub dataset: ManifestDataset,
-    pub pooling: Pooling,
-    pub max_tokens: Option<usize>,
-    pub batch_size: usize,
-    pub part_size: usize,
-    /// Hook names, in store order.
-    pub hooks: Vec<HookPoint>,
-    /// Captured layers per hook name.
-    pub layers: BTreeMap<String, Vec<usize>>,
-    /// Activation fields: `["text"]` or `["chosen", "rejected"]`.
-    pub fields: Vec<String>,
-    pub dtype: String,
-    /// Per-example tensors in `examples/part_*.safetensors`.
-    pub example_fields: Vec<String>,
-    /// `reward_{field}` tensors (F64, one reward per row) when the model has a reward head.
-    #[serde(default)]
-    pub reward_fields: Vec<String>,
-    /// Every part of the finished store.
-    pub planned_parts: Vec<PartInfo>,
-    /// Parts written so far (all of `planned_parts` when `complete`).
-    pub parts: Vec<PartInfo>,
-    pub complete: bool,
-    /// sha256 of every file of every written part, keyed by its path relative to the store
-    /// (`resid_post/layer_003/part_00000.safetensors`, `examples/part_00000.safetensors`; the
-    /// same hex digest `sha256sum` prints). Every read checks it, so a part changed after
-    /// capture (a bit flip, a copy from another store) is refused by name. Stores written before
-    /// the field existed have none and are read unchecked.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub sha256: BTreeMap<String, String>,
-    /// Set on the store of one shard (`capture --shard i/N`): it holds a contiguous run of the
-    /// whole store's parts (`planned_parts`, with their global indices and starts), and opens
-    /// for reading only once `repdrift store merge` has joined all N shards.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shard: Option<StoreShard>,
-}
-
-/// Which shard of a store a shard store is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoreShard {
-    pub index: usize,
-    pub count: usize,
-}
-
-/// Every part of a store of `n` examples in parts of `part_size`.
-pub fn plan_parts(n: usize, part_size: usize) -> Vec<PartInfo> {
-    (0..n.div_ceil(part_size))
-        .map(|i| PartInfo {
-            index: i,
-            start: i * part_size,
-            rows: part_size.min(n - i * part_size),
-        })
-        .collect()
-}
-
-/// The contiguous run of `n_parts` parts that shard `index` of `count` holds:
-/// `[index·n_parts/count, (index+1)·n_parts/count)`, so shards differ by at most one part.
-pub fn shard_range(n_parts: usize, shard: StoreShard) -> std::ops::Range<usize> {
-    shard.index * n_parts / shard.count..(shard.index + 1) * n_parts / shard.count
-}
+pub use repdrift_core::store::manifest::{
+    examples_path, part_path, plan_parts, read_manifest, rel_key, shard_range, Manifest,
+    ManifestDataset, ManifestModel, PartInfo, StoreShard, STORE_FORMAT, STORE_VERSION,
+};
 
 fn numeric_extras(examples: &[Example]) -> Vec<String> {
     let mut keys: Vec<String> = Vec::new();
@@ -141,119 +44,70 @@ fn numeric_extras(examples: &[Example]) -> Vec<String> {
     keys
 }
 
-impl Manifest {
-    /// The manifest of a store about to be captured.
-    pub fn plan(
-        model: &ModelInfo,
-        data: &Dataset,
-        params: &ValidCaptureParams,
-        hooks: &HookRequest,
-    ) -> Self {
-        let mut layers: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (h, l) in hooks.points() {
-            layers.entry(h.name().to_string()).or_default().push(l);
-        }
-        let n = data.examples.len();
-        let mut planned_parts = plan_parts(n, params.part_size);
-        let shard = params
-            .shard
-            .map(|(index, count)| StoreShard { index, count });
-        if let Some(sh) = shard {
-            planned_parts = planned_parts[shard_range(planned_parts.len(), sh)].to_vec();
-        }
-        let mut example_fields = vec!["n_tokens".to_string()];
-        example_fields.extend(numeric_extras(&data.examples));
-        let reward_fields = if hooks.reward() {
-            data.format
-                .fields()
-                .iter()
-                .map(|f| format!("reward_{f}"))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Manifest {
-            format: STORE_FORMAT.into(),
-            version: STORE_VERSION,
-            repdrift_version: env!("CARGO_PKG_VERSION").into(),
-            model: ManifestModel {
-                path: model.path.clone(),
-                architecture: model.architecture.clone(),
-                source: model.source.clone(),
-                sha256: model.weights_sha256.clone(),
-                n_layers: model.n_layers,
-                hidden_size: model.hidden_size,
-            },
-            dataset: ManifestDataset {
-                path: data.path.clone(),
-                sha256: data.sha256.clone(),
-                format: data.format,
-                n_examples: n,
-            },
-            pooling: params.pooling,
-            max_tokens: params.max_tokens,
-            batch_size: params.batch_size,
-            part_size: params.part_size,
-            hooks: params.hooks.clone(),
-            layers,
-            fields: data.format.fields().iter().map(|s| s.to_string()).collect(),
-            dtype: "F32".into(),
-            example_fields,
-            reward_fields,
-            planned_parts,
-            parts: Vec::new(),
-            complete: false,
-            sha256: BTreeMap::new(),
-            shard,
-        }
+/// The manifest of a store about to be captured.
+pub fn plan_manifest(
+    model: &ModelInfo,
+    data: &Dataset,
+    params: &ValidCaptureParams,
+    hooks: &HookRequest,
+) -> Manifest {
+    let mut layers: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (h, l) in hooks.points() {
+        layers.entry(h.name().to_string()).or_default().push(l);
     }
-
-    /// The same capture, ignoring progress (`parts`, `complete`).
-    fn same_job(&self, other: &Manifest) -> bool {
-        let strip = |m: &Manifest| {
-            let mut m = m.clone();
-            m.parts.clear();
-            m.complete = false;
-            m.sha256.clear();
-            m
-        };
-        strip(self) == strip(other)
+    let n = data.examples.len();
+    let mut planned_parts = plan_parts(n, params.part_size);
+    let shard = params
+        .shard
+        .map(|(index, count)| StoreShard { index, count });
+    if let Some(sh) = shard {
+        planned_parts = planned_parts[shard_range(planned_parts.len(), sh)].to_vec();
     }
-
-    /// The number of examples.
-    pub fn n_examples(&self) -> usize {
-        self.dataset.n_examples
+    let mut example_fields = vec!["n_tokens".to_string()];
+    example_fields.extend(numeric_extras(&data.examples));
+    let reward_fields = if hooks.reward() {
+        data.format
+            .fields()
+            .iter()
+            .map(|f| format!("reward_{f}"))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Manifest {
+        format: STORE_FORMAT.into(),
+        version: STORE_VERSION,
+        repdrift_version: env!("CARGO_PKG_VERSION").into(),
+        model: ManifestModel {
+            path: model.path.clone(),
+            architecture: model.architecture.clone(),
+            source: model.source.clone(),
+            sha256: model.weights_sha256.clone(),
+            n_layers: model.n_layers,
+            hidden_size: model.hidden_size,
+        },
+        dataset: ManifestDataset {
+            path: data.path.clone(),
+            sha256: data.sha256.clone(),
+            format: data.format,
+            n_examples: n,
+        },
+        pooling: params.pooling,
+        max_tokens: params.max_tokens,
+        batch_size: params.batch_size,
+        part_size: params.part_size,
+        hooks: params.hooks.clone(),
+        layers,
+        fields: data.format.fields().iter().map(|s| s.to_string()).collect(),
+        dtype: "F32".into(),
+        example_fields,
+        reward_fields,
+        planned_parts,
+        parts: Vec::new(),
+        complete: false,
+        sha256: BTreeMap::new(),
+        shard,
     }
-
-    /// The captured layers of `hook`.
-    pub fn layers_of(&self, hook: HookPoint) -> &[usize] {
-        self.layers
-            .get(hook.name())
-            .map(|v| v.as_slice())
-            .unwrap_or(&[])
-    }
-}
-
-/// `STORE/{hook}/layer_{LLL}/part_{PPPPP}.safetensors`.
-pub fn part_path(dir: &Path, hook: HookPoint, layer: usize, part: usize) -> PathBuf {
-    dir.join(hook.name())
-        .join(format!("layer_{layer:03}"))
-        .join(format!("part_{part:05}.safetensors"))
-}
-
-/// `STORE/examples/part_{PPPPP}.safetensors`.
-pub fn examples_path(dir: &Path, part: usize) -> PathBuf {
-    dir.join("examples")
-        .join(format!("part_{part:05}.safetensors"))
-}
-
-/// `path` relative to the store, with `/` separators: the key of [`Manifest::sha256`].
-pub(crate) fn rel_key(dir: &Path, path: &Path) -> String {
-    let rel = path.strip_prefix(dir).unwrap_or(path);
-    rel.components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -533,23 +387,4 @@ fn holds_only_temps(dir: &Path) -> Result<bool> {
         }
     }
     Ok(true)
-}
-
-pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest> {
-    let path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let m: Manifest = serde_json::from_str(&text).map_err(|e| Error::Json {
-        path: path.clone(),
-        cause: e,
-    })?;
-    if m.format != STORE_FORMAT || m.version != STORE_VERSION {
-        return Err(Error::InvalidStore {
-            path,
-            reason: format!(
-                "format `{}` version {} is not `{STORE_FORMAT}` version {STORE_VERSION}",
-                m.format, m.version
-            ),
-        });
-    }
-    Ok(m)
 }

@@ -64,7 +64,7 @@ pub fn run_export(a: &ExportArgs) -> anyhow::Result<()> {
         )
         .into());
     }
-    crate::model::delta::export(&a.model, &a.out, &candle_core::Device::Cpu)?;
+    crate::model::export(&a.model, &a.out, &candle_core::Device::Cpu)?;
     eprintln!(
         "repdrift: wrote {} (HF LlamaForSequenceClassification, f32)",
         a.out.display()

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+pub use repdrift_core::store::DataFormat;
 
 /// The neutral sentence of the `length` cue (`repdrift cues`) and of the shortcut teacher
 /// ([`crate::train::WeakRule::Padding`]): a reply made longer, nothing said.
@@ -35,24 +36,6 @@ pub mod chat;
 pub mod parquet_file;
 pub mod thrift;
 use chat::{ChatTemplate, Message};
-
-/// The shape of the lines of a data file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DataFormat {
-    /// `{"text"}`
-    Text,
-    /// `{"prompt","chosen","rejected"}`
-    PromptPair,
-    /// `{"chosen","rejected"}` (HH-RLHF transcripts)
-    Transcript,
-    /// PKU-SafeRLHF rows (`response_0`, `response_1` and a `*_response_id` label)
-    PkuPair,
-    /// `{"messages": [...]}`
-    Conversation,
-    /// `{"chosen": [...], "rejected": [...]}` message lists (optional `"prompt": [...]`)
-    ConversationPair,
-}
 
 /// Which PKU-SafeRLHF label picks the chosen reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -103,19 +86,6 @@ impl Default for ReadOptions {
             limit: None,
             label: PairLabel::Safer,
             template: ChatTemplate::Hh,
-        }
-    }
-}
-
-impl DataFormat {
-    /// The store fields (one activation matrix each) that examples of this format produce.
-    pub fn fields(self) -> &'static [&'static str] {
-        match self {
-            DataFormat::Text | DataFormat::Conversation => &["text"],
-            DataFormat::PromptPair
-            | DataFormat::Transcript
-            | DataFormat::PkuPair
-            | DataFormat::ConversationPair => &["chosen", "rejected"],
         }
     }
 }

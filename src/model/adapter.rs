@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
+use super::hooked::ModelInfo;
 use super::llama::{Llama, LlamaParts};
 use super::weights::{check_safetensors, Weights};
-use super::ModelInfo;
 use crate::error::{Error, Result};
 
 /// The adapter's configuration file.

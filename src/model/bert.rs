@@ -10,11 +10,10 @@ use std::path::Path;
 use candle_core::{Device, Module, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::hooked::{ActivationSink, HookPoint, HookRequest, HookedModel, ModelInfo, TokenBatch};
 use super::linear::{attention_matmul, Linear};
 use super::tokenizer::ModelTokenizer;
 use super::weights::Weights;
-use super::ActivationSink;
-use super::{HookPoint, HookRequest, HookedModel, ModelInfo, TokenBatch};
 use crate::error::{Error, Result};
 
 /// The HF `config.json` of a BERT model (field names as HF writes them).

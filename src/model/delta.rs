@@ -16,9 +16,9 @@ use candle_core::{DType, Device, Tensor};
 use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 
+use super::hooked::{HookedModel, ModelInfo};
 use super::llama::{Llama, LlamaParts, BLOCK_WEIGHTS};
 use super::weights::{check_safetensors, Weights};
-use super::{HookedModel, ModelInfo};
 use crate::error::{Error, Result};
 
 /// The manifest's file name; its presence marks a directory as a delta student.
@@ -338,25 +338,4 @@ pub fn write_hf_reward_model(
         crate::io::write_atomic(&dir.join(name), bytes)?;
     }
     crate::io::write_atomic(&dir.join("config.json"), &crate::io::json_bytes(&config))
-}
-
-/// Write the reward model at `model` (a delta student or any Llama reward model) as a full HF
-/// directory at `out`, copying the training records beside it when there are any.
-pub fn export(model: &Path, out: &Path, device: &Device) -> Result<()> {
-    let m = super::load_llama(model, device)?;
-    if m.score_bias().is_some() {
-        return Err(Error::model(
-            model,
-            "the reward head has a bias (a TRL value head), which LlamaForSequenceClassification cannot hold",
-        ));
-    }
-    let state = hf_state(&m, &BTreeMap::new())?;
-    let mut extra = Vec::new();
-    for name in ["training_args.json", "loss_log.jsonl", "train_summary.json"] {
-        let p = model.join(name);
-        if model.is_dir() && p.is_file() {
-            extra.push((name, std::fs::read(&p).map_err(|e| Error::io(&p, e))?));
-        }
-    }
-    write_hf_reward_model(out, &m, &state, &extra)
 }

@@ -13,9 +13,10 @@ use candle_core::{DType, Device, Tensor};
 
 use super::bert::Bert;
 use super::form::{Arch, ModelForm};
+use super::gguf;
+use super::hooked::HookedModel;
 use super::llama::{Llama, LlamaParts};
 use super::weights::Weights;
-use super::{gguf, HookedModel};
 use crate::error::{Error, Result};
 
 /// Computes replacement tensors (HF names) from the model's weights.

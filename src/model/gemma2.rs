@@ -15,13 +15,12 @@ use std::path::Path;
 use candle_core::{DType, Device, Module, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::hooked::{ActivationSink, HookPoint, HookRequest, HookedModel, ModelInfo, TokenBatch};
 use super::linear::{attention_matmul, Linear};
 use super::llama::{read_config, rope_tables, LlamaConfig, Masks, RewardHead};
 use super::qwen2::windows;
 use super::tokenizer::ModelTokenizer;
 use super::weights::Weights;
-use super::ActivationSink;
-use super::{HookPoint, HookRequest, HookedModel, ModelInfo, TokenBatch};
 use crate::error::{Error, Result};
 
 /// `config.json` of a Gemma 2 model (HF field names).

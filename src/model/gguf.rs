@@ -12,10 +12,10 @@ use std::path::Path;
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 
+use super::hooked::ModelInfo;
 use super::llama::{Llama, LlamaConfig, LlamaParts};
 use super::tokenizer::ModelTokenizer;
 use super::weights::Weights;
-use super::ModelInfo;
 use crate::error::{Error, Result};
 
 fn md_usize(path: &Path, c: &gguf_file::Content, key: &str) -> Result<usize> {

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
 
+use super::hooked::{ActivationSink, HookPoint, HookRequest, HookedModel, ModelInfo, TokenBatch};
 use super::linear::{attention_matmul, Linear};
 pub use super::llama_block::{Block, BLOCK_WEIGHTS};
 pub use super::llama_config::{
@@ -16,8 +17,6 @@ pub use super::llama_config::{
 pub use super::reward_head::{last_token_rewards, last_token_states, RewardHead};
 use super::tokenizer::ModelTokenizer;
 use super::weights::Weights;
-use super::ActivationSink;
-use super::{HookPoint, HookRequest, HookedModel, ModelInfo, TokenBatch};
 use crate::error::{Error, Result};
 
 /// What one block computed: its attention and MLP outputs and the residual stream after it.

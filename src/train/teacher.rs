@@ -155,36 +155,51 @@ pub fn fit_teacher(
 }
 
 /// A weak teacher that is a rule, not a model: a known shortcut whose errors have structure
-/// (the study's shortcut arm).
+/// (the study's shortcut arm), or gold labels with a known share flipped at random (weak labels
+/// of controlled quality: the learnable HH arm).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WeakRule {
     /// Prefers the reply that ends with [`crate::data::CUE_PADDING`].
     Padding,
+    /// Gold labels with exactly `round(percent · n / 100)` of a set's `n` pairs flipped,
+    /// the flipped pairs drawn by the seed (`flip:25`).
+    Flip { percent: u8 },
 }
 
 impl WeakRule {
-    /// The rule named in a study grid (`weak_rule = "padding"`).
+    /// The rule named in a study grid (`weak_rule = "padding"` or `"flip:P"`, 0 ≤ P ≤ 50).
     pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "padding" => Ok(Self::Padding),
-            _ => Err(Error::param(
-                "weak_rule",
-                format!("unknown weak rule `{s}`: the one rule is `padding`"),
-            )),
+        if s == "padding" {
+            return Ok(Self::Padding);
         }
+        if let Some(p) = s.strip_prefix("flip:") {
+            return match p.parse::<u8>() {
+                Ok(percent) if percent <= 50 => Ok(Self::Flip { percent }),
+                _ => Err(Error::param(
+                    "weak_rule",
+                    format!(
+                        "`{s}`: the share flipped is a whole percent from 0 to 50, as `flip:25`"
+                    ),
+                )),
+            };
+        }
+        Err(Error::param(
+            "weak_rule",
+            format!("unknown weak rule `{s}`: the rules are `padding` and `flip:P` (P % of gold labels flipped)"),
+        ))
     }
 
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            Self::Padding => "padding",
+            Self::Padding => "padding".into(),
+            Self::Flip { percent } => format!("flip:{percent}"),
         }
     }
 
-    /// +1 when only the chosen reply shows the cue, −1 when only the rejected one does, 0
-    /// otherwise (a tie).
-    pub fn score(self, ex: &crate::data::Example) -> f64 {
-        let Self::Padding = self;
+    /// The padding rule's score: +1 when only the chosen reply shows the cue, −1 when only the
+    /// rejected one does, 0 otherwise (a tie).
+    fn padding_score(ex: &crate::data::Example) -> f64 {
         let cued = |i: usize| {
             ex.sequences[i]
                 .text
@@ -193,13 +208,47 @@ impl WeakRule {
         };
         cued(0) as i8 as f64 - cued(1) as i8 as f64
     }
+
+    /// Scores (+1 chosen, −1 rejected, 0 a tie) of the pairs `idx` of `ds`; `stream` tells the
+    /// flip rule's sets apart (each set's flips are drawn from its own stream of the seed).
+    fn scores(self, ds: &Dataset, idx: &[usize], seed: u64, stream: u64) -> ndarray::Array1<f64> {
+        match self {
+            Self::Padding => idx
+                .iter()
+                .map(|&i| Self::padding_score(&ds.examples[i]))
+                .collect(),
+            Self::Flip { percent } => {
+                use rand::SeedableRng;
+                let n = idx.len();
+                let k = (percent as usize * n + 50) / 100;
+                let mut rng = rand::rngs::StdRng::seed_from_u64(
+                    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (0xF11F_0000 + stream),
+                );
+                let mut s = ndarray::Array1::from_elem(n, 1.0);
+                for j in rand::seq::index::sample(&mut rng, n, k) {
+                    s[j] = -1.0;
+                }
+                s
+            }
+        }
+    }
+
+    /// p(chosen ≻ rejected) for a score: the padding rule is [`RULE_CONFIDENCE`] sure; a flipped
+    /// gold label is a hard label (0 or 1).
+    fn p_of(self, score: f64) -> f64 {
+        match self {
+            Self::Padding => 0.5 + (RULE_CONFIDENCE - 0.5) * score,
+            Self::Flip { .. } => 0.5 + 0.5 * score,
+        }
+    }
 }
 
 /// p(chosen ≻ rejected) a rule gives for a score of +1 (1 − p for −1, ½ for a tie).
 pub const RULE_CONFIDENCE: f64 = 0.9;
 
-/// Weak labels from a rule: p = ½ + (RULE_CONFIDENCE − ½) · score for the pairs of half 2;
-/// accuracies (a tie counts as wrong) on half 1, half 2, the test part and every `evals` set.
+/// Weak labels from a rule for the pairs of half 2 (p = ½ + (RULE_CONFIDENCE − ½) · score for
+/// the padding rule; 1 or 0 for flipped gold labels); accuracies (a tie counts as wrong) on
+/// half 1, half 2, the test part and every `evals` set.
 pub fn rule_labels(
     rule: WeakRule,
     data: &Dataset,
@@ -221,23 +270,27 @@ pub fn rule_labels(
             ));
         }
     }
-    let scores = |ds: &Dataset, idx: &[usize]| -> ndarray::Array1<f64> {
-        idx.iter().map(|&i| rule.score(&ds.examples[i])).collect()
-    };
+    let scores =
+        |ds: &Dataset, idx: &[usize], stream: u64| rule.scores(ds, idx, split_seed, stream);
     let mut accuracy = BTreeMap::new();
-    let half2 = scores(data, &split.half2);
-    for (key, idx) in [("half1", &split.half1), ("half2", &split.half2)] {
-        accuracy.insert(key.to_string(), pair_accuracy(scores(data, idx).view()));
-    }
+    let half2 = scores(data, &split.half2, 2);
+    accuracy.insert(
+        "half1".to_string(),
+        pair_accuracy(scores(data, &split.half1, 1).view()),
+    );
+    accuracy.insert("half2".to_string(), pair_accuracy(half2.view()));
     if !split.test.is_empty() {
         accuracy.insert(
             "source_test".to_string(),
-            pair_accuracy(scores(data, &split.test).view()),
+            pair_accuracy(scores(data, &split.test, 0).view()),
         );
     }
-    for (name, ds) in evals {
+    for (j, (name, ds)) in evals.iter().enumerate() {
         let all: Vec<usize> = (0..ds.examples.len()).collect();
-        accuracy.insert(name.clone(), pair_accuracy(scores(ds, &all).view()));
+        accuracy.insert(
+            name.clone(),
+            pair_accuracy(scores(ds, &all, 3 + j as u64).view()),
+        );
     }
     Ok(WeakLabels {
         format: LABELS_FORMAT.into(),
@@ -250,10 +303,73 @@ pub fn rule_labels(
         test_fraction,
         n_examples: data.examples.len(),
         lines: split.half2.iter().map(|&i| data.examples[i].line).collect(),
-        p: half2
-            .iter()
-            .map(|&s| 0.5 + (RULE_CONFIDENCE - 0.5) * s)
-            .collect(),
+        p: half2.iter().map(|&s| rule.p_of(s)).collect(),
         accuracy,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{DataFormat, Example, Sequence};
+
+    fn pairs(n: usize) -> Dataset {
+        let seq = |t: &str| Sequence {
+            text: t.to_string(),
+            response_start: None,
+        };
+        Dataset {
+            path: "pairs.jsonl".into(),
+            sha256: String::new(),
+            format: DataFormat::Transcript,
+            examples: (0..n)
+                .map(|i| Example {
+                    line: i + 1,
+                    sequences: vec![seq("good"), seq("bad")],
+                    extras: Default::default(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Issue 33 item 4: "gold labels flipped at random, 10 / 25 / 40 %". Truth: the definition —
+    /// exactly round(P · n / 100) of the n training pairs get p = 0, the others p = 1; the same
+    /// seed draws the same pairs, another seed others; each evaluation set has its own draw.
+    #[test]
+    fn the_flip_rule_flips_exactly_its_share_of_gold_labels_drawn_by_the_seed() {
+        let data = pairs(270);
+        let split = crate::train::params::split(270, 0.1, 0);
+        let n2 = split.half2.len();
+        let labels = |percent: u8, seed: u64| {
+            rule_labels(WeakRule::Flip { percent }, &data, &split, &[], seed, 0.1).unwrap()
+        };
+        for percent in [0u8, 10, 25, 40, 50] {
+            let l = labels(percent, 0);
+            let flipped = l.p.iter().filter(|&&p| p == 0.0).count();
+            assert_eq!(
+                flipped,
+                (percent as usize * n2 + 50) / 100,
+                "flip:{percent}"
+            );
+            assert!(l.p.iter().all(|&p| p == 0.0 || p == 1.0));
+            let acc = l.accuracy["half2"];
+            assert!((acc - (n2 - flipped) as f64 / n2 as f64).abs() < 1e-12);
+            assert_eq!(l.teacher_model, format!("rule:flip:{percent}"));
+        }
+        assert_eq!(labels(25, 3).p, labels(25, 3).p);
+        assert_ne!(labels(25, 3).p, labels(25, 4).p);
+    }
+
+    #[test]
+    fn weak_rules_parse_and_refuse_by_name() {
+        assert_eq!(WeakRule::parse("padding").unwrap(), WeakRule::Padding);
+        assert_eq!(
+            WeakRule::parse("flip:40").unwrap(),
+            WeakRule::Flip { percent: 40 }
+        );
+        for bad in ["flip:60", "flip:x", "flip:", "length"] {
+            let e = WeakRule::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("weak_rule"), "{e}");
+        }
+    }
 }

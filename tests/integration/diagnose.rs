@@ -93,7 +93,7 @@ fn setup(name: &str) -> Setup {
     let gold_delta = dir.join("gold-delta");
     train_student(&base, &source, &gold_delta, Method::Gold, 1.0, 0);
     let gold = dir.join("gold-hf");
-    repdrift::model::delta::export(&gold_delta, &gold, &Device::Cpu).unwrap();
+    repdrift::model::export(&gold_delta, &gold, &Device::Cpu).unwrap();
     let flipped: Vec<PathBuf> = (0..2)
         .map(|s| {
             let d = dir.join(format!("flipped-{s}"));

@@ -137,12 +137,14 @@ fn expand_use(tree: &str) -> Vec<Vec<String>> {
 }
 
 /// File → the files it names, by module path (`src/a/b.rs` is `a::b`, `src/a/mod.rs` is `a`).
-fn file_graph() -> BTreeMap<String, BTreeSet<String>> {
-    let src = root().join("src");
+/// The source folders of the workspace's crates (each crate's `crate::` paths are its own).
+const CRATE_SRCS: [&str; 2] = ["src", "crates/core/src"];
+
+fn file_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let mut files = Vec::new();
-    walk(&src, &mut files);
+    walk(src, &mut files);
     let module_of = |f: &Path| -> Vec<String> {
-        let rel = f.strip_prefix(&src).unwrap().with_extension("");
+        let rel = f.strip_prefix(src).unwrap().with_extension("");
         let mut m: Vec<String> = rel
             .components()
             .map(|c| c.as_os_str().to_string_lossy().to_string())
@@ -157,13 +159,13 @@ fn file_graph() -> BTreeMap<String, BTreeSet<String>> {
         .map(|f| {
             (
                 module_of(f),
-                f.strip_prefix(&src).unwrap().display().to_string(),
+                f.strip_prefix(src).unwrap().display().to_string(),
             )
         })
         .collect();
     let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in &files {
-        let name = f.strip_prefix(&src).unwrap().display().to_string();
+        let name = f.strip_prefix(src).unwrap().display().to_string();
         let here = module_of(f);
         let is_mod = f
             .file_name()
@@ -287,7 +289,7 @@ fn file_graph() -> BTreeMap<String, BTreeSet<String>> {
 
 #[test]
 fn src_files_form_no_import_circle() {
-    let g = file_graph();
+    let g = file_graph(&root().join("src"));
     // The graph is not empty: the resolver finds the arrows that are there.
     assert!(
         g["capture/mod.rs"].contains("capture/store.rs"),
@@ -296,8 +298,47 @@ fn src_files_form_no_import_circle() {
     );
     assert!(g["validate/floor.rs"].contains("validate/context.rs"));
     assert!(g["model/llama_grad.rs"].contains("model/llama_block.rs"));
-    if let Some(c) = find_circle(&g) {
-        panic!("import circle between files: {}", c.join(" → "));
+    let core = file_graph(&root().join("crates/core/src"));
+    assert!(core["store/read.rs"].contains("store/manifest.rs"));
+    assert!(core["metrics/compare.rs"].contains("store/mod.rs"));
+    for (src, g) in [("src", g), ("crates/core/src", core)] {
+        if let Some(c) = find_circle(&g) {
+            panic!("import circle between files of {src}: {}", c.join(" → "));
+        }
+    }
+}
+
+/// Issue 34: "the Python binding compiles only what it uses: the store reader and the metrics
+/// need neither candle, tokenizers nor the CLI's crates". Truth: `python/Cargo.lock`, the
+/// resolved list of every crate `pip install ./python` compiles, and the core crate's manifest.
+#[test]
+fn the_python_binding_builds_without_the_model_runtime_or_the_cli_crates() {
+    let lock = std::fs::read_to_string(root().join("python/Cargo.lock")).unwrap();
+    let names: Vec<&str> = lock
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \""))
+        .map(|l| l.trim_end_matches('"'))
+        .collect();
+    assert!(
+        names.contains(&"repdrift-core") && names.contains(&"pyo3"),
+        "{names:?}"
+    );
+    for heavy in [
+        "repdrift",
+        "candle-core",
+        "candle-nn",
+        "candle-transformers",
+        "tokenizers",
+        "clap",
+        "indicatif",
+        "plotters",
+        "parquet",
+        "minijinja",
+    ] {
+        assert!(
+            !names.contains(&heavy),
+            "python/Cargo.lock compiles {heavy}"
+        );
     }
 }
 
@@ -313,13 +354,12 @@ fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 }
 
 /// Top-level module → the top-level modules it names as `crate::X`.
-fn graph() -> BTreeMap<String, BTreeSet<String>> {
-    let src = root().join("src");
+fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let mut files = Vec::new();
-    walk(&src, &mut files);
+    walk(src, &mut files);
     let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in files {
-        let rel = f.strip_prefix(&src).unwrap();
+        let rel = f.strip_prefix(src).unwrap();
         let top = rel
             .components()
             .next()
@@ -349,10 +389,12 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
 
 #[test]
 fn src_modules_form_no_import_circle() {
-    let g = graph();
-    if let Some(c) = find_circle(&g) {
-        panic!("import circle: {}", c.join(" → "));
+    for src in CRATE_SRCS {
+        if let Some(c) = find_circle(&graph(&root().join(src))) {
+            panic!("import circle in {src}: {}", c.join(" → "));
+        }
     }
+    let g = graph(&root().join("src"));
     // The arrows the README draws hold: model, capture and metrics never reach up to report,
     // recommend, study, train or cli.
     for low in ["model", "capture", "metrics", "data", "error", "fmt"] {
@@ -369,9 +411,10 @@ fn src_modules_form_no_import_circle() {
 /// brace)". Truth: the sources with comments and strings removed, braces counted.
 #[test]
 fn no_function_in_src_is_longer_than_150_lines() {
-    let src = root().join("src");
     let mut files = Vec::new();
-    walk(&src, &mut files);
+    for src in CRATE_SRCS {
+        walk(&root().join(src), &mut files);
+    }
     let mut long = Vec::new();
     let mut counted = 0;
     for f in files {

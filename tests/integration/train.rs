@@ -303,7 +303,7 @@ fn loss_falls_on_a_tiny_model_and_the_checkpoint_is_an_hf_reward_model() {
     assert!(m.tensors.contains(&"score.weight".to_string()));
     assert!(!delta.join("model.safetensors").exists());
     let dir = f.dir.join("gold-hf");
-    repdrift::model::delta::export(&delta, &dir, &Device::Cpu).unwrap();
+    repdrift::model::export(&delta, &dir, &Device::Cpu).unwrap();
     assert!(dir.join("train_summary.json").exists());
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
@@ -622,7 +622,7 @@ fn a_delta_exports_to_the_same_bytes_as_a_full_save_and_refuses_a_wrong_base() {
     run_as(&f, params(Method::Gold), "full", None, false, SaveAs::Full).unwrap();
     run(&f, params(Method::Gold), "delta", None, false).unwrap();
     let delta = f.dir.join("delta");
-    repdrift::model::delta::export(&delta, &f.dir.join("exported"), &Device::Cpu).unwrap();
+    repdrift::model::export(&delta, &f.dir.join("exported"), &Device::Cpu).unwrap();
     let read = |p: PathBuf| std::fs::read(p).unwrap();
     assert!(
         read(f.dir.join("full/model.safetensors"))

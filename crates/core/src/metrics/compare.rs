@@ -22,9 +22,9 @@ pub use super::output::{
 use super::permutation::permutation_null;
 use super::rows::{field_matrix, RowCursor};
 use super::{PairAccumulator, Precision, PreparedRows};
-use crate::capture::{LayerSelection, Store};
 use crate::error::{Error, Result};
-use crate::model::HookPoint;
+use crate::hook::HookPoint;
+use crate::store::{LayerSelection, Store};
 
 pub use super::render::{render_cross_layer, render_csv, render_json};
 pub use super::shard::{merge_shards, render_state, ShardState};
@@ -202,8 +202,8 @@ fn layers_to_compare(base: &Store, student: &Store, p: &CompareParams) -> Result
 /// finished (student, layer).
 ///
 /// ```no_run
-/// use repdrift::capture::Store;
-/// use repdrift::metrics::compare::{compare, CompareParams};
+/// use repdrift_core::store::Store;
+/// use repdrift_core::metrics::compare::{compare, CompareParams};
 /// let base = Store::open("stores/base".as_ref())?;
 /// let naive = Store::open("stores/naive".as_ref())?;
 /// let params = CompareParams::default().check()?;
@@ -211,7 +211,7 @@ fn layers_to_compare(base: &Store, student: &Store, p: &CompareParams) -> Result
 /// for row in &out.report.rows {
 ///     println!("{} layer {} {}: CKA {:?}", row.student, row.layer, row.field, row.linear_cka);
 /// }
-/// # Ok::<(), repdrift::Error>(())
+/// # Ok::<(), repdrift_core::Error>(())
 /// ```
 pub fn compare(
     base: &Store,

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::accum::linear_cka_from_parts;
 use super::rows::{field_matrix, RowCursor};
-use crate::capture::Store;
 use crate::error::Result;
-use crate::model::HookPoint;
+use crate::hook::HookPoint;
+use crate::store::Store;
 
 /// The cross-layer linear-CKA matrix of one student: `cka[i][j]` between base layer
 /// `base_layers[i]` and student layer `student_layers[j]`.

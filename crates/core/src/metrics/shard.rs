@@ -14,7 +14,7 @@ use super::output::{
 };
 use super::{PairAccumulator, Precision};
 use crate::error::{Error, Result};
-use crate::model::HookPoint;
+use crate::hook::HookPoint;
 
 /// `state.json` beside `state.safetensors`: what a shard covered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

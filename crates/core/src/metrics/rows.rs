@@ -3,10 +3,10 @@
 
 use ndarray::{Array2, CowArray, Ix2};
 
-use crate::capture::store::PartInfo;
-use crate::capture::Store;
 use crate::error::Result;
-use crate::model::HookPoint;
+use crate::hook::HookPoint;
+use crate::store::PartInfo;
+use crate::store::Store;
 
 /// Reads arbitrary row ranges of one store layer, all fields, across its parts.
 pub(super) struct RowCursor<'a> {

@@ -4,7 +4,11 @@
 use std::path::PathBuf;
 
 /// Errors returned by the repdrift library.
+///
+/// `#[non_exhaustive]`: the `Candle` variant exists only with the `candle` feature (the
+/// `repdrift` crate turns it on; the Python binding builds without it).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// An I/O error on a named file.
     #[error("{path}: {cause}")]
@@ -99,9 +103,10 @@ pub enum Error {
     #[error("tokenizer: {0}")]
     Tokenizer(String),
 
-    /// An error from candle.
+    /// An error from candle (boxed: candle's error would make every `Result` larger).
+    #[cfg(feature = "candle")]
     #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    Candle(Box<candle_core::Error>),
 
     /// A JSON (de)serialisation error on a named file.
     #[error("{path}: {cause}")]
@@ -139,7 +144,18 @@ impl Error {
     /// Whether the error comes from the user's input (exit code 2) rather than from the
     /// machine or a bug.
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Error::Candle(_))
+        #[cfg(feature = "candle")]
+        if matches!(self, Error::Candle(_)) {
+            return false;
+        }
+        true
+    }
+}
+
+#[cfg(feature = "candle")]
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(Box::new(e))
     }
 }
 

@@ -9,15 +9,15 @@ use std::path::{Path, PathBuf};
 use ndarray::Array2;
 use safetensors::tensor::{Dtype, SafeTensors};
 
-use super::store::{examples_path, part_path, read_manifest, rel_key, Manifest, PartInfo};
+use super::manifest::{examples_path, part_path, read_manifest, rel_key, Manifest, PartInfo};
 use crate::error::{Error, Result};
-use crate::model::HookPoint;
+use crate::hook::HookPoint;
 
 /// A finished store, opened for reading.
 ///
 /// ```no_run
-/// use repdrift::capture::Store;
-/// use repdrift::model::HookPoint;
+/// use repdrift_core::store::Store;
+/// use repdrift_core::hook::HookPoint;
 /// let store = Store::open("out/store".as_ref()).unwrap();
 /// for part in store.parts(HookPoint::ResidPost, 12, "chosen").unwrap() {
 ///     let x = part.unwrap(); // (rows, hidden)

@@ -24,7 +24,7 @@
 //! ```
 //! use ndarray::array;
 //! let x = array![[1.0f32, 0.0], [0.0, 2.0], [3.0, 1.0], [2.0, 2.0], [0.5, 1.5]];
-//! let cka = repdrift::metrics::linear_cka(x.view(), x.view()).unwrap();
+//! let cka = repdrift_core::metrics::linear_cka(x.view(), x.view()).unwrap();
 //! assert!((cka.value.unwrap() - 1.0).abs() < 1e-12);
 //! ```
 

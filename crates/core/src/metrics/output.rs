@@ -11,9 +11,9 @@ use super::bootstrap::Intervals;
 use super::cross_layer::CrossLayer;
 use super::permutation::NullBands;
 use super::{MetricError, Nullable, PairAccumulator, PairMetrics, Precision};
-use crate::capture::Store;
 use crate::error::Error;
-use crate::model::HookPoint;
+use crate::hook::HookPoint;
+use crate::store::Store;
 
 /// The value of `metrics.json`'s `format`.
 pub const METRICS_FORMAT: &str = "repdrift-metrics";

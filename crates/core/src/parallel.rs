@@ -36,7 +36,7 @@ pub fn map_indexed<T: Send>(n: usize, f: impl Fn(usize) -> Result<T> + Sync) -> 
     if workers == 1 {
         return (0..n).map(f).collect();
     }
-    let _blas = crate::model::linear::BlasThreads::single();
+    let _blas = crate::blas::BlasThreads::single();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let f = &f;
     let next = &next;

@@ -307,7 +307,7 @@ pub(super) mod mixed {
         let cs = c.as_slice_mut().expect("standard layout");
         for r0 in (0..m).step_by(MIXED_BLOCK) {
             let rows = MIXED_BLOCK.min(m - r0);
-            let blk = crate::model::linear::sgemm_new(
+            let blk = crate::blas::sgemm_new(
                 (true, false),
                 (p, q, rows),
                 (&sa[r0 * p..(r0 + rows) * p], p),

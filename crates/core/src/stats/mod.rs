@@ -77,7 +77,7 @@ pub struct Spearman {
 }
 
 /// Ranks 1..=n of `v`, ties given their mean rank.
-pub(crate) fn ranks(v: &[f64]) -> Vec<f64> {
+pub fn ranks(v: &[f64]) -> Vec<f64> {
     let mut idx: Vec<usize> = (0..v.len()).collect();
     idx.sort_by(|&a, &b| v[a].partial_cmp(&v[b]).expect("finite"));
     let mut r = vec![0.0; v.len()];
