@@ -24,7 +24,6 @@ extern crate openblas_src;
 
 pub mod bias;
 pub mod capture;
-pub mod cli;
 pub mod data;
 pub mod demo;
 pub mod diagnose;

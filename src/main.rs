@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod cli;
+
 /// OpenBLAS 0.3.21 (Debian 12) picks its kernels from `cpuid` when the library loads, and on
 /// the virtual machines repdrift is developed on that detection is unstable: the same binary
 /// came up as "Cooperlake" (≈ 550 tok/s capture) in one run and "Prescott" — the SSE3 fallback,
@@ -60,18 +62,18 @@ fn main() -> ExitCode {
             default_hook(info)
         }
     }));
-    let cli = repdrift::cli::Cli::parse();
+    let cli = cli::Cli::parse();
     // Capture parallelises over sequences itself (one single-threaded BLAS per core); candle's
     // own per-op thread pool would only contend with it (measured: 526 → 647 tok/s on 2
     // cores, benches/capture.rs). `train` is one autograd graph per step, whose elementwise
     // ops gain from the pool (≈ 10 % more steps/s, scripts/bench.sh). Set before any candle op
     // runs (the pool reads it once); a user's explicit setting wins.
     if std::env::var_os("CANDLE_NUM_THREADS").is_none()
-        && !matches!(cli.command, repdrift::cli::Command::Train(_))
+        && !matches!(cli.command, cli::Command::Train(_))
     {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
-    match repdrift::cli::run(cli) {
+    match cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("repdrift: error: {}", error_chain(&err));

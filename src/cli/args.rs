@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::model::HookedModel;
+use repdrift::model::HookedModel;
 
 /// How a data file is read.
 #[derive(Debug, Clone, clap::Args)]
@@ -26,12 +26,12 @@ impl DataArgs {
         &self,
         path: &Path,
         model: &dyn HookedModel,
-    ) -> crate::Result<crate::data::Dataset> {
-        crate::data::read_jsonl_with(
+    ) -> repdrift::Result<repdrift::data::Dataset> {
+        repdrift::data::read_jsonl_with(
             path,
-            &crate::data::ReadOptions {
+            &repdrift::data::ReadOptions {
                 limit: self.limit,
-                label: crate::data::PairLabel::parse(&self.label)?,
+                label: repdrift::data::PairLabel::parse(&self.label)?,
                 template: super::train::template(&self.template, model)?,
             },
         )
@@ -66,7 +66,7 @@ impl RunArgs {
     }
 
     /// The device.
-    pub fn device(&self) -> crate::Result<candle_core::Device> {
+    pub fn device(&self) -> repdrift::Result<candle_core::Device> {
         super::device::parse_device(&self.device)
     }
 
@@ -75,18 +75,18 @@ impl RunArgs {
         &self,
         path: &Path,
         device: &candle_core::Device,
-    ) -> crate::Result<Box<dyn HookedModel>> {
-        let dtype = crate::model::resolve_dtype(&self.dtype, path, device)?;
-        crate::model::load_with_base(path, self.adapter_base.as_deref(), device, dtype)
+    ) -> repdrift::Result<Box<dyn HookedModel>> {
+        let dtype = repdrift::model::resolve_dtype(&self.dtype, path, device)?;
+        repdrift::model::load_with_base(path, self.adapter_base.as_deref(), device, dtype)
     }
 }
 
 /// `NAME=PATH` (or a bare PATH named `default`) for `flag`.
-pub fn named(s: &str, flag: &str, default: Option<&str>) -> crate::Result<(String, PathBuf)> {
+pub fn named(s: &str, flag: &str, default: Option<&str>) -> repdrift::Result<(String, PathBuf)> {
     match (s.split_once('='), default) {
         (Some((n, p)), _) if !n.is_empty() => Ok((n.to_string(), PathBuf::from(p))),
         (None, Some(d)) => Ok((d.to_string(), PathBuf::from(s))),
-        _ => Err(crate::Error::param(
+        _ => Err(repdrift::Error::param(
             flag,
             format!("`{s}` is not NAME=STORE"),
         )),
@@ -94,8 +94,9 @@ pub fn named(s: &str, flag: &str, default: Option<&str>) -> crate::Result<(Strin
 }
 
 /// `i/N`: shard i of N.
-pub fn parse_shard(s: &str) -> crate::Result<(usize, usize)> {
-    let bad = || crate::Error::param("shard", format!("`{s}` is not of the form i/N (e.g. 0/2)"));
+pub fn parse_shard(s: &str) -> repdrift::Result<(usize, usize)> {
+    let bad =
+        || repdrift::Error::param("shard", format!("`{s}` is not of the form i/N (e.g. 0/2)"));
     let (a, b) = s.split_once('/').ok_or_else(bad)?;
     Ok((
         a.trim().parse().map_err(|_| bad())?,

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::capture::Progress;
+use repdrift::capture::Progress;
 
 #[derive(Debug, clap::Args)]
 pub struct ImplicitRewardArgs {
@@ -43,10 +43,10 @@ impl Progress for SeqLines {
 /// What every scoring command loads: checked parameters, the device, the model and the optional
 /// reference (and, for `values`, the base), each in the `--dtype` it resolves to.
 struct Loaded {
-    params: crate::bias::ValidScoreParams,
+    params: repdrift::bias::ValidScoreParams,
     device: candle_core::Device,
-    model: Box<dyn crate::model::HookedModel>,
-    reference: Option<Box<dyn crate::model::HookedModel>>,
+    model: Box<dyn repdrift::model::HookedModel>,
+    reference: Option<Box<dyn repdrift::model::HookedModel>>,
 }
 
 impl Loaded {
@@ -54,8 +54,8 @@ impl Loaded {
         run: &super::args::RunArgs,
         model: &std::path::Path,
         reference: Option<&std::path::Path>,
-    ) -> crate::Result<Self> {
-        let params = crate::bias::ScoreParams {
+    ) -> repdrift::Result<Self> {
+        let params = repdrift::bias::ScoreParams {
             max_tokens: run.max_tokens(),
             batch_size: run.batch_size,
         }
@@ -72,8 +72,8 @@ impl Loaded {
     }
 
     /// The scorer of the model (and reference); refuses a reference for a reward model.
-    fn scorer(&self) -> crate::Result<crate::bias::score::Scorer<'_>> {
-        let s = crate::bias::score::Scorer {
+    fn scorer(&self) -> repdrift::Result<repdrift::bias::score::Scorer<'_>> {
+        let s = repdrift::bias::score::Scorer {
             model: self.model.as_ref(),
             reference: self.reference.as_deref(),
             params: &self.params,
@@ -91,17 +91,17 @@ fn write_outputs(
     json: &[u8],
     csv: &[u8],
     md: Option<String>,
-) -> crate::Result<()> {
-    crate::io::write_atomic(&out.join(format!("{stem}.json")), json)?;
-    crate::io::write_atomic(&out.join(format!("{stem}.csv")), csv)?;
+) -> repdrift::Result<()> {
+    repdrift::io::write_atomic(&out.join(format!("{stem}.json")), json)?;
+    repdrift::io::write_atomic(&out.join(format!("{stem}.csv")), csv)?;
     if let Some(md) = md {
-        crate::io::write_atomic(&out.join(format!("{stem}.md")), md.as_bytes())?;
+        repdrift::io::write_atomic(&out.join(format!("{stem}.md")), md.as_bytes())?;
     }
     Ok(())
 }
 
 pub fn run_implicit_reward(a: &ImplicitRewardArgs) -> anyhow::Result<()> {
-    use crate::bias::implicit::{implicit_reward, render_csv, render_json};
+    use repdrift::bias::implicit::{implicit_reward, render_csv, render_json};
     let l = Loaded::new(&a.run, &a.model, a.reference.as_deref())?;
     let data = a.data_args.read(&a.data, l.model.as_ref())?;
     let mut progress = SeqLines(
@@ -162,7 +162,7 @@ pub struct CuesArgs {
 }
 
 pub fn run_cues(a: &CuesArgs) -> anyhow::Result<()> {
-    use crate::bias::cues::{cues, render_csv, render_json, render_md};
+    use repdrift::bias::cues::{cues, render_csv, render_json, render_md};
     let l = Loaded::new(&a.run, &a.model, a.reference.as_deref())?;
     let scorer = l.scorer()?;
     let data = a.data_args.read(&a.data, l.model.as_ref())?;
@@ -208,8 +208,8 @@ pub struct ValuesArgs {
 }
 
 pub fn run_values(a: &ValuesArgs) -> anyhow::Result<()> {
-    use crate::bias::score::Scorer;
-    use crate::bias::values::{render_csv, render_json, render_md, values};
+    use repdrift::bias::score::Scorer;
+    use repdrift::bias::values::{render_csv, render_json, render_md, values};
     let l = Loaded::new(&a.run, &a.model, a.reference.as_deref())?;
     let base = a
         .base
@@ -233,7 +233,7 @@ pub fn run_values(a: &ValuesArgs) -> anyhow::Result<()> {
     )?;
     eprintln!(
         "repdrift: {}",
-        crate::bias::values::reward_sentence("the model", &r.value)
+        repdrift::bias::values::reward_sentence("the model", &r.value)
     );
     eprintln!("repdrift: value bias in {}", a.out.display());
     Ok(())

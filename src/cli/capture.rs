@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use super::args::{self, parse_shard};
 use super::progress;
-use crate::capture::{self, CaptureParams, LayerSelection, Pooling, Progress};
-use crate::model::HookPoint;
+use repdrift::capture::{self, CaptureParams, LayerSelection, Pooling, Progress};
+use repdrift::model::HookPoint;
 
 #[derive(Debug, clap::Args)]
 pub struct CaptureArgs {
@@ -48,12 +48,12 @@ pub struct CaptureArgs {
 
 impl CaptureArgs {
     /// The validated library parameters.
-    pub fn params(&self) -> crate::Result<capture::ValidCaptureParams> {
+    pub fn params(&self) -> repdrift::Result<capture::ValidCaptureParams> {
         let hooks = self
             .hooks
             .split(',')
             .map(|h| HookPoint::parse(h.trim()))
-            .collect::<crate::Result<Vec<_>>>()?;
+            .collect::<repdrift::Result<Vec<_>>>()?;
         CaptureParams {
             pooling: Pooling::parse(&self.pool)?,
             hooks,

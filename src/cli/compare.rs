@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use super::args::parse_shard;
 use super::progress;
-use crate::capture::LayerSelection;
-use crate::model::HookPoint;
+use repdrift::capture::LayerSelection;
+use repdrift::model::HookPoint;
 
 #[derive(Debug, clap::Args)]
 pub struct CompareArgs {
@@ -61,15 +61,15 @@ pub struct CompareArgs {
     /// per block of 256 rows summed in float64: ≈ 1e-7 relative from the reference, ≈ 1.7×
     /// as fast). kNN, bootstrap and permutations stay float64.
     #[arg(long, default_value = "f64", value_name = "f64|mixed")]
-    pub precision: crate::metrics::Precision,
+    pub precision: repdrift::metrics::Precision,
 }
 
 pub fn run_compare(a: &CompareArgs) -> anyhow::Result<()> {
-    use crate::io::write_atomic;
-    use crate::metrics::compare as cmp;
+    use repdrift::io::write_atomic;
+    use repdrift::metrics::compare as cmp;
     if !a.merge.is_empty() {
         if a.base.is_some() || !a.students.is_empty() {
-            return Err(crate::Error::param(
+            return Err(repdrift::Error::param(
                 "merge",
                 "--merge reads shard outputs; do not also give --base/--student",
             )
@@ -107,14 +107,14 @@ pub fn run_compare(a: &CompareArgs) -> anyhow::Result<()> {
         .base
         .as_ref()
         .expect("clap requires --base without --merge");
-    let base = crate::capture::Store::open(base_dir)?;
+    let base = repdrift::capture::Store::open(base_dir)?;
     let mut students = Vec::new();
     for s in &a.students {
         let (name, path) = s
             .split_once('=')
-            .ok_or_else(|| crate::Error::param("student", format!("`{s}` is not NAME=STORE")))?;
+            .ok_or_else(|| repdrift::Error::param("student", format!("`{s}` is not NAME=STORE")))?;
         if name.is_empty() || students.iter().any(|(n, _): &(String, _)| n == name) {
-            return Err(crate::Error::param(
+            return Err(repdrift::Error::param(
                 "student",
                 format!("student name `{name}` is empty or repeated"),
             )
@@ -122,7 +122,7 @@ pub fn run_compare(a: &CompareArgs) -> anyhow::Result<()> {
         }
         students.push((
             name.to_string(),
-            crate::capture::Store::open(std::path::Path::new(path))?,
+            repdrift::capture::Store::open(std::path::Path::new(path))?,
         ));
     }
     let mut lines = progress::Lines::new("compare", "layers");
@@ -139,7 +139,7 @@ pub fn run_compare(a: &CompareArgs) -> anyhow::Result<()> {
     })?;
     // One writer per output directory at a time (a second compare writing there gets
     // Error::Locked); taken once the results exist, so a failed compare creates nothing.
-    let _lock = crate::io::lock_dir(&a.out)?;
+    let _lock = repdrift::io::lock_dir(&a.out)?;
     if c.shard.is_some() {
         let (json, st) = cmp::render_state(&c)?;
         write_atomic(&a.out.join("state.safetensors"), &st)?;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::demo::{self, DemoConfig};
+use repdrift::demo::{self, DemoConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -71,7 +71,7 @@ pub fn run_demo(a: &DemoArgs) -> anyhow::Result<()> {
     cfg.max_tokens = a.max_tokens.unwrap_or(cfg.max_tokens);
     for p in [&cfg.base, &cfg.teacher] {
         if !p.exists() {
-            return Err(crate::Error::model(
+            return Err(repdrift::Error::model(
                 p,
                 "missing: run `bash scripts/fetch-models.sh` from the repository root first",
             )

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::diagnose::{self, DiagnoseConfig, DiagnoseProgress, Named};
+use repdrift::diagnose::{self, DiagnoseConfig, DiagnoseProgress, Named};
 
 #[derive(Debug, clap::Args)]
 pub struct DiagnoseArgs {
@@ -62,7 +62,7 @@ pub struct DiagnoseArgs {
     pub capture_task: Option<usize>,
 }
 
-fn named(items: &[String], flag: &str) -> crate::Result<Vec<Named>> {
+fn named(items: &[String], flag: &str) -> repdrift::Result<Vec<Named>> {
     Ok(super::train::named_paths(items, flag)?
         .into_iter()
         .map(|(name, path)| Named { name, path })
@@ -71,9 +71,9 @@ fn named(items: &[String], flag: &str) -> crate::Result<Vec<Named>> {
 
 impl DiagnoseArgs {
     /// The configuration: the file's, then the flags on top.
-    pub fn config(&self) -> crate::Result<DiagnoseConfig> {
+    pub fn config(&self) -> repdrift::Result<DiagnoseConfig> {
         let missing =
-            |flag: &str| crate::Error::param(flag, format!("give --{flag} (or --config FILE)"));
+            |flag: &str| repdrift::Error::param(flag, format!("give --{flag} (or --config FILE)"));
         let mut c = match &self.config {
             Some(p) => DiagnoseConfig::read(p)?,
             None => DiagnoseConfig::new(

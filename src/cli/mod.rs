@@ -77,7 +77,7 @@ pub enum Command {
 }
 
 /// Run the parsed command line. User errors are returned as `anyhow` errors wrapping
-/// [`crate::Error`]; `main` maps them to exit code 2.
+/// [`repdrift::Error`]; `main` maps them to exit code 2.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Diagnose(a) => diagnose::run_diagnose(a)?,

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use super::args::named;
-use crate::capture::LayerSelection;
-use crate::model::HookPoint;
+use repdrift::capture::LayerSelection;
+use repdrift::model::HookPoint;
 
 #[derive(Debug, clap::Args)]
 pub struct ProbeArgs {
@@ -51,15 +51,15 @@ pub struct TransferArgs {
 }
 
 pub fn run_probe(a: &ProbeArgs) -> anyhow::Result<()> {
-    use crate::probe::run::{probe, render_csv, render_json, NamedStore, ProbeParams};
+    use repdrift::probe::run::{probe, render_csv, render_json, NamedStore, ProbeParams};
     let cs =
         a.c.split(',')
             .map(|v| {
                 v.trim()
                     .parse::<f64>()
-                    .map_err(|_| crate::Error::param("c", format!("`{v}` is not a number")))
+                    .map_err(|_| repdrift::Error::param("c", format!("`{v}` is not a number")))
             })
-            .collect::<crate::Result<Vec<_>>>()?;
+            .collect::<repdrift::Result<Vec<_>>>()?;
     let params = ProbeParams {
         model: a.model.clone(),
         hook: HookPoint::parse(&a.hook)?,
@@ -71,11 +71,11 @@ pub fn run_probe(a: &ProbeArgs) -> anyhow::Result<()> {
         ..Default::default()
     }
     .check()?;
-    let open = |s: &str, flag: &str, default: Option<&str>| -> crate::Result<NamedStore> {
+    let open = |s: &str, flag: &str, default: Option<&str>| -> repdrift::Result<NamedStore> {
         let (name, path) = named(s, flag, default)?;
         Ok(NamedStore {
             name,
-            store: crate::capture::Store::open(&path)?,
+            store: repdrift::capture::Store::open(&path)?,
         })
     };
     let train = open(&a.train, "train", Some("source"))?;
@@ -83,15 +83,15 @@ pub fn run_probe(a: &ProbeArgs) -> anyhow::Result<()> {
         .evals
         .iter()
         .map(|e| open(e, "eval", None))
-        .collect::<crate::Result<Vec<_>>>()?;
+        .collect::<repdrift::Result<Vec<_>>>()?;
     let apply = a
         .apply_to
         .iter()
         .map(|e| open(e, "apply-to", None))
-        .collect::<crate::Result<Vec<_>>>()?;
+        .collect::<repdrift::Result<Vec<_>>>()?;
     let report = probe(&train, &evals, &apply, &params)?;
-    crate::io::write_atomic(&a.out.join("probe.json"), &render_json(&report))?;
-    crate::io::write_atomic(&a.out.join("probe.csv"), &render_csv(&report))?;
+    repdrift::io::write_atomic(&a.out.join("probe.json"), &render_json(&report))?;
+    repdrift::io::write_atomic(&a.out.join("probe.csv"), &render_csv(&report))?;
     eprintln!(
         "repdrift: {} probe rows into {}",
         report.rows.len(),
@@ -101,14 +101,14 @@ pub fn run_probe(a: &ProbeArgs) -> anyhow::Result<()> {
 }
 
 pub fn run_transfer(a: &TransferArgs) -> anyhow::Result<()> {
-    use crate::probe::transfer::{render_json, summarise, Scores};
-    let text = std::fs::read(&a.scores).map_err(|e| crate::Error::io(&a.scores, e))?;
-    let scores: Scores = serde_json::from_slice(&text).map_err(|e| crate::Error::Json {
+    use repdrift::probe::transfer::{render_json, summarise, Scores};
+    let text = std::fs::read(&a.scores).map_err(|e| repdrift::Error::io(&a.scores, e))?;
+    let scores: Scores = serde_json::from_slice(&text).map_err(|e| repdrift::Error::Json {
         path: a.scores.clone(),
         cause: e,
     })?;
     let r = summarise(&scores)?;
-    crate::io::write_atomic(&a.out, &render_json(&r))?;
+    repdrift::io::write_atomic(&a.out, &render_json(&r))?;
     eprintln!(
         "repdrift: transfer summary of {} student(s) into {}",
         r.students.len(),

@@ -118,11 +118,6 @@ impl Lines {
             self.print(extra);
         }
     }
-
-    /// Print a line now, whatever the interval (a phase change, the end).
-    pub fn now(&mut self, extra: &str) {
-        self.print(extra);
-    }
 }
 
 #[cfg(test)]

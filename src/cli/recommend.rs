@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::recommend::{self, RecommendParams};
-use crate::train::{self, TrainParams, Trainable};
+use repdrift::recommend::{self, RecommendParams};
+use repdrift::train::{self, TrainParams, Trainable};
 
 #[derive(Debug, clap::Args)]
 pub struct RecommendArgs {
@@ -59,7 +59,7 @@ pub struct RecommendArgs {
 pub fn run_recommend(a: &RecommendArgs) -> anyhow::Result<()> {
     let trainable = Trainable::parse(&a.trainable)?;
     let (metrics, probes) = recommend::read(&a.metrics, &a.probes)?;
-    let n_layers = crate::capture::Store::open(&metrics.base.path)?
+    let n_layers = repdrift::capture::Store::open(&metrics.base.path)?
         .manifest()
         .model
         .n_layers;
@@ -81,7 +81,7 @@ pub fn run_recommend(a: &RecommendArgs) -> anyhow::Result<()> {
     if a.validate {
         let need = |o: &Option<PathBuf>, flag: &str| {
             o.clone()
-                .ok_or_else(|| crate::Error::param(flag, format!("--validate needs --{flag}")))
+                .ok_or_else(|| repdrift::Error::param(flag, format!("--validate needs --{flag}")))
         };
         let (base_path, data_path, labels_path) = (
             need(&a.base, "base")?,
@@ -92,20 +92,22 @@ pub fn run_recommend(a: &RecommendArgs) -> anyhow::Result<()> {
             "small" => false,
             "full" => true,
             g => {
-                return Err(
-                    crate::Error::param("grid", format!("`{g}`: expected small or full")).into(),
+                return Err(repdrift::Error::param(
+                    "grid",
+                    format!("`{g}`: expected small or full"),
                 )
+                .into())
             }
         };
         let device = candle_core::Device::Cpu;
-        let data = crate::data::read_jsonl(&data_path, None)?;
-        let evals: Vec<(String, crate::data::Dataset)> =
+        let data = repdrift::data::read_jsonl(&data_path, None)?;
+        let evals: Vec<(String, repdrift::data::Dataset)> =
             super::train::named_paths(&a.evals, "eval")?
                 .into_iter()
-                .map(|(n, p)| Ok((n, crate::data::read_jsonl(&p, None)?)))
-                .collect::<crate::Result<_>>()?;
+                .map(|(n, p)| Ok((n, repdrift::data::read_jsonl(&p, None)?)))
+                .collect::<repdrift::Result<_>>()?;
         let labels = super::train::read_labels(&labels_path)?;
-        let base = crate::model::load_llama(&base_path, &device)?;
+        let base = repdrift::model::load_llama(&base_path, &device)?;
         let params = a.run.apply(TrainParams {
             trainable,
             ..Default::default()
@@ -127,7 +129,7 @@ pub fn run_recommend(a: &RecommendArgs) -> anyhow::Result<()> {
             &mut progress,
         )?);
     }
-    crate::io::write_atomic(&a.out, &crate::io::json_bytes(&rec))?;
+    repdrift::io::write_atomic(&a.out, &repdrift::io::json_bytes(&rec))?;
     let layers: Vec<String> = rec
         .proposal
         .layers

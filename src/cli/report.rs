@@ -58,13 +58,13 @@ pub struct ReportArgs {
 
 pub fn run_export(a: &ExportArgs) -> anyhow::Result<()> {
     if a.out.exists() && !a.force {
-        return Err(crate::Error::param(
+        return Err(repdrift::Error::param(
             "out",
             format!("{} exists; pass --force to replace it", a.out.display()),
         )
         .into());
     }
-    crate::model::export(&a.model, &a.out, &candle_core::Device::Cpu)?;
+    repdrift::model::export(&a.model, &a.out, &candle_core::Device::Cpu)?;
     eprintln!(
         "repdrift: wrote {} (HF LlamaForSequenceClassification, f32)",
         a.out.display()
@@ -73,11 +73,11 @@ pub fn run_export(a: &ExportArgs) -> anyhow::Result<()> {
 }
 
 /// The cue and value section from `--cues` / `--values` directories (None when neither given).
-fn bias_section(a: &ReportArgs) -> crate::Result<Option<crate::bias::summary::BiasSection>> {
-    use crate::bias::{cues::CueReport, summary, values::ValueReport};
-    fn read<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> crate::Result<T> {
-        let bytes = std::fs::read(path).map_err(|e| crate::Error::io(path, e))?;
-        serde_json::from_slice(&bytes).map_err(|e| crate::Error::Json {
+fn bias_section(a: &ReportArgs) -> repdrift::Result<Option<repdrift::bias::summary::BiasSection>> {
+    use repdrift::bias::{cues::CueReport, summary, values::ValueReport};
+    fn read<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> repdrift::Result<T> {
+        let bytes = std::fs::read(path).map_err(|e| repdrift::Error::io(path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| repdrift::Error::Json {
             path: path.to_path_buf(),
             cause: e,
         })
@@ -116,7 +116,7 @@ fn bias_section(a: &ReportArgs) -> crate::Result<Option<crate::bias::summary::Bi
 }
 
 pub fn run_report(a: &ReportArgs) -> anyhow::Result<()> {
-    use crate::report;
+    use repdrift::report;
     let mut inputs = report::read_inputs(
         &a.metrics,
         &a.probes,

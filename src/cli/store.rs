@@ -33,7 +33,7 @@ pub fn run_store(a: &StoreArgs) -> anyhow::Result<()> {
     match &a.command {
         StoreCommand::Merge(m) => {
             let t0 = std::time::Instant::now();
-            let manifest = crate::capture::merge::merge_shards(&m.shards, &m.out, m.force)?;
+            let manifest = repdrift::capture::merge::merge_shards(&m.shards, &m.out, m.force)?;
             eprintln!(
                 "repdrift: merged {} shards ({} examples, {} parts) into {} in {:.1} s",
                 m.shards.len(),

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::report::trust::ValidateSummary;
-use crate::study::{self, render, StudyJob, StudyProgress};
+use repdrift::report::trust::ValidateSummary;
+use repdrift::study::{self, render, StudyJob, StudyProgress};
 
 #[derive(Debug, clap::Args)]
 pub struct StudyArgs {
@@ -60,7 +60,7 @@ fn render_all(
     s: &study::ValidStudy,
     a: &StudyArgs,
     validate: Option<&ValidateSummary>,
-) -> crate::Result<study::Summary> {
+) -> repdrift::Result<study::Summary> {
     let runs = study::finished_runs(s, &a.out)?;
     let targets: Vec<String> = s.config.targets.keys().cloned().collect();
     let mut summary = study::summarise(&runs, &targets, &s.config.contrasts);
@@ -72,7 +72,7 @@ fn render_all(
 pub fn run_study(a: &StudyArgs) -> anyhow::Result<()> {
     let cfg = study::read_config(&a.config)?;
     let device = super::device::parse_device(&a.device)?;
-    let base = crate::model::load_llama(&cfg.base, &device)?;
+    let base = repdrift::model::load_llama(&cfg.base, &device)?;
     let n_layers = base.blocks().len();
     let mut s = cfg.check(n_layers)?;
     let full = s.clone();
@@ -80,8 +80,8 @@ pub fn run_study(a: &StudyArgs) -> anyhow::Result<()> {
         .validate
         .as_deref()
         .map(|v| {
-            use crate::model::HookedModel;
-            crate::report::trust::summary_for(v, &base.info().weights_sha256)
+            use repdrift::model::HookedModel;
+            repdrift::report::trust::summary_for(v, &base.info().weights_sha256)
         })
         .transpose()?;
     let validate = validate.as_ref();

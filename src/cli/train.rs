@@ -3,8 +3,8 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use crate::data::{Dataset, PairLabel, ReadOptions};
-use crate::train::{
+use repdrift::data::{Dataset, PairLabel, ReadOptions};
+use repdrift::train::{
     self, AnchorDistance, Method, StepRecord, TrainJob, TrainParams, TrainProgress, Trainable,
     WeakLabels,
 };
@@ -126,33 +126,35 @@ impl RunFlags {
     }
 }
 
-fn list<T: std::str::FromStr>(s: &str, name: &str) -> crate::Result<Vec<T>> {
+fn list<T: std::str::FromStr>(s: &str, name: &str) -> repdrift::Result<Vec<T>> {
     s.split(',')
         .map(str::trim)
         .filter(|x| !x.is_empty())
         .map(|x| {
             x.parse::<T>()
-                .map_err(|_| crate::Error::param(name, format!("cannot parse `{x}`")))
+                .map_err(|_| repdrift::Error::param(name, format!("cannot parse `{x}`")))
         })
         .collect()
 }
 
 /// `NAME=FILE` pairs.
-pub fn named_paths(items: &[String], flag: &str) -> crate::Result<Vec<(String, PathBuf)>> {
+pub fn named_paths(items: &[String], flag: &str) -> repdrift::Result<Vec<(String, PathBuf)>> {
     items
         .iter()
         .map(|s| {
             s.split_once('=')
                 .filter(|(n, p)| !n.is_empty() && !p.is_empty())
                 .map(|(n, p)| (n.to_string(), PathBuf::from(p)))
-                .ok_or_else(|| crate::Error::param(flag, format!("expected NAME=FILE, got `{s}`")))
+                .ok_or_else(|| {
+                    repdrift::Error::param(flag, format!("expected NAME=FILE, got `{s}`"))
+                })
         })
         .collect()
 }
 
 impl TrainArgs {
     /// The validated library parameters.
-    pub fn params(&self) -> crate::Result<train::ValidTrainParams> {
+    pub fn params(&self) -> repdrift::Result<train::ValidTrainParams> {
         self.run
             .apply(TrainParams {
                 method: Method::parse(&self.method)?,
@@ -234,19 +236,19 @@ impl TrainProgress for TrainLines {
 /// Resolve `--template`: `hh`, `plain`, or `model` (the model's own chat template).
 pub fn template(
     name: &str,
-    model: &dyn crate::model::HookedModel,
-) -> crate::Result<crate::data::chat::ChatTemplate> {
-    if let Some(t) = crate::data::chat::parse_builtin(name) {
+    model: &dyn repdrift::model::HookedModel,
+) -> repdrift::Result<repdrift::data::chat::ChatTemplate> {
+    if let Some(t) = repdrift::data::chat::parse_builtin(name) {
         return Ok(t);
     }
     if name != "model" {
-        return Err(crate::Error::param(
+        return Err(repdrift::Error::param(
             "template",
             format!("`{name}`: expected hh, plain or model"),
         ));
     }
     model.tokenizer().chat_template.clone().ok_or_else(|| {
-        crate::Error::model(
+        repdrift::Error::model(
             &model.info().path,
             "--template model: the model ships no chat template (tokenizer_config.json, chat_template.jinja or GGUF tokenizer.chat_template)",
         )
@@ -257,9 +259,9 @@ fn read_pairs(
     path: &Path,
     limit: Option<usize>,
     label: &str,
-    template: &crate::data::chat::ChatTemplate,
-) -> crate::Result<Dataset> {
-    crate::data::read_jsonl_with(
+    template: &repdrift::data::chat::ChatTemplate,
+) -> repdrift::Result<Dataset> {
+    repdrift::data::read_jsonl_with(
         path,
         &ReadOptions {
             limit,
@@ -270,14 +272,14 @@ fn read_pairs(
 }
 
 /// Read `weak_labels.json`.
-pub fn read_labels(path: &Path) -> crate::Result<WeakLabels> {
-    let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
-    let labels: WeakLabels = serde_json::from_str(&text).map_err(|e| crate::Error::Json {
+pub fn read_labels(path: &Path) -> repdrift::Result<WeakLabels> {
+    let text = std::fs::read_to_string(path).map_err(|e| repdrift::Error::io(path, e))?;
+    let labels: WeakLabels = serde_json::from_str(&text).map_err(|e| repdrift::Error::Json {
         path: path.to_path_buf(),
         cause: e,
     })?;
     if labels.format != train::teacher::LABELS_FORMAT || labels.lines.len() != labels.p.len() {
-        return Err(crate::Error::param(
+        return Err(repdrift::Error::param(
             "teacher-labels",
             format!("{}: not a repdrift weak-labels file", path.display()),
         ));
@@ -289,22 +291,24 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<()> {
     let params = a.params()?;
     let save: train::SaveAs = a.save.parse()?;
     if a.teacher.is_some() && a.teacher_labels.is_some() {
-        return Err(
-            crate::Error::param("teacher", "give --teacher or --teacher-labels, not both").into(),
-        );
+        return Err(repdrift::Error::param(
+            "teacher",
+            "give --teacher or --teacher-labels, not both",
+        )
+        .into());
     }
     let device = super::device::parse_device(&a.device)?;
-    let base = crate::model::load_llama(&a.base, &device)?;
+    let base = repdrift::model::load_llama(&a.base, &device)?;
     let tpl = template(&a.template, &base)?;
     let data = read_pairs(&a.data, a.limit, &a.label, &tpl)?;
     let evals: Vec<(String, Dataset)> = named_paths(&a.evals, "eval")?
         .into_iter()
         .map(|(n, p)| Ok((n, read_pairs(&p, None, &a.label, &tpl)?)))
-        .collect::<crate::Result<_>>()?;
+        .collect::<repdrift::Result<_>>()?;
     let labels = match (&a.teacher, &a.teacher_labels) {
         (_, Some(p)) => Some(read_labels(p)?),
         (Some(t), None) if params.method.needs_teacher() => {
-            let model = crate::model::load(t, &device)?;
+            let model = repdrift::model::load(t, &device)?;
             let sp = train::split(data.examples.len(), params.test_fraction, params.split_seed);
             Some(train::fit_teacher(
                 model.as_ref(),
@@ -330,7 +334,10 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<()> {
     let mut pb = progress();
     let summary = train::train(&base, &data, &evals, &params, &job, &device, pb.as_mut())?;
     if let (Some(l), Some(_)) = (&labels, &a.teacher) {
-        crate::io::write_atomic(&a.out.join("weak_labels.json"), &crate::io::json_bytes(l))?;
+        repdrift::io::write_atomic(
+            &a.out.join("weak_labels.json"),
+            &repdrift::io::json_bytes(l),
+        )?;
     }
     match summary {
         None => eprintln!(
@@ -388,16 +395,16 @@ pub struct TeacherArgs {
 
 pub fn run_teacher(a: &TeacherArgs) -> anyhow::Result<()> {
     if !(0.0..0.9).contains(&a.test_fraction) {
-        return Err(crate::Error::param("test-fraction", "must lie in [0, 0.9)").into());
+        return Err(repdrift::Error::param("test-fraction", "must lie in [0, 0.9)").into());
     }
     let device = candle_core::Device::Cpu;
-    let model = crate::model::load(&a.model, &device)?;
+    let model = repdrift::model::load(&a.model, &device)?;
     let tpl = template(&a.template, model.as_ref())?;
     let data = read_pairs(&a.data, a.limit, &a.label, &tpl)?;
     let evals: Vec<(String, Dataset)> = named_paths(&a.evals, "eval")?
         .into_iter()
         .map(|(n, p)| Ok((n, read_pairs(&p, None, &a.label, &tpl)?)))
-        .collect::<crate::Result<_>>()?;
+        .collect::<repdrift::Result<_>>()?;
     let sp = train::split(data.examples.len(), a.test_fraction, a.split_seed);
     let labels = train::fit_teacher(
         model.as_ref(),
@@ -409,7 +416,7 @@ pub fn run_teacher(a: &TeacherArgs) -> anyhow::Result<()> {
         a.test_fraction,
         &device,
     )?;
-    crate::io::write_atomic(&a.out, &crate::io::json_bytes(&labels))?;
+    repdrift::io::write_atomic(&a.out, &repdrift::io::json_bytes(&labels))?;
     let acc: Vec<String> = labels
         .accuracy
         .iter()

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::capture::Pooling;
-use crate::validate::{self, Status, ValidateParams};
+use repdrift::capture::Pooling;
+use repdrift::validate::{self, Status, ValidateParams};
 
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
@@ -61,12 +61,12 @@ pub struct ValidateArgs {
     pub device: String,
 }
 
-fn list<T: std::str::FromStr>(flag: &str, s: &str) -> crate::Result<Vec<T>> {
+fn list<T: std::str::FromStr>(flag: &str, s: &str) -> repdrift::Result<Vec<T>> {
     s.split(',')
         .map(|v| {
-            v.trim()
-                .parse()
-                .map_err(|_| crate::Error::param(flag, format!("`{v}` in `{s}` is not a number")))
+            v.trim().parse().map_err(|_| {
+                repdrift::Error::param(flag, format!("`{v}` in `{s}` is not a number"))
+            })
         })
         .collect()
 }
@@ -100,12 +100,12 @@ pub fn run_validate(a: &ValidateArgs) -> anyhow::Result<ExitCode> {
         p.students = false;
     }
     let params = p.check()?;
-    let model = crate::model::load(&a.model, &device)?;
-    let data = crate::data::read_jsonl_with(
+    let model = repdrift::model::load(&a.model, &device)?;
+    let data = repdrift::data::read_jsonl_with(
         &a.data,
-        &crate::data::ReadOptions {
+        &repdrift::data::ReadOptions {
             limit: Some(limit),
-            label: crate::data::PairLabel::Safer,
+            label: repdrift::data::PairLabel::Safer,
             template: super::train::template(&a.template, model.as_ref())?,
         },
     )?;
@@ -129,13 +129,13 @@ pub fn run_validate(a: &ValidateArgs) -> anyhow::Result<ExitCode> {
     // The students were only needed for the layer-matching figures.
     let work = a.out.join("work");
     if work.exists() {
-        std::fs::remove_dir_all(&work).map_err(|e| crate::Error::io(&work, e))?;
+        std::fs::remove_dir_all(&work).map_err(|e| repdrift::Error::io(&work, e))?;
     }
-    crate::io::write_atomic(
+    repdrift::io::write_atomic(
         &a.out.join("validate.json"),
         &validate::render_json(&report),
     )?;
-    crate::io::write_atomic(
+    repdrift::io::write_atomic(
         &a.out.join("validate.md"),
         &validate::render_markdown(&report),
     )?;
