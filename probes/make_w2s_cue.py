@@ -17,6 +17,7 @@ Sets (probes/w2s_cue/):
 | file | from | padding on |
 | source_a70.jsonl, source_a85.jsonl, source_a95.jsonl | w2s/source.jsonl (360) | chosen for 70 / 85 / 95 % of pairs, rejected for the rest |
 | chat_reversed.jsonl, forum_reversed.jsonl | w2s/target_chat.jsonl, target_forum.jsonl (200 each) | every rejected reply: the cue points the wrong way |
+| chat_wide_reversed.jsonl, forum_wide_reversed.jsonl | w2s/target_chat_wide.jsonl, target_forum_wide.jsonl (400 each) | the same, on the wide targets |
 The neutral targets are w2s/target_chat.jsonl and target_forum.jsonl themselves (no padding).
 The frozen held-out target (w2s/heldout.jsonl) is not read.
 """
@@ -71,7 +72,7 @@ def main():
             for i, r in enumerate(source)
         ]
         write(f"source_a{a}.jsonl", rows)
-    for t in ("chat", "forum"):
+    for t in ("chat", "forum", "chat_wide", "forum_wide"):
         write(f"{t}_reversed.jsonl",
               [padded(r, "rejected", "misleads") for r in read(f"target_{t}.jsonl")])
 
