@@ -22,7 +22,7 @@ pub struct CaptureParams {
     pub resume: bool,
     pub force: bool,
     /// Capture only shard `i` of `N` (`(i, N)`): a contiguous run of the store's parts; the
-    /// shards are joined by [`store::merge_shards`] into the store one process would write.
+    /// shards are joined by [`merge_shards`](super::merge::merge_shards) into the store one process would write.
     pub shard: Option<(usize, usize)>,
 }
 

@@ -36,7 +36,7 @@ pub enum ChatTemplate {
 }
 
 impl ChatTemplate {
-    /// `hh` or `plain` (`model` needs the model: see [`crate::model::HookedModel::chat_template`]).
+    /// `hh` or `plain` (`model` needs the model: its tokenizer's `chat_template`, [`crate::model::ModelTokenizer`]).
     pub fn name(&self) -> &'static str {
         match self {
             ChatTemplate::Hh => "hh",

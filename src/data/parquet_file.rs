@@ -4,7 +4,7 @@
 //! The file is read into memory once; [`check_footer`] checks the schema's declared child
 //! counts; parquet parses the footer (its footer reader bounds every list by the bytes left);
 //! then [`check_pages`] walks each column chunk's page headers with
-//! [`Thrift`](super::thrift::Thrift), a bounded reader that interprets a header exactly as
+//! [`Thrift`], a bounded reader that interprets a header exactly as
 //! parquet 60's `PageHeader::read_thrift_without_stats` does (known fields by their schema type
 //! whatever the wire says, unknown fields skipped by wire type, 64 levels deep); only a file
 //! that passes is handed to parquet's row reader, on the very same bytes.

@@ -197,7 +197,7 @@ pub trait HookedModel: Send + Sync {
     /// The id used for padding (never read: padded positions are masked and not pooled).
     fn pad_id(&self) -> u32;
     /// Whether the checkpoint carries a scalar reward head (`score.weight`); its rewards reach
-    /// the sink through [`ActivationSink::reward`](ActivationSink::reward)
+    /// the sink through [`ActivationSink::reward`]
     /// when the request asks for them.
     fn has_reward_head(&self) -> bool {
         false

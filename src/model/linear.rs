@@ -6,7 +6,7 @@
 //! without recording a graph. Non-CPU devices and other dtypes use candle's own matmul. A
 //! weight held in bf16/f16 (a half-precision checkpoint, kept at its stored size) is widened
 //! to f32 on the CPU inside the product, 256 of its rows at a time into a buffer that stays in
-//! cache ([`HalfWeightGemm`]); in training, where the product is differentiable, the whole
+//! cache (`HalfWeightGemm`); in training, where the product is differentiable, the whole
 //! weight is converted for the product.
 //! Shapes: `x` is `(…, in)`, `W` is `(out, in)` as in HF checkpoints, `y` is `(…, out)`.
 
@@ -176,7 +176,7 @@ impl<'a> WeightRows<'a> {
 }
 
 /// `x (rows, n) · W (out, n)ᵀ` → `(rows, out)`: one [`sgemm_new`] for an f32 weight; a half
-/// weight is widened block by block inside the product ([`HalfWeightGemm`]).
+/// weight is widened block by block inside the product (`HalfWeightGemm`).
 pub fn linear_rows(x: &[f32], w: WeightRows<'_>, rows: usize, out: usize, n: usize) -> Vec<f32> {
     /// Widen rows r0..r1 of the `(out, n)` weight `w` into `dst`.
     /// (`f` is a function item, a type of its own, so that the loop is compiled for it and

@@ -1,5 +1,5 @@
 //! Models with hook points: an explicit layer loop per architecture that hands each requested
-//! activation to an [`ActivationSink`](ActivationSink).
+//! activation to an [`ActivationSink`].
 //!
 //! Hook points follow TransformerLens names and HF transformers' `output_hidden_states`
 //! indexing:

@@ -1,7 +1,7 @@
 //! The plotting toolkit under every page with plots (`report/`, `study/`): a plot rendered
-//! to PNG bytes and an SVG string from one drawing body ([`render!`]), the palette, the bundled
+//! to PNG bytes and an SVG string from one drawing body (`render!`), the palette, the bundled
 //! font (DejaVu Sans, assets/fonts; no system fonts needed), a generic per-layer line chart
-//! ([`Lines`]) and axis helpers. Renderers return bytes; the callers' `write` puts them on disk.
+//! (`Lines`) and axis helpers. Renderers return bytes; the callers' `write` puts them on disk.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;

@@ -2,7 +2,7 @@
 //! a diagnosis in words, from the outputs of `compare`, `probe` and optionally `transfer`.
 //!
 //! [`build`] turns the inputs into a [`Report`] (numbers and sentences); renderers turn a
-//! report into bytes ([`render_markdown`], [`render_html`], [`plots::render_all`]); [`write`]
+//! report into bytes ([`render_markdown`], [`render_html`], [`plots::render_all`]); [`write()`]
 //! is the one place that writes files (each atomically). Every string that comes from the
 //! inputs (names, paths, the title) is HTML-escaped.
 

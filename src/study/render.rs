@@ -1,4 +1,4 @@
-//! The study's outputs as bytes (one place, [`write`], puts them on disk): `study.json`
+//! The study's outputs as bytes (one place, [`write()`], puts them on disk): `study.json`
 //! (every run and the summary), `runs.csv`, `table.csv`, `study.md` and a self-contained
 //! `index.html` with the plots inline (SVG).
 

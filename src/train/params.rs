@@ -193,7 +193,7 @@ impl std::ops::Deref for ValidTrainParams {
 }
 
 impl TrainParams {
-    /// Check once, at the boundary (layer ranges are checked against the model in [`train`]).
+    /// Check once, at the boundary (layer ranges are checked against the model in [`train`](super::train)).
     pub fn check(self) -> Result<ValidTrainParams> {
         let p = self;
         if p.epochs == 0 {

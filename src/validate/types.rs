@@ -135,7 +135,7 @@ pub struct Check {
 }
 
 /// The numerical floor: the largest deviation of each measure over layers between two
-/// captures of the same model that differ only in batch size ([`MEASURES`] order).
+/// captures of the same model that differ only in batch size ([`MEASURES`](super::MEASURES) order).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NoiseFloor {
     pub deviation: [Option<f64>; 5],
