@@ -129,6 +129,9 @@ pub struct RunPoint {
     /// layer → mean over targets of 1 − linear CKA.
     pub drift: BTreeMap<usize, f64>,
     pub outcome: String,
+    /// For a `mixed` outcome, each lost target's cause ("chat: head; forum: unresolved").
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub outcome_detail: String,
 }
 
 /// Permutations of the within-stratum drift-vs-transfer test.
@@ -169,22 +172,31 @@ fn drift_at(r: &RunResult, layer: usize, targets: &[String], cosine: bool) -> Op
 
 /// The run's outcome (see the module docs).
 pub fn outcome(r: &RunResult, targets: &[String]) -> String {
+    outcome_of(r, targets).outcome
+}
+
+/// The run's outcome with, for a mixed one, each lost target's cause.
+fn outcome_of(r: &RunResult, targets: &[String]) -> super::pairs::RunOutcome {
     if let Some(o) = super::pairs::run_outcome(r, targets) {
         return o;
     }
+    let words = |o: &str| super::pairs::RunOutcome {
+        outcome: o.to_string(),
+        detail: String::new(),
+    };
     let (Some(s), Some(b), Some(bs)) = (
         mean_over(&r.accuracy, targets),
         mean_over(&r.base_probe, targets),
         mean_over(&r.base_probe_on_student, targets),
     ) else {
-        return "unknown".into();
+        return words("unknown");
     };
     if b - s < LOSS_POINTS - LOSS_TOLERANCE {
-        "transferred".into()
+        words("transferred")
     } else if b - bs >= LOSS_POINTS - LOSS_TOLERANCE {
-        "drift".into()
+        words("drift")
     } else {
-        "head".into()
+        words("head")
     }
 }
 
@@ -476,6 +488,7 @@ fn run_points(runs: &[RunResult], targets: &[String], layers: &[usize]) -> Vec<R
         .filter_map(|r| {
             let mt = mean_over(&r.accuracy, targets)?;
             let b = mean_over(&r.base_probe, targets)?;
+            let o = outcome_of(r, targets);
             Some(RunPoint {
                 id: r.id.clone(),
                 method: r.method.clone(),
@@ -487,7 +500,8 @@ fn run_points(runs: &[RunResult], targets: &[String], layers: &[usize]) -> Vec<R
                     .iter()
                     .filter_map(|&l| drift_at(r, l, targets, false).map(|d| (l, d)))
                     .collect(),
-                outcome: outcome(r, targets),
+                outcome: o.outcome,
+                outcome_detail: o.detail,
             })
         })
         .collect();

@@ -238,35 +238,56 @@ fn contrast_cells(
 /// no margins): `transferred` when no target's loss is significant and none is below the base
 /// on these pairs, `inconclusive` when a loss is not significant, else the cause of the
 /// significant losses — `drift`, `head`, `both`, `unresolved` — or `mixed` when targets differ.
-pub fn run_outcome(r: &RunResult, targets: &[String]) -> Option<String> {
+/// For a mixed run, `detail` names each lost target's cause ("chat: head; forum: unresolved").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// The cause of a lost target, in the outcome's words.
+fn cause(v: Verdict) -> &'static str {
+    match v {
+        Verdict::LostThroughDrift => "drift",
+        Verdict::LostThroughHead => "head",
+        Verdict::LostThroughBoth => "both",
+        _ => "unresolved",
+    }
+}
+
+/// See [`RunOutcome`].
+pub fn run_outcome(r: &RunResult, targets: &[String]) -> Option<RunOutcome> {
     let cells = cells_of(&[r], targets, &TestSettings::default());
-    let verdicts: Vec<Verdict> = cells
-        .iter()
+    let verdicts: Vec<(String, Verdict)> = cells
+        .into_iter()
         .filter(|(set, _)| set != "source_test")
-        .map(|(_, c)| c.verdict)
+        .map(|(set, c)| (set, c.verdict))
         .collect();
     if verdicts.is_empty() {
         return None;
     }
-    let lost: Vec<&str> = verdicts
+    let lost: Vec<(&str, &'static str)> = verdicts
         .iter()
-        .filter(|v| v.lost())
-        .map(|v| match v {
-            Verdict::LostThroughDrift => "drift",
-            Verdict::LostThroughHead => "head",
-            Verdict::LostThroughBoth => "both",
-            _ => "unresolved",
-        })
+        .filter(|(_, v)| v.lost())
+        .map(|(set, v)| (set.as_str(), cause(*v)))
         .collect();
+    let plain = |o: &str| RunOutcome {
+        outcome: o.to_string(),
+        detail: String::new(),
+    };
     Some(if lost.is_empty() {
-        if verdicts.contains(&Verdict::Inconclusive) {
-            "inconclusive".into()
+        if verdicts.iter().any(|(_, v)| *v == Verdict::Inconclusive) {
+            plain("inconclusive")
         } else {
-            "transferred".into()
+            plain("transferred")
         }
-    } else if lost.iter().all(|c| *c == lost[0]) {
-        lost[0].into()
+    } else if lost.iter().all(|c| c.1 == lost[0].1) {
+        plain(lost[0].1)
     } else {
-        "mixed".into()
+        let detail: Vec<String> = lost.iter().map(|(t, c)| format!("{t}: {c}")).collect();
+        RunOutcome {
+            outcome: "mixed".into(),
+            detail: detail.join("; "),
+        }
     })
 }

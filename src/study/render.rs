@@ -262,8 +262,17 @@ fn drift_or_head_line(s: &Summary) -> String {
             n("head")
         );
     }
+    let mixed_with = |cause: &str| {
+        let tag = format!(": {cause}");
+        s.points
+            .iter()
+            .filter(|p| {
+                p.outcome == "mixed" && p.outcome_detail.split("; ").any(|t| t.ends_with(&tag))
+            })
+            .count()
+    };
     format!(
-        "Drift or head, per run by paired tests on its targets' pairs (exact McNemar, Holm across targets): of {} runs, {} kept what the base knew on every target, {} lost it on some target through the head, {} through drift, {} through both, {} with the cause unresolved, {} with causes that differ between targets, and {} had a loss too small to be significant (inconclusive: see the detectable loss in the paired table).",
+        "Drift or head, per run by paired tests on its targets' pairs (exact McNemar, Holm across targets): of {} runs, {} kept what the base knew on every target, {} lost it through the head on every target it lost, {} through drift, {} through both, {} with the cause unresolved, {} with causes that differ between targets (of these, {} lost some target through drift alone and {} through drift and the head; the Runs table names each target's cause), and {} had a loss too small to be significant (inconclusive: see the detectable loss in the paired table).",
         s.points.len(),
         n("transferred"),
         n("head"),
@@ -271,6 +280,8 @@ fn drift_or_head_line(s: &Summary) -> String {
         n("both"),
         n("unresolved"),
         n("mixed"),
+        mixed_with("drift"),
+        mixed_with("both"),
         n("inconclusive")
     )
 }
@@ -370,7 +381,11 @@ fn run_cells(s: &Summary) -> Vec<Vec<String>> {
                 p.id.clone(),
                 format!("{:.1}", p.mean_target),
                 format!("{:+.1}", p.transfer_change),
-                p.outcome.to_string(),
+                if p.outcome_detail.is_empty() {
+                    p.outcome.to_string()
+                } else {
+                    format!("{} ({})", p.outcome, p.outcome_detail)
+                },
             ]
         })
         .collect()

@@ -604,3 +604,67 @@ fn a_loss_of_exactly_five_points_is_a_loss_under_the_five_point_rule() {
     assert!(r.pairs.is_empty(), "a run from before per-pair margins");
     assert_eq!(repdrift::study::analysis::outcome(&r, &targets), "head");
 }
+
+/// Regression: a run whose lost targets had different causes was reported only as "mixed", and
+/// the study's line "0 through drift" read as if no target had been lost through drift — while
+/// the mixed runs had lost reversed targets through drift *and* the head, and the final grid's
+/// seed-1 naive student the held-out target through drift alone. A mixed run now names each
+/// lost target's cause. Truth: the run's stored margins (the base probe on the held-out target
+/// right on 121 of 200 pairs, the same probe on the student's states on 66, its head on 63),
+/// and a constructed case whose verdicts follow from the definitions.
+#[test]
+fn a_mixed_run_names_the_cause_of_each_lost_target() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("reports/study/final/runs/top8-lr3e-4__naive__s1.json");
+    let mut r: repdrift::study::run::RunResult =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let right = |v: &[f64]| v.iter().filter(|m| **m > 0.0).count();
+    let h = &r.pairs["heldout"];
+    assert_eq!(
+        (
+            right(&h.base_probe),
+            right(&h.probe_on_student),
+            right(&h.head)
+        ),
+        (121, 66, 63)
+    );
+    let targets: Vec<String> = [
+        "chat_wide",
+        "chat_wide_reversed",
+        "forum_wide",
+        "forum_wide_reversed",
+        "heldout",
+    ]
+    .map(String::from)
+    .to_vec();
+    let o = repdrift::study::pairs::run_outcome(&r, &targets).unwrap();
+    assert_eq!(o.outcome, "mixed");
+    assert!(o.detail.contains("heldout: drift"), "{}", o.detail);
+    assert!(o.detail.contains("chat_wide: head"), "{}", o.detail);
+
+    // Constructed: on chat_wide the states keep what the base knew and the head loses it all
+    // (head); on forum_wide the states lose it and the head adds nothing (drift); the other
+    // targets keep everything. The verdicts follow from exact McNemar tests on 400 pairs.
+    let keep = |n: usize| vec![1.0; n];
+    let lose = |n: usize| vec![-1.0; n];
+    for t in &targets {
+        let m = r.pairs.get_mut(t).unwrap();
+        let n = m.base_probe.len();
+        m.base_probe = keep(n);
+        (m.probe_on_student, m.head) = match t.as_str() {
+            "chat_wide" => (keep(n), lose(n)),
+            "forum_wide" => (lose(n), lose(n)),
+            _ => (keep(n), keep(n)),
+        };
+    }
+    let o = repdrift::study::pairs::run_outcome(&r, &targets).unwrap();
+    assert_eq!(
+        (o.outcome.as_str(), o.detail.as_str()),
+        ("mixed", "chat_wide: head; forum_wide: drift")
+    );
+    // One cause on every lost target: named plainly, no detail.
+    let m = r.pairs.get_mut("forum_wide").unwrap();
+    m.probe_on_student = keep(m.base_probe.len());
+    let o = repdrift::study::pairs::run_outcome(&r, &targets).unwrap();
+    assert_eq!((o.outcome.as_str(), o.detail.as_str()), ("head", ""));
+}
