@@ -111,6 +111,10 @@ pub struct Summary {
     /// [`super::pairs::contrasts`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contrasts: Vec<super::pairs::Contrast>,
+    /// Each method's mean over the targets against the base probe and against naive, over
+    /// seeds and pairs ([`super::pairs::means_over_targets`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub means_over_targets: Vec<super::pairs::MeanOverTargets>,
     /// Drift against transfer within regime × method, gold left out
     /// ([`super::stratified`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -347,6 +351,7 @@ pub fn summarise(
         trust: Vec::new(),
         pair_tests: super::pairs::pair_tests(runs, targets),
         contrasts: super::pairs::contrasts(runs, targets, contrasts),
+        means_over_targets: super::pairs::means_over_targets(runs, targets),
         stratified: super::stratified::stratified(
             &points
                 .iter()

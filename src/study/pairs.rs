@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::run::{PairMargins, RunResult};
+use crate::stats::paired::{bootstrap_mean_over_sets, differences};
 use crate::stats::verdict::{adjust, test_cell_with_bases, CellTests, TestSettings, Verdict};
 
 /// The tests of one method in one regime on one set, over its seeds.
@@ -289,5 +290,113 @@ pub fn run_outcome(r: &RunResult, targets: &[String]) -> Option<RunOutcome> {
             outcome: "mixed".into(),
             detail: detail.join("; "),
         }
+    })
+}
+
+/// A method's mean over the targets against a reference, over seeds and pairs: the
+/// seed-and-pair bootstrap of the mean over targets of each target's mean difference
+/// ([`crate::stats::paired::bootstrap_mean_over_sets`]; every target weighs the same, as in
+/// the table's "mean target"). The reference is `base probe` (each seed's own probe on the
+/// base's states: what the base knew) or another method's heads on the same seeds, pair by
+/// pair (`naive` for every method but gold and naive).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeanOverTargets {
+    pub regime: String,
+    pub method: String,
+    pub against: String,
+    pub seeds: Vec<u64>,
+    /// Mean over targets of the mean difference, a fraction.
+    pub difference: f64,
+    pub lo: f64,
+    pub hi: f64,
+    /// The bootstrap's two-sided p.
+    pub p: f64,
+}
+
+/// The reference of [`MeanOverTargets`] that is the base's own probe.
+pub const BASE_PROBE: &str = "base probe";
+
+/// Per regime and method: the mean over targets against the base probe and, for each method
+/// but gold and naive, against naive. Runs without margins give none.
+pub fn means_over_targets(runs: &[RunResult], targets: &[String]) -> Vec<MeanOverTargets> {
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for r in runs {
+        if !keys.contains(&(r.regime.as_str(), r.method.as_str())) {
+            keys.push((&r.regime, &r.method));
+        }
+    }
+    let of = |regime: &str, method: &str, seeds: Option<&[u64]>| -> Vec<&RunResult> {
+        let mut v: Vec<&RunResult> = runs
+            .iter()
+            .filter(|r| r.regime == regime && r.method == method)
+            .filter(|r| seeds.is_none_or(|s| s.contains(&r.seed)))
+            .collect();
+        v.sort_by_key(|r| r.seed);
+        v
+    };
+    let mut out = Vec::new();
+    for &(regime, method) in &keys {
+        let cell = of(regime, method, None);
+        let seeds: Vec<u64> = cell.iter().map(|r| r.seed).collect();
+        let vs_base = per_target(targets, |t| {
+            let (b, _, h) = readouts(&cell, t)?;
+            Some(h.iter().zip(&b).map(|(x, y)| differences(x, y)).collect())
+        });
+        out.extend(mean_over(regime, method, BASE_PROBE, &seeds, vs_base));
+        if ["gold", "naive"].contains(&method) || !keys.contains(&(regime, "naive")) {
+            continue;
+        }
+        let naive_seeds: Vec<u64> = of(regime, "naive", None).iter().map(|r| r.seed).collect();
+        let common: Vec<u64> = seeds
+            .iter()
+            .copied()
+            .filter(|s| naive_seeds.contains(s))
+            .collect();
+        let (a, b) = (
+            of(regime, method, Some(&common)),
+            of(regime, "naive", Some(&common)),
+        );
+        let vs_naive = per_target(targets, |t| {
+            let (ha, hb) = (readouts(&a, t)?.2, readouts(&b, t)?.2);
+            (ha[0].len() == hb[0].len())
+                .then(|| ha.iter().zip(&hb).map(|(x, y)| differences(x, y)).collect())
+        });
+        out.extend(mean_over(regime, method, "naive", &common, vs_naive));
+    }
+    out
+}
+
+/// `d(target)` for every target (set → seed → pair), or None if any target has none.
+fn per_target(
+    targets: &[String],
+    d: impl Fn(&str) -> Option<Vec<Vec<i8>>>,
+) -> Option<Vec<Vec<Vec<i8>>>> {
+    targets.iter().map(|t| d(t)).collect()
+}
+
+fn mean_over(
+    regime: &str,
+    method: &str,
+    against: &str,
+    seeds: &[u64],
+    d: Option<Vec<Vec<Vec<i8>>>>,
+) -> Option<MeanOverTargets> {
+    let d = d.filter(|d| !d.is_empty() && !seeds.is_empty())?;
+    let s = TestSettings::default();
+    let sets: Vec<&[Vec<i8>]> = d.iter().map(|x| x.as_slice()).collect();
+    let boot = bootstrap_mean_over_sets(&sets, s.resamples, 1.0 - s.alpha, s.seed ^ 7)?;
+    let mean = |set: &[Vec<i8>]| {
+        let total: i64 = set.iter().flatten().map(|&x| x as i64).sum();
+        total as f64 / (set.len() * set[0].len()) as f64
+    };
+    Some(MeanOverTargets {
+        regime: regime.into(),
+        method: method.into(),
+        against: against.into(),
+        seeds: seeds.to_vec(),
+        difference: sets.iter().map(|s| mean(s)).sum::<f64>() / sets.len() as f64,
+        lo: boot.lo,
+        hi: boot.hi,
+        p: boot.p,
     })
 }

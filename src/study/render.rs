@@ -115,11 +115,24 @@ fn regime_line(s: &Summary, reg: &str) -> Option<String> {
         get(g, "acc:mean_target")?,
         get(n, "transfer_change")?,
     );
+    // Over seeds and pairs where the runs stored margins, else the t-interval over seeds.
+    let over_pairs = |m: &str, against: &str| {
+        mean_over_targets(s, reg, m, against).map(|v| {
+            format!(
+                ", 95 % CI over seeds and pairs {:+.1} to {:+.1}",
+                100.0 * v.lo,
+                100.0 * v.hi
+            )
+        })
+    };
     let ci = |c: &Cell| {
-        c.metrics
-            .get("transfer_change")
-            .and_then(Stat::ci95)
-            .map(|(lo, hi)| format!(", 95 % CI {lo:+.1} to {hi:+.1}"))
+        over_pairs(&c.method, super::pairs::BASE_PROBE)
+            .or_else(|| {
+                c.metrics
+                    .get("transfer_change")
+                    .and_then(Stat::ci95)
+                    .map(|(lo, hi)| format!(", 95 % CI {lo:+.1} to {hi:+.1}"))
+            })
             .unwrap_or_default()
     };
     let mut line = format!(
@@ -135,11 +148,16 @@ fn regime_line(s: &Summary, reg: &str) -> Option<String> {
             n.metrics.get("acc:mean_target"),
             a.metrics.get("acc:mean_target"),
         ) {
-            let spread = match (na.sd, aa.sd) {
-                (Some(x), Some(y)) if (at - nt).abs() < x + y => ", within one sd of each other",
-                (Some(_), Some(_)) => "",
-                _ => ", one seed: no sd yet",
-            };
+            let spread = over_pairs(&a.method, "naive").unwrap_or_else(|| {
+                match (na.sd, aa.sd) {
+                    (Some(x), Some(y)) if (at - nt).abs() < x + y => {
+                        ", within one sd of each other"
+                    }
+                    (Some(_), Some(_)) => "",
+                    _ => ", one seed: no sd yet",
+                }
+                .into()
+            });
             let _ = write!(
                 line,
                 "; {} {:.1} % ({:+.1} points vs naive{}; {:+.1} against the base probe{})",
@@ -403,27 +421,75 @@ fn with_ci(s: Option<&Stat>) -> String {
     }
 }
 
-/// Student − base probe per set (points): what each method kept of what the base knew, with
-/// 95 % t-intervals over seeds. Columns: regime, method, n, each target, mean target.
+/// Student − base probe per set (points): what each method kept of what the base knew.
+/// Columns: regime, method, n, each target, mean target. Where the runs stored per-pair
+/// margins, the intervals are over seeds and pairs (the paired table's "Δ total" per target,
+/// [`super::pairs::means_over_targets`] for the mean); otherwise 95 % t-intervals over seeds.
 fn vs_base_cells(s: &Summary) -> (Vec<String>, Vec<Vec<String>>) {
     let mut head: Vec<String> = ["regime", "method", "n"].map(String::from).to_vec();
     head.extend(s.targets.iter().cloned());
     head.push("mean target".into());
+    let over_pairs = !s.pair_tests.is_empty();
     let rows = s
         .table
         .iter()
         .map(|cell| {
             let mut r = row_start(cell);
-            r.extend(
-                s.targets
-                    .iter()
-                    .map(|t| with_ci(cell.metrics.get(&format!("vs_base:{t}")))),
-            );
-            r.push(with_ci(cell.metrics.get("transfer_change")));
+            if over_pairs {
+                r.extend(s.targets.iter().map(|t| {
+                    s.pair_tests
+                        .iter()
+                        .find(|c| c.regime == cell.regime && c.method == cell.method && &c.set == t)
+                        .map_or("–".into(), |c| {
+                            interval(c.tests.total.difference, c.tests.total.lo, c.tests.total.hi)
+                        })
+                }));
+                r.push(
+                    mean_over_targets(s, &cell.regime, &cell.method, super::pairs::BASE_PROBE)
+                        .map_or("–".into(), |m| interval(m.difference, m.lo, m.hi)),
+                );
+            } else {
+                r.extend(
+                    s.targets
+                        .iter()
+                        .map(|t| with_ci(cell.metrics.get(&format!("vs_base:{t}")))),
+                );
+                r.push(with_ci(cell.metrics.get("transfer_change")));
+            }
             r
         })
         .collect();
     (head, rows)
+}
+
+/// A difference (fractions) with its interval, in points: "+1.5 [−3.0, +6.0]".
+fn interval(d: f64, lo: f64, hi: f64) -> String {
+    format!(
+        "{} [{}, {}]",
+        crate::fmt::signed1(100.0 * d),
+        crate::fmt::signed1(100.0 * lo),
+        crate::fmt::signed1(100.0 * hi)
+    )
+}
+
+fn mean_over_targets<'a>(
+    s: &'a Summary,
+    regime: &str,
+    method: &str,
+    against: &str,
+) -> Option<&'a super::pairs::MeanOverTargets> {
+    s.means_over_targets
+        .iter()
+        .find(|m| m.regime == regime && m.method == method && m.against == against)
+}
+
+/// The title of [`vs_base_cells`]'s table, which says which intervals it holds.
+fn vs_base_title(s: &Summary) -> &'static str {
+    if s.pair_tests.is_empty() {
+        "Against what the base knew (student − base probe, points; mean and 95 % t-interval over seeds)"
+    } else {
+        "Against what the base knew (student − base probe, points; mean and 95 % interval over seeds and pairs: the seed-and-pair bootstrap, each seed's student against its own seed's base probe, the mean target weighing every target the same)"
+    }
 }
 
 const PAIRS_TITLE: &str = "Against what the base knew, over pairs and seeds (paired tests: student head − base probe, the base probe on the student's states − on the base's, head − probe on the student; 95 % intervals over seeds and pairs; Holm across targets)";
@@ -449,14 +515,7 @@ fn pair_cells(s: &Summary) -> Option<(Vec<String>, Vec<Vec<String>>)> {
     ]
     .map(String::from)
     .to_vec();
-    let d = |c: &crate::stats::verdict::Comparison| {
-        format!(
-            "{} [{}, {}]",
-            crate::fmt::signed1(100.0 * c.difference),
-            crate::fmt::signed1(100.0 * c.lo),
-            crate::fmt::signed1(100.0 * c.hi)
-        )
-    };
+    let d = |c: &crate::stats::verdict::Comparison| interval(c.difference, c.lo, c.hi);
     let rows = s
         .pair_tests
         .iter()
@@ -511,12 +570,7 @@ fn contrast_cells(s: &Summary) -> Option<(Vec<String>, Vec<Vec<String>>)> {
                 c.set.clone(),
                 format!("{} × {}", t.seeds, t.pairs),
                 format!("{:.1} vs {:.1}", 100.0 * t.head.value, 100.0 * t.base.value),
-                format!(
-                    "{} [{}, {}]",
-                    crate::fmt::signed1(100.0 * t.total.difference),
-                    crate::fmt::signed1(100.0 * t.total.lo),
-                    crate::fmt::signed1(100.0 * t.total.hi)
-                ),
+                interval(t.total.difference, t.total.lo, t.total.hi),
                 crate::fmt::p_value(t.total.p_adjusted),
                 format!("{:.1}", 100.0 * t.total.detectable),
             ]
@@ -567,9 +621,6 @@ fn bias_cells(s: &Summary) -> Option<(Vec<String>, Vec<Vec<String>>)> {
 
 const BIAS_TITLE: &str = "Cue sensitivity and value bias (mean ± sd and 95 % t-interval over seeds; cue effects in reward sd, the gold student is the yardstick)";
 
-const VS_BASE_TITLE: &str =
-    "Against what the base knew (student − base probe, points; mean and 95 % t-interval over seeds)";
-
 /// `study.md`.
 pub fn render_markdown(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
     let mut o = String::new();
@@ -590,7 +641,7 @@ pub fn render_markdown(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
     );
     let (head, rows) = table_cells(s);
     o.push_str(&md_table(&head, &rows));
-    let _ = writeln!(o, "\n## {VS_BASE_TITLE}\n");
+    let _ = writeln!(o, "\n## {}\n", vs_base_title(s));
     let (head, rows) = vs_base_cells(s);
     o.push_str(&md_table(&head, &rows));
     if let Some((head, rows)) = pair_cells(s) {
@@ -642,7 +693,7 @@ pub fn render_html(s: &Summary, title: &str, plots: &[Plot]) -> Vec<u8> {
     let _ = write!(o, "</ul><h2>Table (mean ± sd over seeds; points)</h2>");
     let (head, rows) = table_cells(s);
     o.push_str(&html_table(&head, &rows));
-    let _ = write!(o, "<h2>{}</h2>", esc(VS_BASE_TITLE));
+    let _ = write!(o, "<h2>{}</h2>", esc(vs_base_title(s)));
     let (head, rows) = vs_base_cells(s);
     o.push_str(&html_table(&head, &rows));
     if let Some((head, rows)) = pair_cells(s) {

@@ -546,10 +546,65 @@ fn a_shortcut_teacher_study_stores_pair_margins_and_its_paired_tests_recompute_f
             -want
         );
     }
+    // Each method's mean over the targets against the base probe, over seeds and pairs: the
+    // point is the mean over targets of each seed's head − base probe, counted here from the
+    // margins; the interval is the seed-and-pair bootstrap over both targets.
+    let means = s["summary"]["means_over_targets"].as_array().unwrap();
+    assert_eq!(means.len(), 2, "gold and naive against the base probe");
+    for method in ["gold", "naive"] {
+        let sets: Vec<Vec<Vec<i8>>> = ["reversed", "t"]
+            .iter()
+            .map(|set| {
+                let mut rs: Vec<&serde_json::Value> =
+                    runs.iter().filter(|r| r["method"] == method).collect();
+                rs.sort_by_key(|r| r["seed"].as_u64().unwrap());
+                rs.iter()
+                    .map(|r| {
+                        repdrift::stats::paired::differences(
+                            &right(&r["pairs"][set]["head"]),
+                            &right(&r["pairs"][set]["base_probe"]),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let mean = |d: &Vec<Vec<i8>>| {
+            d.iter().flatten().map(|&x| x as f64).sum::<f64>() / (d.len() * d[0].len()) as f64
+        };
+        let want = (mean(&sets[0]) + mean(&sets[1])) / 2.0;
+        let refs: Vec<&[Vec<i8>]> = sets.iter().map(|d| d.as_slice()).collect();
+        let boot = repdrift::stats::paired::bootstrap_mean_over_sets(
+            &refs,
+            settings.resamples,
+            1.0 - settings.alpha,
+            settings.seed ^ 7,
+        )
+        .unwrap();
+        let got = means
+            .iter()
+            .find(|m| m["method"] == method && m["against"] == "base probe")
+            .unwrap();
+        let f = |k: &str| got[k].as_f64().unwrap();
+        assert!(
+            (f("difference") - want).abs() < 1e-12,
+            "{method}: {} vs {want}",
+            f("difference")
+        );
+        assert_eq!(
+            (f("lo"), f("hi"), f("p")),
+            (boot.lo, boot.hi, boot.p),
+            "{method}"
+        );
+    }
     let md = std::fs::read_to_string(out.join("study.md")).unwrap();
     assert!(
         md.contains("over pairs and seeds"),
         "no paired table in study.md"
+    );
+    assert!(
+        md.contains("95 % interval over seeds and pairs: the seed-and-pair bootstrap")
+            && !md.contains("t-interval over seeds"),
+        "the table against the base still quotes intervals over seeds only"
     );
     assert!(
         md.contains("| naive − gold | reversed |"),
