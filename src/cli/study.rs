@@ -25,13 +25,14 @@ pub struct StudyArgs {
     /// Run at most N runs now, then stop (resume later with --resume).
     #[arg(long)]
     pub max_runs: Option<usize>,
-    #[arg(long, default_value = "repdrift study")]
-    pub title: String,
+    /// The pages' title [default: the config's `title`, else "repdrift study"].
+    #[arg(long)]
+    pub title: Option<String>,
     /// cpu or cuda:N (build with --features cuda).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// A `repdrift validate` output (validate.json) of the base: its numerical floor and
-    /// chance level go into "Can these numbers be trusted?".
+    /// chance level go into "Can these numbers be trusted?" [default: the config's `validate`].
     #[arg(long)]
     pub validate: Option<PathBuf>,
 }
@@ -65,7 +66,12 @@ fn render_all(
     let targets: Vec<String> = s.config.targets.keys().cloned().collect();
     let mut summary = study::summarise(&runs, &targets, &s.config.contrasts);
     summary.trust = study::trust::trust_lines(&runs, validate);
-    render::write(&a.out, &a.title, &runs, &summary)?;
+    let title = a
+        .title
+        .as_deref()
+        .or(s.config.title.as_deref())
+        .unwrap_or("repdrift study");
+    render::write(&a.out, title, &runs, &summary)?;
     Ok(summary)
 }
 
@@ -79,6 +85,7 @@ pub fn run_study(a: &StudyArgs) -> anyhow::Result<()> {
     let validate = a
         .validate
         .as_deref()
+        .or(s.config.validate.as_deref())
         .map(|v| {
             use repdrift::model::HookedModel;
             repdrift::report::trust::summary_for(v, &base.info().weights_sha256)

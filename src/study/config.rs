@@ -120,6 +120,14 @@ pub struct StudyConfig {
     /// naive (analysis only: runs do not depend on it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contrasts: Vec<(String, String)>,
+    /// The pages' title (`--title` overrides it; analysis only), so that the committed pages
+    /// re-render from the config alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// A `repdrift validate` output (validate.json) of the base for "Can these numbers be
+    /// trusted?" (`--validate` overrides it; analysis only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate: Option<PathBuf>,
 }
 
 fn is_empty_path(p: &std::path::Path) -> bool {

@@ -612,6 +612,40 @@ fn a_shortcut_teacher_study_stores_pair_margins_and_its_paired_tests_recompute_f
     );
     assert!(md.contains("per run by paired tests"));
 
+    // The page's title and validate file come from the grid file, so a committed page
+    // re-renders from its config alone; --title overrides the config's.
+    let first_line = || {
+        std::fs::read_to_string(out.join("study.md"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    std::fs::write(&cfg, format!("title = \"From the config\"\n{text}")).unwrap();
+    study(&cfg, &out, &["--render-only"]);
+    assert_eq!(first_line(), "# From the config");
+    study(
+        &cfg,
+        &out,
+        &["--render-only", "--title", "From the command"],
+    );
+    assert_eq!(first_line(), "# From the command");
+    let missing = dir.join("no-such-validate.json");
+    std::fs::write(
+        &cfg,
+        format!("validate = \"{}\"\n{text}", missing.display()),
+    )
+    .unwrap();
+    let before = std::fs::read(out.join("study.md")).unwrap();
+    let mut c = bin();
+    c.args(["study", "--render-only", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out);
+    expect_user_error(&mut c, &["no-such-validate.json"]);
+    assert_eq!(std::fs::read(out.join("study.md")).unwrap(), before);
+
     // The teacher is an encoder or a rule, not both; the rule must be one repdrift knows.
     let both = text.replace(
         "weak_rule = \"padding\"",
