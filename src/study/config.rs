@@ -121,12 +121,13 @@ pub struct StudyConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contrasts: Vec<(String, String)>,
     /// The pages' title (`--title` overrides it; analysis only), so that the committed pages
-    /// re-render from the config alone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// re-render from the config alone. Not written to the study's `config.json`, which
+    /// records what the runs depend on.
+    #[serde(default, skip_serializing)]
     pub title: Option<String>,
     /// A `repdrift validate` output (validate.json) of the base for "Can these numbers be
-    /// trusted?" (`--validate` overrides it; analysis only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// trusted?" (`--validate` overrides it; analysis only; not in `config.json` either).
+    #[serde(default, skip_serializing)]
     pub validate: Option<PathBuf>,
 }
 
