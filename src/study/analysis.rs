@@ -133,9 +133,10 @@ pub struct RunPoint {
     /// layer → mean over targets of 1 − linear CKA.
     pub drift: BTreeMap<usize, f64>,
     pub outcome: String,
-    /// For a `mixed` outcome, each lost target's cause ("chat: head; forum: unresolved").
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub outcome_detail: String,
+    /// For a `mixed` outcome, each lost target's cause: (target, `head` | `drift` | `both` |
+    /// `unresolved`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outcome_causes: Vec<(String, String)>,
 }
 
 /// Permutations of the within-stratum drift-vs-transfer test.
@@ -184,10 +185,7 @@ fn outcome_of(r: &RunResult, targets: &[String]) -> super::pairs::RunOutcome {
     if let Some(o) = super::pairs::run_outcome(r, targets) {
         return o;
     }
-    let words = |o: &str| super::pairs::RunOutcome {
-        outcome: o.to_string(),
-        detail: String::new(),
-    };
+    let words = super::pairs::RunOutcome::plain;
     let (Some(s), Some(b), Some(bs)) = (
         mean_over(&r.accuracy, targets),
         mean_over(&r.base_probe, targets),
@@ -317,9 +315,13 @@ pub fn summarise(
     contrasts: &[(String, String)],
 ) -> Summary {
     let (methods, regimes) = methods_and_regimes(runs);
-    let table = table(runs, targets, &methods, &regimes);
+    // Each run's outcome once (its paired tests are the costly part), for the table and the
+    // points alike.
+    let outcomes: Vec<super::pairs::RunOutcome> =
+        runs.iter().map(|r| outcome_of(r, targets)).collect();
+    let table = table(runs, &outcomes, targets, &methods, &regimes);
     let layers = drift_layers(runs);
-    let points = run_points(runs, targets, &layers);
+    let points = run_points(runs, &outcomes, targets, &layers);
     let correlations = correlations(runs, targets, &layers);
     let best_layer = best_layer(&correlations);
     let best_layer_source_rho = best_layer
@@ -428,6 +430,7 @@ fn references(runs: &[RunResult], targets: &[String]) -> References {
 /// Per regime and method: every metric's mean ± sd over seeds, and the runs' outcomes.
 fn table(
     runs: &[RunResult],
+    outcomes: &[super::pairs::RunOutcome],
     targets: &[String],
     methods: &[String],
     regimes: &[String],
@@ -439,10 +442,12 @@ fn table(
     let mut table = Vec::new();
     for reg in regimes {
         for m in methods {
-            let cell_runs: Vec<&RunResult> = runs
+            let (cell_runs, cell_outcomes): (Vec<&RunResult>, Vec<&str>) = runs
                 .iter()
-                .filter(|r| &r.method == m && &r.regime == reg)
-                .collect();
+                .zip(outcomes)
+                .filter(|(r, _)| &r.method == m && &r.regime == reg)
+                .map(|(r, o)| (r, o.outcome.as_str()))
+                .unzip();
             if cell_runs.is_empty() {
                 continue;
             }
@@ -461,8 +466,8 @@ fn table(
                 })
                 .collect();
             let mut outcomes = BTreeMap::new();
-            for r in &cell_runs {
-                *outcomes.entry(outcome(r, targets)).or_insert(0) += 1;
+            for o in cell_outcomes {
+                *outcomes.entry(o.to_string()).or_insert(0) += 1;
             }
             table.push(Cell {
                 method: m.clone(),
@@ -487,13 +492,18 @@ fn drift_layers(runs: &[RunResult]) -> Vec<usize> {
 }
 
 /// One point per run (sorted by id): mean target accuracy, transfer change, drift per layer.
-fn run_points(runs: &[RunResult], targets: &[String], layers: &[usize]) -> Vec<RunPoint> {
+fn run_points(
+    runs: &[RunResult],
+    outcomes: &[super::pairs::RunOutcome],
+    targets: &[String],
+    layers: &[usize],
+) -> Vec<RunPoint> {
     let mut points: Vec<RunPoint> = runs
         .iter()
-        .filter_map(|r| {
+        .zip(outcomes)
+        .filter_map(|(r, o)| {
             let mt = mean_over(&r.accuracy, targets)?;
             let b = mean_over(&r.base_probe, targets)?;
-            let o = outcome_of(r, targets);
             Some(RunPoint {
                 id: r.id.clone(),
                 method: r.method.clone(),
@@ -505,8 +515,8 @@ fn run_points(runs: &[RunResult], targets: &[String], layers: &[usize]) -> Vec<R
                     .iter()
                     .filter_map(|&l| drift_at(r, l, targets, false).map(|d| (l, d)))
                     .collect(),
-                outcome: o.outcome,
-                outcome_detail: o.detail,
+                outcome: o.outcome.clone(),
+                outcome_causes: o.causes.clone(),
             })
         })
         .collect();

@@ -84,22 +84,54 @@ fn family_cells(
     out
 }
 
-/// Every method × regime's paired tests over its seeds (runs ordered by seed).
-pub fn pair_tests(runs: &[RunResult], targets: &[String]) -> Vec<PairCell> {
-    let s = TestSettings::default();
+/// The (regime, method) cells of `runs`, in the order they first appear.
+fn regime_methods(runs: &[RunResult]) -> Vec<(&str, &str)> {
     let mut keys: Vec<(&str, &str)> = Vec::new();
     for r in runs {
         if !keys.contains(&(r.regime.as_str(), r.method.as_str())) {
             keys.push((&r.regime, &r.method));
         }
     }
+    keys
+}
+
+/// The runs of one method in one regime, ordered by seed; only `seeds` when given.
+fn runs_of<'a>(
+    runs: &'a [RunResult],
+    regime: &str,
+    method: &str,
+    seeds: Option<&[u64]>,
+) -> Vec<&'a RunResult> {
+    let mut v: Vec<&RunResult> = runs
+        .iter()
+        .filter(|r| r.regime == regime && r.method == method)
+        .filter(|r| seeds.is_none_or(|s| s.contains(&r.seed)))
+        .collect();
+    v.sort_by_key(|r| r.seed);
+    v
+}
+
+/// The seeds both `method` and `against` ran in `regime`, ascending.
+fn shared_seeds(runs: &[RunResult], regime: &str, method: &str, against: &str) -> Vec<u64> {
+    let theirs: Vec<u64> = runs_of(runs, regime, against, None)
+        .iter()
+        .map(|r| r.seed)
+        .collect();
+    let mut seeds: Vec<u64> = runs_of(runs, regime, method, None)
+        .iter()
+        .map(|r| r.seed)
+        .filter(|s| theirs.contains(s))
+        .collect();
+    seeds.dedup();
+    seeds
+}
+
+/// Every method × regime's paired tests over its seeds (runs ordered by seed).
+pub fn pair_tests(runs: &[RunResult], targets: &[String]) -> Vec<PairCell> {
+    let s = TestSettings::default();
     let mut out = Vec::new();
-    for (regime, method) in keys {
-        let mut cell: Vec<&RunResult> = runs
-            .iter()
-            .filter(|r| r.regime == regime && r.method == method)
-            .collect();
-        cell.sort_by_key(|r| r.seed);
+    for (regime, method) in regime_methods(runs) {
+        let cell = runs_of(runs, regime, method, None);
         for (set, tests) in cells_of(&cell, targets, &s) {
             out.push(PairCell {
                 regime: regime.to_string(),
@@ -192,20 +224,9 @@ fn contrast_cells(
     targets: &[String],
     s: &TestSettings,
 ) -> Vec<Contrast> {
-    let of = |m: &str, seed: u64| {
-        runs.iter()
-            .find(|r| r.regime == regime && r.method == m && r.seed == seed)
-    };
-    let mut seeds: Vec<u64> = runs
-        .iter()
-        .filter(|r| r.regime == regime && r.method == method)
-        .map(|r| r.seed)
-        .filter(|&seed| of(against, seed).is_some())
-        .collect();
-    seeds.sort_unstable();
-    seeds.dedup();
-    let a: Vec<&RunResult> = seeds.iter().filter_map(|&x| of(method, x)).collect();
-    let b: Vec<&RunResult> = seeds.iter().filter_map(|&x| of(against, x)).collect();
+    let seeds = shared_seeds(runs, regime, method, against);
+    let a = runs_of(runs, regime, method, Some(&seeds));
+    let b = runs_of(runs, regime, against, Some(&seeds));
     let heads = |rs: &[&RunResult], set: &str| readouts(rs, set).map(|r| r.2);
     let cell = |set: &str, family: usize| {
         let (h, reference) = (heads(&a, set)?, heads(&b, set)?);
@@ -239,11 +260,32 @@ fn contrast_cells(
 /// no margins): `transferred` when no target's loss is significant and none is below the base
 /// on these pairs, `inconclusive` when a loss is not significant, else the cause of the
 /// significant losses — `drift`, `head`, `both`, `unresolved` — or `mixed` when targets differ.
-/// For a mixed run, `detail` names each lost target's cause ("chat: head; forum: unresolved").
+/// For a mixed run, `causes` holds each lost target's cause, in target order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOutcome {
     pub outcome: String,
-    pub detail: String,
+    pub causes: Vec<(String, String)>,
+}
+
+impl RunOutcome {
+    /// An outcome with no per-target causes.
+    pub fn plain(outcome: &str) -> Self {
+        Self {
+            outcome: outcome.to_string(),
+            causes: Vec::new(),
+        }
+    }
+
+    /// The causes in words: "chat: head; forum: unresolved" (empty unless mixed).
+    pub fn detail(&self) -> String {
+        causes_in_words(&self.causes)
+    }
+}
+
+/// Per-target causes in words: "chat: head; forum: unresolved".
+pub fn causes_in_words(causes: &[(String, String)]) -> String {
+    let v: Vec<String> = causes.iter().map(|(t, c)| format!("{t}: {c}")).collect();
+    v.join("; ")
 }
 
 /// The cause of a lost target, in the outcome's words.
@@ -272,23 +314,21 @@ pub fn run_outcome(r: &RunResult, targets: &[String]) -> Option<RunOutcome> {
         .filter(|(_, v)| v.lost())
         .map(|(set, v)| (set.as_str(), cause(*v)))
         .collect();
-    let plain = |o: &str| RunOutcome {
-        outcome: o.to_string(),
-        detail: String::new(),
-    };
     Some(if lost.is_empty() {
         if verdicts.iter().any(|(_, v)| *v == Verdict::Inconclusive) {
-            plain("inconclusive")
+            RunOutcome::plain("inconclusive")
         } else {
-            plain("transferred")
+            RunOutcome::plain("transferred")
         }
     } else if lost.iter().all(|c| c.1 == lost[0].1) {
-        plain(lost[0].1)
+        RunOutcome::plain(lost[0].1)
     } else {
-        let detail: Vec<String> = lost.iter().map(|(t, c)| format!("{t}: {c}")).collect();
         RunOutcome {
             outcome: "mixed".into(),
-            detail: detail.join("; "),
+            causes: lost
+                .iter()
+                .map(|(t, c)| (t.to_string(), c.to_string()))
+                .collect(),
         }
     })
 }
@@ -319,24 +359,10 @@ pub const BASE_PROBE: &str = "base probe";
 /// Per regime and method: the mean over targets against the base probe and, for each method
 /// but gold and naive, against naive. Runs without margins give none.
 pub fn means_over_targets(runs: &[RunResult], targets: &[String]) -> Vec<MeanOverTargets> {
-    let mut keys: Vec<(&str, &str)> = Vec::new();
-    for r in runs {
-        if !keys.contains(&(r.regime.as_str(), r.method.as_str())) {
-            keys.push((&r.regime, &r.method));
-        }
-    }
-    let of = |regime: &str, method: &str, seeds: Option<&[u64]>| -> Vec<&RunResult> {
-        let mut v: Vec<&RunResult> = runs
-            .iter()
-            .filter(|r| r.regime == regime && r.method == method)
-            .filter(|r| seeds.is_none_or(|s| s.contains(&r.seed)))
-            .collect();
-        v.sort_by_key(|r| r.seed);
-        v
-    };
+    let keys = regime_methods(runs);
     let mut out = Vec::new();
     for &(regime, method) in &keys {
-        let cell = of(regime, method, None);
+        let cell = runs_of(runs, regime, method, None);
         let seeds: Vec<u64> = cell.iter().map(|r| r.seed).collect();
         let vs_base = per_target(targets, |t| {
             let (b, _, h) = readouts(&cell, t)?;
@@ -346,15 +372,10 @@ pub fn means_over_targets(runs: &[RunResult], targets: &[String]) -> Vec<MeanOve
         if ["gold", "naive"].contains(&method) || !keys.contains(&(regime, "naive")) {
             continue;
         }
-        let naive_seeds: Vec<u64> = of(regime, "naive", None).iter().map(|r| r.seed).collect();
-        let common: Vec<u64> = seeds
-            .iter()
-            .copied()
-            .filter(|s| naive_seeds.contains(s))
-            .collect();
+        let common = shared_seeds(runs, regime, method, "naive");
         let (a, b) = (
-            of(regime, method, Some(&common)),
-            of(regime, "naive", Some(&common)),
+            runs_of(runs, regime, method, Some(&common)),
+            runs_of(runs, regime, "naive", Some(&common)),
         );
         let vs_naive = per_target(targets, |t| {
             let (ha, hb) = (readouts(&a, t)?.2, readouts(&b, t)?.2);

@@ -281,12 +281,9 @@ fn drift_or_head_line(s: &Summary) -> String {
         );
     }
     let mixed_with = |cause: &str| {
-        let tag = format!(": {cause}");
         s.points
             .iter()
-            .filter(|p| {
-                p.outcome == "mixed" && p.outcome_detail.split("; ").any(|t| t.ends_with(&tag))
-            })
+            .filter(|p| p.outcome == "mixed" && p.outcome_causes.iter().any(|(_, c)| c == cause))
             .count()
     };
     format!(
@@ -399,10 +396,14 @@ fn run_cells(s: &Summary) -> Vec<Vec<String>> {
                 p.id.clone(),
                 format!("{:.1}", p.mean_target),
                 format!("{:+.1}", p.transfer_change),
-                if p.outcome_detail.is_empty() {
+                if p.outcome_causes.is_empty() {
                     p.outcome.to_string()
                 } else {
-                    format!("{} ({})", p.outcome, p.outcome_detail)
+                    format!(
+                        "{} ({})",
+                        p.outcome,
+                        super::pairs::causes_in_words(&p.outcome_causes)
+                    )
                 },
             ]
         })

@@ -728,8 +728,8 @@ fn a_mixed_run_names_the_cause_of_each_lost_target() {
     .to_vec();
     let o = repdrift::study::pairs::run_outcome(&r, &targets).unwrap();
     assert_eq!(o.outcome, "mixed");
-    assert!(o.detail.contains("heldout: drift"), "{}", o.detail);
-    assert!(o.detail.contains("chat_wide: head"), "{}", o.detail);
+    assert!(o.detail().contains("heldout: drift"), "{}", o.detail());
+    assert!(o.detail().contains("chat_wide: head"), "{}", o.detail());
 
     // Constructed: on chat_wide the states keep what the base knew and the head loses it all
     // (head); on forum_wide the states lose it and the head adds nothing (drift); the other
@@ -748,12 +748,12 @@ fn a_mixed_run_names_the_cause_of_each_lost_target() {
     }
     let o = repdrift::study::pairs::run_outcome(&r, &targets).unwrap();
     assert_eq!(
-        (o.outcome.as_str(), o.detail.as_str()),
+        (o.outcome.as_str(), o.detail().as_str()),
         ("mixed", "chat_wide: head; forum_wide: drift")
     );
     // One cause on every lost target: named plainly, no detail.
     let m = r.pairs.get_mut("forum_wide").unwrap();
     m.probe_on_student = keep(m.base_probe.len());
     let o = repdrift::study::pairs::run_outcome(&r, &targets).unwrap();
-    assert_eq!((o.outcome.as_str(), o.detail.as_str()), ("head", ""));
+    assert_eq!((o.outcome.as_str(), o.detail().as_str()), ("head", ""));
 }
